@@ -1,0 +1,92 @@
+//! The [`Source`] trait: where rows enter a job.
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::common::Result;
+
+use crate::message::CheckpointId;
+use crate::operator::OperatorContext;
+
+/// What one poll of a source produced.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Rows, in the source's schema.
+    Batch(RecordBatch),
+    /// Nothing available right now; poll again. (A source that can wait for
+    /// data should rather wait inside [`Source::poll_next`].)
+    Idle,
+    /// A bounded source has produced everything it ever will.
+    Finished,
+}
+
+/// A source subtask: one instance per subtask, driven by the runtime.
+///
+/// # Lifecycle
+///
+/// 1. [`open`](Source::open) once (later: with restored positions).
+/// 2. [`poll_next`](Source::poll_next) repeatedly until it returns
+///    [`SourceEvent::Finished`] (bounded sources) or the job stops. Between
+///    polls the runtime may inject a checkpoint barrier, after calling
+///    [`snapshot_state`](Source::snapshot_state): the position recorded there
+///    must be exactly after the last batch returned.
+/// 3. [`close`](Source::close) once.
+///
+/// # Cancel safety
+///
+/// `poll_next` must be cancel-safe: the runtime drops its future to handle a
+/// barrier, a stop request or an idleness timeout, then calls it again. A
+/// dropped poll must lose nothing (wait, then read; never read, then wait).
+///
+/// # Watermarks
+///
+/// Sources produce rows only; the runtime derives watermarks from the table's
+/// `WATERMARK FOR` expression (bounded out-of-orderness) and idleness from
+/// `scan.watermark.idle-timeout`, and emits the final `+∞` watermark when a
+/// bounded source finishes.
+#[async_trait]
+pub trait Source: Send {
+    /// Called once before the first poll.
+    async fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Produces the next batch. Must be cancel-safe (see the trait docs).
+    async fn poll_next(&mut self) -> Result<SourceEvent>;
+
+    /// Records the source's position for checkpoint `checkpoint_id`.
+    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once checkpoint `checkpoint_id` is complete.
+    async fn notify_checkpoint_complete(&mut self, _checkpoint_id: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+
+    /// Releases resources.
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A validated source table: creates the per-subtask [`Source`]s of a job.
+///
+/// Built by a [`crate::connector::Connector`] from a table's schema and
+/// `WITH` options when the table is created, so option errors surface at
+/// `CREATE TABLE`, not when a job starts.
+pub trait SourceSpec: Send + Sync + std::fmt::Debug {
+    /// The schema of the rows the source produces (the table's physical columns).
+    fn schema(&self) -> SchemaRef;
+
+    /// Whether the source ends by itself.
+    fn is_bounded(&self) -> bool;
+
+    /// The most subtasks this source can use (e.g. one per file), if limited.
+    fn max_parallelism(&self) -> Option<usize> {
+        None
+    }
+
+    /// Creates subtask `subtask` of `parallelism`.
+    fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Source>>;
+}
