@@ -22,3 +22,4 @@ pub mod exchange;
 pub mod graph;
 pub mod runtime;
 pub mod watermark;
+pub mod operators;

@@ -1,0 +1,37 @@
+//! Filter: a DataFusion physical predicate evaluated on each batch.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::operator::{Operator, Output};
+
+/// Keeps the rows for which `predicate` is true (NULL counts as false). The
+/// row-kind column of an updating stream is filtered along with the rows.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub predicate: Arc<dyn PhysicalExpr>,
+}
+
+#[async_trait]
+impl Operator for Filter {
+    async fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let mask = self.predicate.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| DataFusionError::Plan("a WHERE predicate must be a boolean".into()))?;
+        let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
+        if mask.true_count() == batch.num_rows() {
+            out.emit(batch);
+        } else {
+            out.emit(filter_record_batch(&batch, &mask)?);
+        }
+        Ok(())
+    }
+}

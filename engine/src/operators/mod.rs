@@ -1,0 +1,15 @@
+//! The operators the SQL planner lowers to: stateless ones evaluating
+//! DataFusion physical expressions, and stateful window and group
+//! aggregates built on DataFusion's accumulators.
+
+pub mod aggregates;
+pub mod collect;
+pub mod factory;
+pub mod filter;
+pub mod projection;
+pub mod session_window;
+pub mod union;
+pub mod updating_aggregate;
+pub mod window;
+pub mod window_aggregate;
+pub mod window_assign;

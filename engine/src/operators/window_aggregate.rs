@@ -1,0 +1,224 @@
+//! Windowed aggregation for TUMBLE, HOP and CUMULATE windows: results are
+//! emitted when the watermark passes the end of a window; rows whose every
+//! window has already fired are dropped and counted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::common::Result;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_inputs, take_all};
+use super::window::{WindowKind, timestamps_from_ns};
+use crate::message::EventTime;
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, Output};
+use crate::watermark::to_event_time;
+
+/// What one `GROUP BY` column of a window aggregate outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupColumn {
+    WindowStart,
+    WindowEnd,
+    /// `window_end - 1` in the column's unit: the rowtime of the result.
+    WindowTime,
+    /// The i-th key expression.
+    Key(usize),
+}
+
+/// The plan of a window aggregate, shared by its subtasks.
+#[derive(Debug)]
+pub struct WindowAggregateConfig {
+    pub window: WindowKind,
+    /// The event-time column of the input.
+    pub time_column: Arc<dyn PhysicalExpr>,
+    /// The grouping keys other than the window columns.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The schema of the keys (for the group table).
+    pub key_schema: SchemaRef,
+    pub aggregates: Vec<AggregateSpec>,
+    /// The output's group columns, in output order; aggregates follow.
+    pub group_columns: Vec<GroupColumn>,
+    pub output_schema: SchemaRef,
+}
+
+/// The groups and accumulators of one open window.
+struct WindowState {
+    groups: Option<Box<dyn GroupValues>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    num_groups: usize,
+}
+
+/// A TUMBLE / HOP / CUMULATE window aggregate subtask.
+///
+/// State: one group table and one set of DataFusion `GroupsAccumulator`s per
+/// open window, keyed by `(window_end, window_start)`. A row is added to each
+/// of its windows that has not fired; a window fires (is emitted and dropped)
+/// when the watermark reaches `window_end - 1`.
+pub struct WindowAggregate {
+    config: Arc<WindowAggregateConfig>,
+    windows: BTreeMap<(EventTime, EventTime), WindowState>,
+    watermark: Option<EventTime>,
+    metrics: Option<Arc<OperatorMetrics>>,
+    assignment: HashMap<(EventTime, EventTime), Vec<u32>>,
+    group_indices: Vec<usize>,
+}
+
+impl WindowAggregate {
+    pub fn new(config: Arc<WindowAggregateConfig>) -> Self {
+        WindowAggregate {
+            config,
+            windows: BTreeMap::new(),
+            watermark: None,
+            metrics: None,
+            assignment: HashMap::new(),
+            group_indices: Vec::new(),
+        }
+    }
+
+    fn new_window(&self) -> Result<WindowState> {
+        let groups = if self.config.keys.is_empty() {
+            None
+        } else {
+            Some(new_group_values(self.config.key_schema.clone(), &GroupOrdering::None)?)
+        };
+        let accumulators =
+            self.config.aggregates.iter().map(|a| a.groups_accumulator()).collect::<Result<Vec<_>>>()?;
+        Ok(WindowState { groups, accumulators, num_groups: 0 })
+    }
+
+    fn update(
+        &mut self,
+        window: (EventTime, EventTime),
+        keys: &[ArrayRef],
+        inputs: &[AggregateInput],
+        num_rows: usize,
+    ) -> Result<()> {
+        if !self.windows.contains_key(&(window.1, window.0)) {
+            let state = self.new_window()?;
+            self.windows.insert((window.1, window.0), state);
+        }
+        let state = self.windows.get_mut(&(window.1, window.0)).expect("inserted above");
+        self.group_indices.clear();
+        match &mut state.groups {
+            Some(groups) => {
+                groups.intern(keys, &mut self.group_indices)?;
+                state.num_groups = groups.len();
+            }
+            None => {
+                self.group_indices.resize(num_rows, 0);
+                state.num_groups = 1;
+            }
+        }
+        for (acc, input) in state.accumulators.iter_mut().zip(inputs) {
+            acc.update_batch(&input.values, &self.group_indices, input.filter.as_ref(), state.num_groups)?;
+        }
+        Ok(())
+    }
+
+    fn fire(&self, start: EventTime, end: EventTime, mut state: WindowState) -> Result<RecordBatch> {
+        let n = state.num_groups;
+        let keys = match &mut state.groups {
+            Some(groups) => groups.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let schema = &self.config.output_schema;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for (i, g) in self.config.group_columns.iter().enumerate() {
+            let dt = schema.field(i).data_type();
+            columns.push(match g {
+                GroupColumn::WindowStart => timestamps_from_ns(dt, std::iter::repeat_n(start, n))?,
+                GroupColumn::WindowEnd => timestamps_from_ns(dt, std::iter::repeat_n(end, n))?,
+                GroupColumn::WindowTime => timestamps_from_ns(dt, std::iter::repeat_n(end - 1, n))?,
+                GroupColumn::Key(k) => keys[*k].clone(),
+            });
+        }
+        for acc in &mut state.accumulators {
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl Operator for WindowAggregate {
+    async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(ctx.metrics.clone());
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+        let n = batch.num_rows();
+        let times = self.config.time_column.evaluate(&batch)?.into_array(n)?;
+        let times = to_event_time(times.as_ref())?;
+        let keys = evaluate_exprs(&self.config.keys, &batch)?;
+        let inputs = evaluate_inputs(&self.config.aggregates, &batch)?;
+
+        for rows in self.assignment.values_mut() {
+            rows.clear();
+        }
+        let (mut late, mut null_time) = (0u64, 0u64);
+        let watermark = self.watermark;
+        let window = self.config.window;
+        for row in 0..n {
+            if times.is_null(row) {
+                null_time += 1;
+                continue;
+            }
+            let mut assigned = false;
+            window.for_each_window(times.value(row), |start, end| {
+                if watermark.is_some_and(|w| end - 1 <= w) {
+                    return;
+                }
+                assigned = true;
+                self.assignment.entry((start, end)).or_default().push(row as u32);
+            });
+            if !assigned {
+                late += 1;
+            }
+        }
+        if let Some(m) = &self.metrics {
+            OperatorMetrics::add(&m.late_rows_dropped, late);
+            OperatorMetrics::add(&m.records_skipped, null_time);
+        }
+        let mut assignment = std::mem::take(&mut self.assignment);
+        for (&window, rows) in assignment.iter_mut() {
+            if rows.is_empty() {
+                continue;
+            }
+            if rows.len() == n {
+                self.update(window, &keys, &inputs, n)?;
+            } else {
+                let idx = UInt32Array::from(std::mem::take(rows));
+                let k = take_all(&keys, &idx)?;
+                let inp = inputs.iter().map(|i| i.take(&idx)).collect::<Result<Vec<_>>>()?;
+                self.update(window, &k, &inp, idx.len())?;
+            }
+        }
+        // Keep the map small: windows that got no rows in this batch are forgotten.
+        assignment.retain(|_, rows| rows.capacity() > 0);
+        self.assignment = assignment;
+        Ok(())
+    }
+
+    async fn process_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
+        self.watermark = Some(watermark);
+        while let Some(entry) = self.windows.first_entry() {
+            let (end, start) = *entry.key();
+            if end - 1 > watermark {
+                break;
+            }
+            let state = entry.remove();
+            out.emit(self.fire(start, end, state)?);
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+}
