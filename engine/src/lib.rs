@@ -23,3 +23,4 @@ pub mod graph;
 pub mod runtime;
 pub mod watermark;
 pub mod operators;
+pub mod values;

@@ -33,12 +33,21 @@ pub enum GroupColumn {
     Key(usize),
 }
 
+/// Where a window aggregate finds the windows of a row.
+#[derive(Debug, Clone)]
+pub enum WindowSource {
+    /// Computes them from an event-time column (the window TVF is fused into
+    /// the aggregate: no row is copied per window).
+    Assign { window: WindowKind, time_column: Arc<dyn PhysicalExpr> },
+    /// Reads them from `window_start` / `window_end` columns (e.g. a window
+    /// aggregate over the result of another window aggregate).
+    Columns { start: Arc<dyn PhysicalExpr>, end: Arc<dyn PhysicalExpr> },
+}
+
 /// The plan of a window aggregate, shared by its subtasks.
 #[derive(Debug)]
 pub struct WindowAggregateConfig {
-    pub window: WindowKind,
-    /// The event-time column of the input.
-    pub time_column: Arc<dyn PhysicalExpr>,
+    pub windows: WindowSource,
     /// The grouping keys other than the window columns.
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     /// The schema of the keys (for the group table).
@@ -156,8 +165,6 @@ impl Operator for WindowAggregate {
 
     async fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
         let n = batch.num_rows();
-        let times = self.config.time_column.evaluate(&batch)?.into_array(n)?;
-        let times = to_event_time(times.as_ref())?;
         let keys = evaluate_exprs(&self.config.keys, &batch)?;
         let inputs = evaluate_inputs(&self.config.aggregates, &batch)?;
 
@@ -166,22 +173,41 @@ impl Operator for WindowAggregate {
         }
         let (mut late, mut null_time) = (0u64, 0u64);
         let watermark = self.watermark;
-        let window = self.config.window;
-        for row in 0..n {
-            if times.is_null(row) {
-                null_time += 1;
-                continue;
-            }
-            let mut assigned = false;
-            window.for_each_window(times.value(row), |start, end| {
-                if watermark.is_some_and(|w| end - 1 <= w) {
-                    return;
+        match &self.config.windows {
+            WindowSource::Assign { window, time_column } => {
+                let times = time_column.evaluate(&batch)?.into_array(n)?;
+                let times = to_event_time(times.as_ref())?;
+                for row in 0..n {
+                    if times.is_null(row) {
+                        null_time += 1;
+                        continue;
+                    }
+                    let mut assigned = false;
+                    window.for_each_window(times.value(row), |start, end| {
+                        if watermark.is_some_and(|w| end - 1 <= w) {
+                            return;
+                        }
+                        assigned = true;
+                        self.assignment.entry((start, end)).or_default().push(row as u32);
+                    });
+                    if !assigned {
+                        late += 1;
+                    }
                 }
-                assigned = true;
-                self.assignment.entry((start, end)).or_default().push(row as u32);
-            });
-            if !assigned {
-                late += 1;
+            }
+            WindowSource::Columns { start, end } => {
+                let starts = to_event_time(start.evaluate(&batch)?.into_array(n)?.as_ref())?;
+                let ends = to_event_time(end.evaluate(&batch)?.into_array(n)?.as_ref())?;
+                for row in 0..n {
+                    if starts.is_null(row) || ends.is_null(row) {
+                        null_time += 1;
+                    } else if watermark.is_some_and(|w| ends.value(row) - 1 <= w) {
+                        late += 1;
+                    } else {
+                        let w = (starts.value(row), ends.value(row));
+                        self.assignment.entry(w).or_default().push(row as u32);
+                    }
+                }
             }
         }
         if let Some(m) = &self.metrics {

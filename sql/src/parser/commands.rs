@@ -68,10 +68,7 @@ pub(crate) fn parse_set(
         ));
     }
     if !p.consume_token(&Token::Eq) {
-        return Err(SqlError::expected(
-            &format!("= after SET '{key}'"),
-            &eq,
-        ));
+        return Err(SqlError::expected(&format!("= after SET '{key}'"), &eq));
     }
     let value_start = p.peek_token();
     let value = match &value_start.token {
@@ -137,7 +134,9 @@ fn parse_key(
         Token::Word(_) => {}
         _ => {
             return Err(SqlError::expected(
-                &format!("a configuration key after {command}, e.g. {command} 'parallelism.default'"),
+                &format!(
+                    "a configuration key after {command}, e.g. {command} 'parallelism.default'"
+                ),
                 &first,
             ));
         }
@@ -197,9 +196,7 @@ pub(crate) fn parse_describe(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement
             &name_start,
         ));
     }
-    let name = p
-        .parse_object_name(false)
-        .map_err(parser_error(start))?;
+    let name = p.parse_object_name(false).map_err(parser_error(start))?;
     expect_end(&p)?;
     Ok(WeirStatement::Describe { name })
 }

@@ -68,7 +68,11 @@ impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
-                write!(f, "SQL error at line {line}, column {column}: {}", self.message)
+                write!(
+                    f,
+                    "SQL error at line {line}, column {column}: {}",
+                    self.message
+                )
             }
             (Some(line), None) => write!(f, "SQL error at line {line}: {}", self.message),
             _ => write!(f, "SQL error: {}", self.message),

@@ -8,9 +8,7 @@
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{
-    Location, Span, Token, TokenWithSpan, Tokenizer,
-};
+use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 
 use super::error::SqlError;
 
@@ -97,18 +95,23 @@ fn finish(statements: &mut Vec<Vec<TokenWithSpan>>, mut tokens: Vec<TokenWithSpa
 /// Deepest bracket nesting accepted in a statement.
 pub(crate) const MAX_NESTING: usize = 64;
 
-/// Rejects statements nested deeper than [`MAX_NESTING`] brackets: `(`, `[` and the `<` of
-/// `ARRAY<`, `ROW<`, `MAP<`, `STRUCT<`, `MULTISET<`.
+/// Measures how deeply sqlparser will recurse on a statement: the deepest bracket nesting
+/// (`(`, `[` and the `<` of `ARRAY<`, `ROW<`, `MAP<`, `STRUCT<`, `MULTISET<`), or the number of
+/// prefix operators (`NOT`, unary `-`/`+`) if larger. Fails when brackets nest deeper than
+/// [`MAX_NESTING`].
 ///
-/// sqlparser bounds the recursion of expressions and queries itself, but not of data types
-/// (`ARRAY<ARRAY<...>>`), which would overflow the stack (an abort, not even a panic).
-pub(crate) fn check_nesting(tokens: &[TokenWithSpan]) -> Result<(), SqlError> {
+/// sqlparser bounds the recursion of expressions and queries itself (at 50 levels), but not of
+/// data types (`ARRAY<ARRAY<...>>`), which would overflow the stack (an abort, not even a
+/// panic). See also `parse_statements`, which gives deeply nested statements a larger stack.
+pub(crate) fn check_nesting(tokens: &[TokenWithSpan]) -> Result<usize, SqlError> {
     #[derive(PartialEq)]
     enum Open {
         Paren,
         Angle,
     }
     let mut stack = Vec::new();
+    let mut deepest = 0;
+    let mut prefix_operators = 0;
     let mut previous: Option<&Token> = None;
     for token in tokens.iter().filter(|t| !is_trivia(&t.token)) {
         let opens = match &token.token {
@@ -124,6 +127,7 @@ pub(crate) fn check_nesting(tokens: &[TokenWithSpan]) -> Result<(), SqlError> {
         };
         if let Some(open) = opens {
             stack.push(open);
+            deepest = deepest.max(stack.len());
             if stack.len() > MAX_NESTING {
                 return Err(SqlError::at(
                     token.span.start,
@@ -148,11 +152,27 @@ pub(crate) fn check_nesting(tokens: &[TokenWithSpan]) -> Result<(), SqlError> {
                     }
                 }
             }
+            Token::Minus | Token::Plus => {
+                let after_value = matches!(
+                    previous,
+                    Some(
+                        Token::Word(_)
+                            | Token::Number(..)
+                            | Token::SingleQuotedString(_)
+                            | Token::RParen
+                            | Token::RBracket
+                    )
+                );
+                if !after_value {
+                    prefix_operators += 1;
+                }
+            }
+            _ if is_keyword(&token.token, Keyword::NOT) => prefix_operators += 1,
             _ => {}
         }
         previous = Some(&token.token);
     }
-    Ok(())
+    Ok(deepest.max(prefix_operators))
 }
 
 /// Location of the first significant token (the statement start), for errors without one.

@@ -55,35 +55,79 @@ pub use lexer::{is_complete, split_statements};
 pub use statement::{DropKind, WeirStatement};
 pub use window::{WINDOW_TVF_PLACEHOLDER_PREFIX, WindowKind, WindowTvf};
 
+use datafusion::sql::sqlparser::tokenizer::TokenWithSpan;
+
 /// Parses a script of `;`-separated statements. Empty statements (only whitespace or
 /// comments) are skipped, so empty input gives an empty vector. The first malformed statement
 /// stops parsing with a [`SqlError`] whose position is relative to the start of `sql`.
 pub fn parse_statements(sql: &str) -> Result<Vec<WeirStatement>, SqlError> {
-    let tokens = lexer::tokenize(sql)?;
-    let source = lexer::LineIndex::new(sql);
-    lexer::split(tokens)
-        .into_iter()
-        .map(|statement| statement::parse_one(statement, &source, 0))
-        .collect()
+    let statements = lexer::split(lexer::tokenize(sql)?);
+    parse_all(sql, statements)
 }
 
 /// Parses exactly one statement (a trailing `;` is allowed).
 pub fn parse_statement(sql: &str) -> Result<WeirStatement, SqlError> {
-    let tokens = lexer::tokenize(sql)?;
-    let source = lexer::LineIndex::new(sql);
-    let mut statements = lexer::split(tokens).into_iter();
-    let Some(first) = statements.next() else {
+    let mut statements = lexer::split(lexer::tokenize(sql)?);
+    if statements.len() > 1 {
+        return Err(SqlError::at(
+            lexer::start_location(&statements[1]),
+            "expected a single statement, found more than one",
+        ));
+    }
+    let Some(statement) = statements.pop() else {
         return Err(SqlError {
             message: "no SQL statement given".to_string(),
             line: None,
             column: None,
         });
     };
-    if let Some(second) = statements.next() {
-        return Err(SqlError::at(
-            lexer::start_location(&second),
-            "expected a single statement, found more than one",
-        ));
+    parse_all(sql, vec![statement]).map(|mut parsed| parsed.remove(0))
+}
+
+/// Statements nested deeper than this many brackets are parsed on a thread with
+/// [`DEEP_STACK_SIZE`] bytes of stack.
+const SHALLOW_NESTING: usize = 8;
+
+/// Stack for parsing deeply nested statements. sqlparser recurses once per nesting level with
+/// large frames (tens of KiB in debug builds), so a few dozen levels can exhaust the 2 MiB
+/// stack of a test or tokio worker thread; only touched pages of this stack are allocated.
+const DEEP_STACK_SIZE: usize = 64 * 1024 * 1024;
+
+fn parse_all(
+    sql: &str,
+    statements: Vec<Vec<TokenWithSpan>>,
+) -> Result<Vec<WeirStatement>, SqlError> {
+    let mut deepest = 0;
+    for statement in &statements {
+        deepest = deepest.max(lexer::check_nesting(statement)?);
     }
-    statement::parse_one(first, &source, 0)
+    let parse = || {
+        let source = lexer::LineIndex::new(sql);
+        statements
+            .into_iter()
+            .map(|statement| statement::parse_one(statement, &source, 0))
+            .collect()
+    };
+    if deepest <= SHALLOW_NESTING {
+        return parse();
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("weir-sql-parser".to_string())
+            .stack_size(DEEP_STACK_SIZE)
+            .spawn_scoped(scope, parse)
+            .map_err(|e| SqlError {
+                message: format!("cannot parse a deeply nested statement: {e}"),
+                line: None,
+                column: None,
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(SqlError {
+                    message: "internal error: the SQL parser panicked".to_string(),
+                    line: None,
+                    column: None,
+                })
+            })
+    })
 }

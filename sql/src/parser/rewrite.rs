@@ -21,17 +21,22 @@
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Whitespace};
 
+use super::error::SqlError;
 use super::lexer::{is_keyword, is_trivia, is_word, next_significant, word};
 
 /// Applies all rewrites. `in_create_table` enables the `ROW(name type, ...)` type form, which
 /// is ambiguous with the `ROW(a, b)` constructor in queries.
-pub(crate) fn flink_to_sqlparser(tokens: &mut Vec<TokenWithSpan>, in_create_table: bool) {
+pub(crate) fn flink_to_sqlparser(
+    tokens: &mut Vec<TokenWithSpan>,
+    in_create_table: bool,
+) -> Result<(), SqlError> {
     singular_interval_units(tokens);
-    angle_bracket_types(tokens);
+    angle_bracket_types(tokens)?;
     if in_create_table {
         row_paren_types(tokens);
     }
     local_time_zone(tokens);
+    Ok(())
 }
 
 /// `INTERVAL '10' MINUTES` -> `INTERVAL '10' MINUTE` (also for the other plural units).
@@ -79,27 +84,51 @@ fn singular_unit(token: &Token) -> Option<&'static str> {
 
 /// `ROW<...>` -> `STRUCT<...>` and `MAP<k, v>` -> `MAP(k, v)`, splitting a closing `>>` into
 /// two `>` where needed.
-fn angle_bracket_types(tokens: &mut Vec<TokenWithSpan>) {
+fn angle_bracket_types(tokens: &mut Vec<TokenWithSpan>) -> Result<(), SqlError> {
     let mut i = 0;
     while i < tokens.len() {
         let is_row = is_word(&tokens[i].token, "ROW");
         let is_map = is_word(&tokens[i].token, "MAP");
-        if is_row || is_map {
-            if let Some(open) = next_significant(tokens, i + 1) {
-                if tokens[open].token == Token::Lt {
-                    if let Some(close) = closing_angle(tokens, open) {
-                        if is_row {
-                            tokens[i] = word("STRUCT", tokens[i].span);
-                        } else {
-                            tokens[open].token = Token::LParen;
-                            tokens[close].token = Token::RParen;
-                        }
-                    }
+        if (is_row || is_map)
+            && let Some(open) = next_significant(tokens, i + 1)
+            && tokens[open].token == Token::Lt
+            && let Some(close) = closing_angle(tokens, open)
+        {
+            if is_row {
+                tokens[i] = word("STRUCT", tokens[i].span);
+            } else {
+                let types = top_level_commas(&tokens[open + 1..close]) + 1;
+                if types != 2 {
+                    return Err(SqlError::at(
+                        tokens[i].span.start,
+                        format!(
+                            "MAP takes a key type and a value type, as in MAP<STRING, INT>, \
+                             found {types} type(s)"
+                        ),
+                    ));
                 }
+                tokens[open].token = Token::LParen;
+                tokens[close].token = Token::RParen;
             }
         }
         i += 1;
     }
+    Ok(())
+}
+
+/// Commas not nested in brackets.
+fn top_level_commas(tokens: &[TokenWithSpan]) -> usize {
+    let mut depth = 0i64;
+    let mut commas = 0;
+    for token in tokens {
+        match token.token {
+            Token::Lt | Token::LParen | Token::LBracket => depth += 1,
+            Token::Gt | Token::RParen | Token::RBracket => depth -= 1,
+            Token::Comma if depth == 0 => commas += 1,
+            _ => {}
+        }
+    }
+    commas
 }
 
 /// Index of the `>` closing the `<` at `open`; a `>>` met on the way is split in two `>`.
@@ -214,12 +243,11 @@ fn local_time_zone(tokens: &mut Vec<TokenWithSpan>) {
             let span = tokens[i].span;
             // after the optional precision
             let mut after = i + 1;
-            if let Some(open) = next_significant(tokens, i + 1) {
-                if tokens[open].token == Token::LParen {
-                    if let Some(close) = closing_paren(tokens, open) {
-                        after = close + 1;
-                    }
-                }
+            if let Some(open) = next_significant(tokens, i + 1)
+                && tokens[open].token == Token::LParen
+                && let Some(close) = closing_paren(tokens, open)
+            {
+                after = close + 1;
             }
             if ltz {
                 tokens[i] = word("TIMESTAMP", span);
@@ -270,7 +298,7 @@ mod tests {
 
     fn rewritten(sql: &str, in_create_table: bool) -> String {
         let mut tokens = tokenize(sql).unwrap();
-        flink_to_sqlparser(&mut tokens, in_create_table);
+        flink_to_sqlparser(&mut tokens, in_create_table).unwrap();
         tokens.iter().map(|t| t.token.to_string()).collect()
     }
 
@@ -294,7 +322,10 @@ mod tests {
         );
         assert_eq!(rewritten("SELECT ROW(a, b)", true), "SELECT ROW(a, b)");
         assert_eq!(
-            rewritten("a TIMESTAMP(3) WITH LOCAL TIME ZONE, b TIMESTAMP_LTZ(3), c TIMESTAMP_LTZ", false),
+            rewritten(
+                "a TIMESTAMP(3) WITH LOCAL TIME ZONE, b TIMESTAMP_LTZ(3), c TIMESTAMP_LTZ",
+                false
+            ),
             "a TIMESTAMP(3) WITH TIME ZONE, b TIMESTAMP(3) WITH TIME ZONE, c TIMESTAMP WITH TIME ZONE"
         );
         assert_eq!(rewritten("a >> 2 AND map < 3", false), "a >> 2 AND map < 3");
@@ -303,7 +334,7 @@ mod tests {
     #[test]
     fn split_shift_right_keeps_locations() {
         let mut tokens = tokenize("MAP<A, B<C>>").unwrap();
-        flink_to_sqlparser(&mut tokens, false);
+        flink_to_sqlparser(&mut tokens, false).unwrap();
         let closing: Vec<_> = tokens
             .iter()
             .filter(|t| matches!(t.token, Token::Gt | Token::RParen))

@@ -172,7 +172,7 @@ enum ArgValue {
         partition_location: Location,
     },
     Descriptor(Vec<Ident>),
-    Expr(Expr),
+    Expr(Box<Expr>),
 }
 
 impl ArgValue {
@@ -244,7 +244,9 @@ fn parse_tvf(p: &mut Parser<'static>, placeholder: String) -> Result<WindowTvf, 
     bind(kind, function.span.start, args, placeholder)
 }
 
-fn parser_error(p: &Parser<'static>) -> impl Fn(datafusion::sql::sqlparser::parser::ParserError) -> SqlError {
+fn parser_error(
+    p: &Parser<'static>,
+) -> impl Fn(datafusion::sql::sqlparser::parser::ParserError) -> SqlError {
     let fallback = p.peek_token_ref().span.start;
     move |e| SqlError::from_parser(e, fallback)
 }
@@ -302,7 +304,7 @@ fn parse_arg(p: &mut Parser<'static>, kind: WindowKind) -> Result<Arg, SqlError>
         p.expect_token(&Token::RParen).map_err(parser_error(p))?;
         ArgValue::Descriptor(columns)
     } else {
-        ArgValue::Expr(p.parse_expr().map_err(parser_error(p))?)
+        ArgValue::Expr(Box::new(p.parse_expr().map_err(parser_error(p))?))
     };
     Ok(Arg {
         name,
@@ -330,7 +332,10 @@ fn bind(
         };
         SqlError::at(
             function_location,
-            format!("{name} expects {expected}, found {found}: {}", kind.signature()),
+            format!(
+                "{name} expects {expected}, found {found}: {}",
+                kind.signature()
+            ),
         )
     };
 
@@ -444,10 +449,10 @@ fn bind(
                 ));
             }
             (param, ArgValue::Expr(expr)) => match param {
-                "SLIDE" => slide = Some(expr),
-                "STEP" => step = Some(expr),
-                "OFFSET" => offset = Some(expr),
-                _ => size = Some(expr), // SIZE, GAP
+                "SLIDE" => slide = Some(*expr),
+                "STEP" => step = Some(*expr),
+                "OFFSET" => offset = Some(*expr),
+                _ => size = Some(*expr), // SIZE, GAP
             },
             (param, other) => {
                 return Err(SqlError::at(

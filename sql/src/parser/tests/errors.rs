@@ -48,12 +48,7 @@ fn unterminated_backtick_identifier() {
 
 #[test]
 fn unterminated_block_comment() {
-    assert_error(
-        "SELECT 1 /* no end",
-        1,
-        19,
-        "Unterminated /* comment",
-    );
+    assert_error("SELECT 1 /* no end", 1, 19, "Unterminated /* comment");
 }
 
 #[test]
@@ -102,18 +97,28 @@ fn error_in_a_statement_that_starts_mid_line() {
 
 #[test]
 fn unknown_statement() {
-    assert_error("\n  SELEC 1", 2, 3, "Expected: a statement (SELECT, INSERT INTO");
+    assert_error(
+        "\n  SELEC 1",
+        2,
+        3,
+        "Expected: a statement (SELECT, INSERT INTO",
+    );
     assert_error("\n  SELEC 1", 2, 3, "found: SELEC");
 }
 
 #[test]
 fn too_deeply_nested_expression_is_an_error_not_a_crash() {
     // sqlparser's own recursion limit (no position: the statement start is reported)
-    let sql = format!("SELECT 1;\nSELECT {}1{}", "(".repeat(40), ")".repeat(40));
+    let sql = format!("SELECT 1;\nSELECT {}1{}", "(".repeat(60), ")".repeat(60));
     assert_error(&sql, 2, 1, "nested too deeply (recursion limit exceeded)");
     // weir's bracket limit, checked before sqlparser sees the statement
     let sql = format!("SELECT {}1{}", "(".repeat(300), ")".repeat(300));
-    assert_error(&sql, 1, 72, "nested too deeply (more than 64 levels of brackets)");
+    assert_error(
+        &sql,
+        1,
+        72,
+        "nested too deeply (more than 64 levels of brackets)",
+    );
 }
 
 #[test]
@@ -123,7 +128,7 @@ fn too_deeply_nested_type_is_an_error_not_a_stack_overflow() {
         "ARRAY<".repeat(1000),
         ">".repeat(1000)
     );
-    assert_error(&sql, 1, 397, "nested too deeply");
+    assert_error(&sql, 1, 402, "nested too deeply");
 }
 
 // ---- CREATE TABLE ----------------------------------------------------------------------
@@ -346,7 +351,12 @@ fn create_table_as_select() {
 
 #[test]
 fn create_table_without_name() {
-    assert_error("CREATE TABLE (a INT)", 1, 14, "Expected: identifier, found: (");
+    assert_error(
+        "CREATE TABLE (a INT)",
+        1,
+        14,
+        "Expected: identifier, found: (",
+    );
 }
 
 #[test]
@@ -372,6 +382,16 @@ fn bad_data_type() {
         1,
         34,
         "Expected: ',' or ')' after column definition, found: <",
+    );
+}
+
+#[test]
+fn map_with_one_type() {
+    assert_error(
+        "CREATE TABLE t (a INT,\n  m MAP<STRING>)",
+        2,
+        5,
+        "MAP takes a key type and a value type, as in MAP<STRING, INT>, found 1 type(s)",
     );
 }
 
@@ -603,7 +623,12 @@ fn insert_overwrite_and_missing_into() {
         8,
         "INSERT OVERWRITE is not supported",
     );
-    assert_error("INSERT t SELECT 1", 1, 8, "Expected: INTO after INSERT, found: t");
+    assert_error(
+        "INSERT t SELECT 1",
+        1,
+        8,
+        "Expected: INTO after INSERT, found: t",
+    );
 }
 
 #[test]
@@ -618,7 +643,12 @@ fn show_something_unknown() {
 
 #[test]
 fn drop_without_kind_or_name() {
-    assert_error("DROP t", 1, 6, "Expected: TABLE or VIEW after DROP, found: t");
+    assert_error(
+        "DROP t",
+        1,
+        6,
+        "Expected: TABLE or VIEW after DROP, found: t",
+    );
     assert_error(
         "DROP TABLE",
         1,
@@ -645,7 +675,12 @@ fn explain_of_ddl() {
         9,
         "Expected: a query or an INSERT statement after EXPLAIN, found: CREATE",
     );
-    assert_error("EXPLAIN PLAN SELECT 1", 1, 14, "Expected: FOR after EXPLAIN PLAN");
+    assert_error(
+        "EXPLAIN PLAN SELECT 1",
+        1,
+        14,
+        "Expected: FOR after EXPLAIN PLAN",
+    );
 }
 
 #[test]
@@ -660,7 +695,12 @@ fn error_inside_explained_query_keeps_its_position() {
 
 #[test]
 fn create_view_without_query() {
-    assert_error("CREATE VIEW v", 1, 14, "Expected: AS, found: end of statement");
+    assert_error(
+        "CREATE VIEW v",
+        1,
+        14,
+        "Expected: AS, found: end of statement",
+    );
 }
 
 #[test]

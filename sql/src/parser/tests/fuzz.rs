@@ -35,11 +35,57 @@ const CORPUS: &[&str] = &[
 
 /// Fragments that are likely to confuse a parser.
 const SNIPPETS: &[&str] = &[
-    "(", ")", ",", "'", "\"", "`", ";", "--", "/*", "*/", "TABLE(", "TUMBLE(", "HOP(",
-    "DESCRIPTOR(", "WATERMARK", "FOR", "AS", "=>", "<", ">", ">>", "METADATA", "VIRTUAL",
-    "WITH (", "INTERVAL", "'1'", "MINUTES", " ", "\n", "\t", "é", "日本", "$$", "SELECT",
-    "ROW<", "ROW(", "MAP<", "TIMESTAMP_LTZ(", "TIMESTAMP", "PRIMARY KEY", "EXPLAIN", "SET",
-    "=", "PARTITION BY", "NOT ENFORCED", "0", "-", ".", "*", "\\", "\u{0}",
+    "(",
+    ")",
+    ",",
+    "'",
+    "\"",
+    "`",
+    ";",
+    "--",
+    "/*",
+    "*/",
+    "TABLE(",
+    "TUMBLE(",
+    "HOP(",
+    "DESCRIPTOR(",
+    "WATERMARK",
+    "FOR",
+    "AS",
+    "=>",
+    "<",
+    ">",
+    ">>",
+    "METADATA",
+    "VIRTUAL",
+    "WITH (",
+    "INTERVAL",
+    "'1'",
+    "MINUTES",
+    " ",
+    "\n",
+    "\t",
+    "é",
+    "日本",
+    "$$",
+    "SELECT",
+    "ROW<",
+    "ROW(",
+    "MAP<",
+    "TIMESTAMP_LTZ(",
+    "TIMESTAMP",
+    "PRIMARY KEY",
+    "EXPLAIN",
+    "SET",
+    "=",
+    "PARTITION BY",
+    "NOT ENFORCED",
+    "0",
+    "-",
+    ".",
+    "*",
+    "\\",
+    "\u{0}",
 ];
 
 /// xorshift64*: deterministic, no dependency.
@@ -151,18 +197,39 @@ fn deep_but_allowed_nesting_does_not_overflow_the_stack() {
         .stack_size(2 * 1024 * 1024)
         .spawn(|| {
             let depth = crate::parser::lexer::MAX_NESTING - 1;
-            for (open, close) in [("ARRAY<", ">"), ("MAP<INT, ", ">"), ("ROW<a ", ">"), ("ROW(a ", ")")] {
-                let sql = format!("CREATE TABLE t (a {}INT{})", open.repeat(depth), close.repeat(depth));
+            for (open, close) in [
+                ("ARRAY<", ">"),
+                ("MAP<INT, ", ">"),
+                ("ROW<a ", ">"),
+                ("ROW(a ", ")"),
+            ] {
+                let sql = format!(
+                    "CREATE TABLE t (a {}INT{})",
+                    open.repeat(depth),
+                    close.repeat(depth)
+                );
                 check(&sql);
             }
-            let sql = format!("SELECT CAST(a AS {}INT{})", "ARRAY<".repeat(depth - 1), ">".repeat(depth - 1));
+            let sql = format!(
+                "SELECT CAST(a AS {}INT{})",
+                "ARRAY<".repeat(depth - 1),
+                ">".repeat(depth - 1)
+            );
             check(&sql);
             for n in [40, 60, 200] {
                 check(&format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n)));
-                check(&format!("SELECT * FROM {}t{}", "(".repeat(n), ")".repeat(n)));
+                check(&format!(
+                    "SELECT * FROM {}t{}",
+                    "(".repeat(n),
+                    ")".repeat(n)
+                ));
                 check(&format!("SELECT {}1", "NOT ".repeat(n)));
                 check(&format!("SELECT {}1", "- ".repeat(n)));
-                check(&format!("SELECT {} 1 {}", "CASE WHEN a THEN".repeat(n), "END".repeat(n)));
+                check(&format!(
+                    "SELECT {} 1 {}",
+                    "CASE WHEN a THEN".repeat(n),
+                    "END".repeat(n)
+                ));
             }
         })
         .unwrap();

@@ -9,8 +9,8 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::one;
 use crate::parser::{
-    DropKind, WeirStatement, WindowKind, WindowTvf, is_complete, parse_statement,
-    parse_statements, split_statements,
+    DropKind, WeirStatement, WindowKind, WindowTvf, is_complete, parse_statement, parse_statements,
+    split_statements,
 };
 
 fn query_of(statement: WeirStatement) -> (Box<Query>, Vec<WindowTvf>) {
@@ -72,7 +72,10 @@ fn create_table_with_all_flink_extras() {
             .iter()
             .map(|o| o.option.clone())
             .collect::<Vec<_>>(),
-        [ColumnOption::NotNull, ColumnOption::Comment("the id".into())]
+        [
+            ColumnOption::NotNull,
+            ColumnOption::Comment("the id".into())
+        ]
     );
     assert_eq!(t.columns[1].data_type.to_string(), "DECIMAL(10,2)");
     assert_eq!(
@@ -177,9 +180,9 @@ fn create_table_flink_types() {
 
 #[test]
 fn quoted_identifiers() {
-    let WeirStatement::CreateTable(t) =
-        one("CREATE TABLE `my table` (`select` INT, \"Mixed\" STRING, WATERMARK FOR `select` AS `select`)")
-    else {
+    let WeirStatement::CreateTable(t) = one(
+        "CREATE TABLE `my table` (`select` INT, \"Mixed\" STRING, WATERMARK FOR `select` AS `select`)",
+    ) else {
         panic!()
     };
     assert_eq!(t.name.0[0].as_ident().unwrap().value, "my table");
@@ -271,7 +274,13 @@ fn tumble_with_offset_hop_session_cumulate() {
     let placeholders: Vec<_> = tvfs.iter().map(|t| t.placeholder.as_str()).collect();
     assert_eq!(
         placeholders,
-        ["__weir_tvf_0", "__weir_tvf_1", "__weir_tvf_2", "__weir_tvf_3", "__weir_tvf_4"]
+        [
+            "__weir_tvf_0",
+            "__weir_tvf_1",
+            "__weir_tvf_2",
+            "__weir_tvf_3",
+            "__weir_tvf_4"
+        ]
     );
     assert_eq!(tvfs[0].size.to_string(), "INTERVAL '1' HOUR");
     assert_eq!(
@@ -392,10 +401,8 @@ fn create_view() {
         if_not_exists,
         temporary,
         window_tvfs,
-    } = one(
-        "CREATE TEMPORARY VIEW IF NOT EXISTS v (a, b) AS \
-         SELECT window_start, window_end FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
-    )
+    } = one("CREATE TEMPORARY VIEW IF NOT EXISTS v (a, b) AS \
+         SELECT window_start, window_end FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))")
     else {
         panic!()
     };
@@ -552,7 +559,10 @@ fn stop_and_cancel_job() {
 #[test]
 fn scripts_comments_and_empty_input() {
     assert_eq!(parse_statements("").unwrap(), []);
-    assert_eq!(parse_statements("  \n -- nothing\n /* at all */ ; ;").unwrap(), []);
+    assert_eq!(
+        parse_statements("  \n -- nothing\n /* at all */ ; ;").unwrap(),
+        []
+    );
     let statements = parse_statements(
         "-- the setup\n\
          SET 'a' = 'x;y'; /* a ; in a comment */\n\
@@ -574,7 +584,10 @@ fn scripts_comments_and_empty_input() {
 
 #[test]
 fn single_statement_helper() {
-    assert_eq!(parse_statement("SHOW TABLES;").unwrap(), WeirStatement::ShowTables);
+    assert_eq!(
+        parse_statement("SHOW TABLES;").unwrap(),
+        WeirStatement::ShowTables
+    );
     let e = parse_statement("SHOW TABLES;\n SHOW JOBS").unwrap_err();
     assert_eq!((e.line, e.column), (Some(2), Some(2)));
     assert!(parse_statement(" -- empty").is_err());

@@ -1,0 +1,536 @@
+//! Lowering an optimized DataFusion `LogicalPlan` to a weir `JobGraph`.
+//!
+//! Stateless nodes (projection, filter) become operators evaluating DataFusion
+//! physical expressions, chained to their input. An aggregate grouped by
+//! `window_start` and `window_end` of a window TVF becomes a window aggregate
+//! (the TVF fused into it); any other aggregate becomes an updating
+//! (changelog) aggregate. Keyed operators receive their input hash-partitioned
+//! by key over key groups.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Column, DFSchemaRef, Result, plan_err};
+use datafusion::datasource::DefaultTableSource;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use weir_engine::changelog::with_op_column;
+use weir_engine::graph::{Edge, JobGraph, Node, NodeId, NodeKind, OperatorFactory, Partitioning};
+use weir_engine::operator::Operator;
+use weir_engine::operators::aggregates::AggregateSpec;
+use weir_engine::operators::factory::FnOperatorFactory;
+use weir_engine::operators::filter::Filter;
+use weir_engine::operators::projection::Projection;
+use weir_engine::operators::session_window::{SessionAggregate, SessionAggregateConfig};
+use weir_engine::operators::union::Union;
+use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggregateConfig};
+use weir_engine::operators::window::WindowKind;
+use weir_engine::operators::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateConfig, WindowSource};
+use weir_engine::operators::window_assign::WindowAssign;
+use weir_engine::source::SourceSpec;
+use weir_engine::values::ValuesSpec;
+use weir_engine::watermark::WatermarkStrategy;
+
+use super::providers::{StreamTable, WindowTvfTable};
+use crate::catalog::Catalog;
+
+/// A window TVF not applied yet: the stream's node emits the TVF's input
+/// rows, whose columns are the first `base_len` columns of the stream's schema.
+#[derive(Debug, Clone, Copy)]
+struct PendingWindow {
+    kind: WindowKind,
+    time_column: usize,
+    base_len: usize,
+}
+
+/// Window columns materialized in a stream, by index.
+#[derive(Debug, Clone, Copy, Default)]
+struct WindowColumns {
+    start: Option<usize>,
+    end: Option<usize>,
+    time: Option<usize>,
+}
+
+/// The output of a lowered plan node.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub node: NodeId,
+    /// The logical schema of the rows (without the row-kind column).
+    pub schema: DFSchemaRef,
+    /// Whether the stream is a changelog.
+    pub updating: bool,
+    pub parallelism: usize,
+    pending: Option<PendingWindow>,
+    window: WindowColumns,
+}
+
+impl Stream {
+    /// The physical schema of the batches (with the row-kind column if updating).
+    pub fn physical_schema(&self) -> SchemaRef {
+        let rows = Arc::new(self.schema.as_arrow().clone());
+        if self.updating { with_op_column(&rows) } else { rows }
+    }
+}
+
+/// Builds a job graph while walking a logical plan.
+pub struct Lowering<'a> {
+    pub state: &'a SessionState,
+    pub catalog: &'a Catalog,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    pub default_idle_timeout: Option<std::time::Duration>,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    names: HashMap<String, usize>,
+}
+
+impl<'a> Lowering<'a> {
+    pub fn new(state: &'a SessionState, catalog: &'a Catalog, parallelism: usize, max_parallelism: usize) -> Self {
+        Lowering {
+            state,
+            catalog,
+            parallelism,
+            max_parallelism,
+            default_idle_timeout: None,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// The graph built so far.
+    pub fn into_graph(self, name: String) -> JobGraph {
+        JobGraph { name, nodes: self.nodes, edges: self.edges, max_parallelism: self.max_parallelism }
+    }
+
+    /// Adds a node; its stable operator id is derived from its position and kind.
+    pub fn add_node(&mut self, kind_slug: &str, name: String, kind: NodeKind, schema: SchemaRef, parallelism: usize, num_inputs: usize) -> NodeId {
+        let n = self.names.entry(kind_slug.to_string()).or_insert(0);
+        *n += 1;
+        let operator_id = format!("{kind_slug}-{}", *n);
+        self.nodes.push(Node { operator_id, name, parallelism, kind, schema, num_inputs });
+        self.nodes.len() - 1
+    }
+
+    /// Connects `from` to input `input` of `to`.
+    pub fn connect(&mut self, from: NodeId, to: NodeId, input: usize, partitioning: Partitioning) {
+        self.edges.push(Edge { from, to, input, partitioning });
+    }
+
+    /// Adds an operator fed by `input` (forward edge, same parallelism).
+    fn add_forward(&mut self, input: &Stream, slug: &str, name: String, factory: Arc<dyn OperatorFactory>, schema: SchemaRef) -> NodeId {
+        let node = self.add_node(slug, name, NodeKind::Operator(factory), schema, input.parallelism, 1);
+        self.connect(input.node, node, 0, Partitioning::Forward);
+        node
+    }
+
+    fn physical(&self, expr: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
+        self.state.create_physical_expr(expr.clone(), schema)
+    }
+
+    /// Lowers `plan`, returning the stream of its rows.
+    pub fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.lower_scan(scan),
+            LogicalPlan::SubqueryAlias(alias) => {
+                let mut s = self.lower(&alias.input)?;
+                s.schema = alias.schema.clone();
+                Ok(s)
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.lower(&p.input)?;
+                let input = self.materialize(input)?;
+                let exprs = p.expr.iter().map(|e| self.physical(e, &input.schema)).collect::<Result<Vec<_>>>()?;
+                let mut window = WindowColumns::default();
+                for (i, e) in p.expr.iter().enumerate() {
+                    if let Expr::Column(c) = e.clone().unalias() {
+                        let idx = input.schema.index_of_column(&c)?;
+                        if input.window.start == Some(idx) {
+                            window.start = Some(i);
+                        }
+                        if input.window.end == Some(idx) {
+                            window.end = Some(i);
+                        }
+                        if input.window.time == Some(idx) {
+                            window.time = Some(i);
+                        }
+                    }
+                }
+                let out = Stream { node: 0, schema: p.schema.clone(), updating: input.updating, parallelism: input.parallelism, pending: None, window };
+                let schema = out.physical_schema();
+                let op = Projection { exprs: exprs.clone(), schema: schema.clone() };
+                let name = format!("Calc(select=[{}])", p.expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", "));
+                let node = self.add_forward(&input, "calc", name, clone_factory("project", op), schema);
+                Ok(Stream { node, ..out })
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.lower(&f.input)?;
+                let input = match input.pending {
+                    Some(p) if references_beyond(&f.predicate, &input.schema, p.base_len)? => self.materialize(input)?,
+                    _ => input,
+                };
+                let predicate = self.physical(&f.predicate, &input.schema)?;
+                let schema = self.nodes[input.node].schema.clone();
+                let name = format!("Calc(where=[{}])", f.predicate);
+                let node = self.add_forward(&input, "calc", name, clone_factory("filter", Filter { predicate }), schema);
+                Ok(Stream { node, ..input })
+            }
+            LogicalPlan::Aggregate(a) => self.lower_aggregate(a),
+            LogicalPlan::Union(u) => {
+                let inputs = u.inputs.iter().map(|i| self.lower(i).and_then(|s| self.materialize(s))).collect::<Result<Vec<_>>>()?;
+                let updating = inputs.iter().any(|s| s.updating);
+                if updating && inputs.iter().any(|s| !s.updating) {
+                    return plan_err!("UNION ALL of an updating and an append-only query is not supported: make both sides updating or both append-only");
+                }
+                let out = Stream { node: 0, schema: u.schema.clone(), updating, parallelism: self.parallelism, pending: None, window: WindowColumns::default() };
+                let schema = out.physical_schema();
+                let node = self.add_node("union", "Union".into(), NodeKind::Operator(clone_factory("union", Union { schema: schema.clone() })), schema, self.parallelism, inputs.len());
+                for (i, s) in inputs.iter().enumerate() {
+                    let p = if s.parallelism == self.parallelism { Partitioning::Forward } else { Partitioning::Rebalance };
+                    self.connect(s.node, node, i, p);
+                }
+                Ok(Stream { node, ..out })
+            }
+            LogicalPlan::EmptyRelation(e) => {
+                let schema = Arc::new(e.schema.as_arrow().clone());
+                let batches = if e.produce_one_row {
+                    vec![RecordBatch::try_new_with_options(schema.clone(), vec![], &RecordBatchOptions::new().with_row_count(Some(1)))?]
+                } else {
+                    vec![]
+                };
+                Ok(self.values_source(e.schema.clone(), schema, batches))
+            }
+            LogicalPlan::Values(v) => {
+                let schema = Arc::new(v.schema.as_arrow().clone());
+                let empty = datafusion::common::DFSchema::empty();
+                let one_row = RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &RecordBatchOptions::new().with_row_count(Some(1)))?;
+                let mut columns = Vec::new();
+                for (ci, field) in schema.fields().iter().enumerate() {
+                    let mut scalars = Vec::new();
+                    for row in &v.values {
+                        let e = self.state.create_physical_expr(row[ci].clone(), &empty)?;
+                        let value = e.evaluate(&one_row)?.into_array(1)?;
+                        scalars.push(arrow::compute::cast(&value, field.data_type())?);
+                    }
+                    let refs: Vec<&dyn arrow::array::Array> = scalars.iter().map(|a| a.as_ref()).collect();
+                    columns.push(arrow::compute::concat(&refs)?);
+                }
+                let batch = RecordBatch::try_new(schema.clone(), columns)?;
+                Ok(self.values_source(v.schema.clone(), schema, vec![batch]))
+            }
+            LogicalPlan::Join(_) => plan_err!(
+                "stream joins are not available in this version of weir; \
+                 window aggregates, group aggregates, filters and projections are"
+            ),
+            LogicalPlan::Sort(_) => plan_err!(
+                "ORDER BY is not supported on an unbounded stream (rows are emitted as they are computed); \
+                 sort the results in the consumer"
+            ),
+            LogicalPlan::Limit(_) => plan_err!("LIMIT is not supported on a stream"),
+            LogicalPlan::Window(_) => plan_err!("OVER windows are not supported on a stream; use window TVFs (TUMBLE, HOP, SESSION, CUMULATE)"),
+            LogicalPlan::Distinct(_) => plan_err!("DISTINCT should have been rewritten to an aggregate"),
+            other => plan_err!("this query is not supported on a stream: {}", other.display()),
+        }
+    }
+
+    /// Applies a window TVF still pending at the end of the plan.
+    pub fn finish(&mut self, stream: Stream) -> Result<Stream> {
+        self.materialize(stream)
+    }
+
+    fn values_source(&mut self, logical: DFSchemaRef, schema: SchemaRef, batches: Vec<RecordBatch>) -> Stream {
+        let spec: Arc<dyn SourceSpec> = Arc::new(ValuesSpec { schema: schema.clone(), batches });
+        let node = self.add_node("values", "Values".into(), NodeKind::Source { spec, watermark: None, idle_timeout: None }, schema, 1, 0);
+        Stream { node, schema: logical, updating: false, parallelism: 1, pending: None, window: WindowColumns::default() }
+    }
+
+    fn lower_scan(&mut self, scan: &TableScan) -> Result<Stream> {
+        let Some(source) = scan.source.downcast_ref::<DefaultTableSource>() else {
+            return plan_err!("table '{}' is not a weir table", scan.table_name);
+        };
+        let provider = source.table_provider.clone();
+        let stream = if let Some(table) = provider.downcast_ref::<StreamTable>() {
+            self.lower_table(table, scan)?
+        } else if let Some(tvf) = provider.downcast_ref::<WindowTvfTable>() {
+            let input = self.lower(&tvf.input)?;
+            let input = self.materialize(input)?;
+            if input.updating {
+                return plan_err!("window table function {} cannot be applied to an updating input", tvf.kind.name());
+            }
+            let base_len = input.schema.fields().len();
+            Stream {
+                node: input.node,
+                schema: table_scan_schema(scan, &provider)?,
+                updating: false,
+                parallelism: input.parallelism,
+                pending: Some(PendingWindow { kind: tvf.kind, time_column: tvf.time_column, base_len }),
+                window: WindowColumns::default(),
+            }
+        } else {
+            return plan_err!("table '{}' cannot be read by a stream", scan.table_name);
+        };
+        match &scan.projection {
+            None => Ok(stream),
+            Some(indices) if indices.iter().copied().eq(0..stream.schema.fields().len()) => Ok(stream),
+            Some(_) => plan_err!("internal: projected table scans are not lowered (projection push-down is disabled)"),
+        }
+    }
+
+    fn lower_table(&mut self, table: &StreamTable, scan: &TableScan) -> Result<Stream> {
+        let Some(def) = self.catalog.tables.get(&table.name) else {
+            return plan_err!("table '{}' does not exist", table.name);
+        };
+        let spec = match &def.source {
+            Ok(spec) => spec.clone(),
+            Err(why) => return plan_err!("table '{}' cannot be read: {why}", def.name),
+        };
+        let logical = table_scan_schema(scan, &(Arc::new(StreamTable { name: table.name.clone(), schema: table.schema.clone() }) as Arc<dyn TableProvider>))?;
+        let watermark = match &def.watermark {
+            Some(w) => {
+                let expr = self.state.create_logical_expr(&w.expr_sql, &logical)?;
+                Some(WatermarkStrategy { expr: self.physical(&expr, &logical)?, column: w.column.clone() })
+            }
+            None => None,
+        };
+        let mut parallelism = def.scan_parallelism.unwrap_or(self.parallelism);
+        if let Some(max) = spec.max_parallelism() {
+            parallelism = parallelism.min(max.max(1));
+        }
+        let name = format!(
+            "Source: {}[{}]{}",
+            def.name,
+            def.connector,
+            watermark.as_ref().map(|w| format!(" watermark({} AS {})", w.column, def.watermark.as_ref().map_or("", |d| d.expr_sql.as_str()))).unwrap_or_default()
+        );
+        let idle_timeout = def.idle_timeout.or(self.default_idle_timeout);
+        let node = self.add_node("source", name, NodeKind::Source { spec, watermark, idle_timeout }, table.schema.clone(), parallelism, 0);
+        Ok(Stream { node, schema: logical, updating: false, parallelism, pending: None, window: WindowColumns::default() })
+    }
+
+    /// Applies a pending window TVF as an operator (each row once per window).
+    fn materialize(&mut self, stream: Stream) -> Result<Stream> {
+        let Some(p) = stream.pending else { return Ok(stream) };
+        if matches!(p.kind, WindowKind::Session { .. }) {
+            return plan_err!(
+                "a SESSION window table function must be aggregated directly: \
+                 SELECT ... FROM TABLE(SESSION(...)) GROUP BY window_start, window_end[, keys]"
+            );
+        }
+        let time = self.physical(&Expr::Column(Column::from(stream.schema.qualified_field(p.time_column))), &stream.schema)?;
+        let schema = Arc::new(stream.schema.as_arrow().clone());
+        let op = WindowAssign::new(p.kind, time, schema.clone())?;
+        let node = self.add_forward(&stream, "window-assign", format!("WindowTableFunction({})", p.kind), clone_factory("window-assign", op), schema);
+        Ok(Stream {
+            node,
+            pending: None,
+            window: WindowColumns { start: Some(p.base_len), end: Some(p.base_len + 1), time: Some(p.base_len + 2) },
+            ..stream
+        })
+    }
+
+    fn lower_aggregate(&mut self, a: &Aggregate) -> Result<Stream> {
+        let mut input = self.lower(&a.input)?;
+        if a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return plan_err!("GROUPING SETS, CUBE and ROLLUP are not supported on a stream");
+        }
+        // Which group columns are window columns?
+        let classify = |input: &Stream, e: &Expr| -> Result<Option<GroupColumn>> {
+            let Expr::Column(c) = e else { return Ok(None) };
+            let idx = input.schema.index_of_column(c)?;
+            Ok(match input.pending {
+                Some(p) if idx == p.base_len => Some(GroupColumn::WindowStart),
+                Some(p) if idx == p.base_len + 1 => Some(GroupColumn::WindowEnd),
+                Some(p) if idx == p.base_len + 2 => Some(GroupColumn::WindowTime),
+                _ if input.window.start == Some(idx) => Some(GroupColumn::WindowStart),
+                _ if input.window.end == Some(idx) => Some(GroupColumn::WindowEnd),
+                _ if input.window.time == Some(idx) => Some(GroupColumn::WindowTime),
+                _ => None,
+            })
+        };
+        let windowed = {
+            let kinds = a.group_expr.iter().map(|e| classify(&input, e)).collect::<Result<Vec<_>>>()?;
+            kinds.contains(&Some(GroupColumn::WindowStart)) && kinds.contains(&Some(GroupColumn::WindowEnd))
+        };
+        if !windowed {
+            if input.pending.is_some() {
+                input = self.materialize(input)?;
+            }
+            return self.lower_updating_aggregate(a, input);
+        }
+        // Window columns used other than as group keys force materialization.
+        if let Some(p) = input.pending {
+            let mut beyond = false;
+            for e in &a.group_expr {
+                if classify(&input, e)?.is_none() && references_beyond(e, &input.schema, p.base_len)? {
+                    beyond = true;
+                }
+            }
+            for e in &a.aggr_expr {
+                beyond |= references_beyond(e, &input.schema, p.base_len)?;
+            }
+            if beyond {
+                input = self.materialize(input)?;
+            }
+        }
+        if input.updating {
+            return plan_err!("a window aggregate cannot consume an updating input (the result of a non-windowed GROUP BY)");
+        }
+        let mut group_columns = Vec::new();
+        let mut keys = Vec::new();
+        let mut key_fields = Vec::new();
+        for (i, e) in a.group_expr.iter().enumerate() {
+            match classify(&input, e)? {
+                Some(g) => group_columns.push(g),
+                None => {
+                    group_columns.push(GroupColumn::Key(keys.len()));
+                    keys.push(self.physical(e, &input.schema)?);
+                    key_fields.push(a.schema.field(i).clone());
+                }
+            }
+        }
+        let aggregates = self.aggregate_specs(a, &input)?;
+        let output_schema = Arc::new(a.schema.as_arrow().clone());
+        let key_schema = Arc::new(Schema::new(key_fields));
+        let (parallelism, partitioning) = self.keyed(&keys);
+        let agg_names = a.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
+        let key_names = a.group_expr.iter().filter(|e| classify(&input, e).ok().flatten().is_none()).map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
+        let (factory, name): (Arc<dyn OperatorFactory>, String) = match input.pending {
+            Some(PendingWindow { kind: WindowKind::Session { gap }, time_column, .. }) => {
+                let config = Arc::new(SessionAggregateConfig {
+                    gap,
+                    time_column: self.physical(&Expr::Column(Column::from(input.schema.qualified_field(time_column))), &input.schema)?,
+                    keys: keys.clone(),
+                    key_schema,
+                    aggregates,
+                    group_columns,
+                    output_schema: output_schema.clone(),
+                });
+                let name = format!("WindowAggregate(window=[{}], groupBy=[{key_names}], select=[{agg_names}])", WindowKind::Session { gap });
+                (FnOperatorFactory::new("session-aggregate", move |_, _| Ok(Box::new(SessionAggregate::new(config.clone())) as Box<dyn Operator>)), name)
+            }
+            Some(PendingWindow { kind, time_column, .. }) => {
+                let windows = WindowSource::Assign {
+                    window: kind,
+                    time_column: self.physical(&Expr::Column(Column::from(input.schema.qualified_field(time_column))), &input.schema)?,
+                };
+                let name = format!("WindowAggregate(window=[{kind}], groupBy=[{key_names}], select=[{agg_names}])");
+                (self.window_aggregate_factory(windows, keys.clone(), key_schema, aggregates, group_columns, output_schema.clone()), name)
+            }
+            None => {
+                let col = |idx: Option<usize>| -> Result<Arc<dyn PhysicalExpr>> {
+                    let idx = idx.expect("windowed implies start and end");
+                    self.physical(&Expr::Column(Column::from(input.schema.qualified_field(idx))), &input.schema)
+                };
+                let windows = WindowSource::Columns { start: col(input.window.start)?, end: col(input.window.end)? };
+                let name = format!("WindowAggregate(window=[window_start, window_end], groupBy=[{key_names}], select=[{agg_names}])");
+                (self.window_aggregate_factory(windows, keys.clone(), key_schema, aggregates, group_columns, output_schema.clone()), name)
+            }
+        };
+        let node = self.add_node("window-aggregate", name, NodeKind::Operator(factory), output_schema.clone(), parallelism, 1);
+        self.connect(input.node, node, 0, partitioning);
+        // The result's window columns, for cascaded window aggregates.
+        let mut window = WindowColumns::default();
+        for (i, e) in a.group_expr.iter().enumerate() {
+            match classify(&input, e)? {
+                Some(GroupColumn::WindowStart) => window.start = Some(i),
+                Some(GroupColumn::WindowEnd) => window.end = Some(i),
+                Some(GroupColumn::WindowTime) => window.time = Some(i),
+                _ => {}
+            }
+        }
+        Ok(Stream { node, schema: a.schema.clone(), updating: false, parallelism, pending: None, window })
+    }
+
+    fn window_aggregate_factory(
+        &self,
+        windows: WindowSource,
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        key_schema: SchemaRef,
+        aggregates: Vec<AggregateSpec>,
+        group_columns: Vec<GroupColumn>,
+        output_schema: SchemaRef,
+    ) -> Arc<dyn OperatorFactory> {
+        let config = Arc::new(WindowAggregateConfig { windows, keys, key_schema, aggregates, group_columns, output_schema });
+        FnOperatorFactory::new("window-aggregate", move |_, _| Ok(Box::new(WindowAggregate::new(config.clone())) as Box<dyn Operator>))
+    }
+
+    fn lower_updating_aggregate(&mut self, a: &Aggregate, input: Stream) -> Result<Stream> {
+        let keys = a.group_expr.iter().map(|e| self.physical(e, &input.schema)).collect::<Result<Vec<_>>>()?;
+        let key_schema = Arc::new(Schema::new(a.schema.fields()[..a.group_expr.len()].to_vec()));
+        let aggregates = self.aggregate_specs(a, &input)?;
+        let output_schema = Arc::new(a.schema.as_arrow().clone());
+        let config = Arc::new(UpdatingAggregateConfig {
+            keys: keys.clone(),
+            key_schema,
+            aggregates,
+            input_updating: input.updating,
+            output_schema: output_schema.clone(),
+        });
+        config.validate()?;
+        let (parallelism, partitioning) = self.keyed(&keys);
+        let name = format!(
+            "GroupAggregate(groupBy=[{}], select=[{}])",
+            a.group_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", "),
+            a.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let factory = FnOperatorFactory::new("group-aggregate", move |_, _| {
+            Ok(Box::new(UpdatingAggregate::new(config.clone())?) as Box<dyn Operator>)
+        });
+        let out = Stream { node: 0, schema: a.schema.clone(), updating: true, parallelism, pending: None, window: WindowColumns::default() };
+        let node = self.add_node("group-aggregate", name, NodeKind::Operator(factory), out.physical_schema(), parallelism, 1);
+        self.connect(input.node, node, 0, partitioning);
+        Ok(Stream { node, ..out })
+    }
+
+    /// Parallelism and input partitioning of a keyed operator.
+    fn keyed(&self, keys: &[Arc<dyn PhysicalExpr>]) -> (usize, Partitioning) {
+        if keys.is_empty() || self.parallelism == 1 {
+            (1, Partitioning::Single)
+        } else {
+            (self.parallelism, Partitioning::Hash(keys.to_vec()))
+        }
+    }
+
+    fn aggregate_specs(&self, a: &Aggregate, input: &Stream) -> Result<Vec<AggregateSpec>> {
+        let physical_schema = input.schema.as_arrow().clone();
+        let planning = PhysicalPlanningContext::default();
+        let props = self.state.execution_props();
+        a.aggr_expr
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let name = a.schema.field(a.group_expr.len() + i).name().clone();
+                let lowered = LoweredAggregateBuilder::new(e, &input.schema, &physical_schema, props, &planning)
+                    .with_name(name)
+                    .build()?;
+                Ok(AggregateSpec::new(lowered.aggregate, lowered.filter))
+            })
+            .collect()
+    }
+}
+
+/// The schema a table scan produces (qualified by the scan's table name).
+fn table_scan_schema(scan: &TableScan, _provider: &Arc<dyn TableProvider>) -> Result<DFSchemaRef> {
+    Ok(scan.projected_schema.clone())
+}
+
+/// Whether `expr` references a column at index `>= base_len` of `schema`.
+fn references_beyond(expr: &Expr, schema: &DFSchemaRef, base_len: usize) -> Result<bool> {
+    for c in expr.column_refs() {
+        if schema.index_of_column(c)? >= base_len {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A factory cloning a stateless operator for every subtask.
+fn clone_factory<T: Operator + Clone + Sync + 'static>(name: &str, op: T) -> Arc<dyn OperatorFactory> {
+    FnOperatorFactory::new(name.to_string(), move |_, _| Ok(Box::new(op.clone()) as Box<dyn Operator>))
+}
