@@ -324,7 +324,7 @@ impl StreamPlanner {
     }
 
     /// `DROP TABLE|VIEW`.
-    pub fn drop(&mut self, view: bool, names: &[ObjectName], if_exists: bool) -> Result<String> {
+    pub fn drop_objects(&mut self, view: bool, names: &[ObjectName], if_exists: bool) -> Result<String> {
         let mut dropped = Vec::new();
         for n in names {
             let name = normalize_name(n);

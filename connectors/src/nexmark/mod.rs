@@ -1,0 +1,634 @@
+//! The `nexmark` source: the Nexmark benchmark's online auction events
+//! (persons, auctions and bids, in proportions 1 : 3 : 46), one table per
+//! stream, generated as Apache Beam's and Flink's nexmark generators do.
+//!
+//! ```sql
+//! CREATE TABLE bid (
+//!     auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+//!     date_time TIMESTAMP(3), extra VARCHAR,
+//!     WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
+//! ) WITH ('connector' = 'nexmark', 'table' = 'bid', 'events.num' = '10000000');
+//! ```
+//!
+//! The columns are those of Flink's nexmark DDL (`person`: id, name,
+//! emailAddress, creditCard, city, state, date_time, extra; `auction`: id,
+//! itemName, description, initialBid, reserve, date_time, expires, seller,
+//! category, extra; `bid`: auction, bidder, price, channel, url, date_time,
+//! extra). A table may declare any subset of its columns, in any order; only
+//! those are generated. `date_time`/`expires` may be any `TIMESTAMP` precision.
+//!
+//! # Events, subtasks and determinism
+//!
+//! Events are numbered `n = 0, 1, ...` over all three kinds; `events.num`
+//! bounds `n` (so a `bid` table holds about 46/50 of it). Every value of event
+//! `n` is a function of `n` and `seed` alone, so three tables declared with the
+//! same options describe one consistent auction site: bids refer to auctions
+//! and persons that exist. A table's events are split round-robin over the
+//! subtasks *by their index within the table* (the `k`-th bid goes to
+//! subtask `k mod p`), which balances the subtasks whatever `p` is.
+//!
+//! # Time
+//!
+//! Event `n` happens at `first-event.time + n / first-event.rate` (minus a
+//! random delay up to `max-out-of-order`, which gives bounded disorder). With
+//! `rate` set, the source is throttled to that many events per second (all
+//! kinds counted, as the event numbers are), event time defaults to start at
+//! the wall-clock time the job starts and to advance at `rate`. Unthrottled
+//! (the default, for benchmarks), event time starts at 2024-01-01 00:00:00 UTC
+//! and advances at 10,000 events per second, as Beam's default.
+
+pub mod config;
+pub mod generator;
+pub mod strings;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result, plan_err};
+use weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
+use weir_engine::source::{Source, SourceEvent, SourceSpec};
+
+use crate::columns::{bind_columns, make_batch};
+use crate::pacer::Pacer;
+use crate::time::{
+    DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_per_second, get_start_time,
+};
+use config::{EventKind, GeneratorConfig};
+use generator::{Col, Generator, table_columns};
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::new(
+        "table",
+        "which events: 'bid', 'auction' or 'person' (required)",
+    ),
+    OptionSpec::new(
+        "events.num",
+        "number of events of all kinds; the source is bounded if set",
+    ),
+    OptionSpec::new(
+        "rate",
+        "events per second of all kinds over all subtasks (default 0 = unlimited)",
+    ),
+    OptionSpec::new(
+        "first-event.rate",
+        "events per second of event time (default: rate, or 10000)",
+    ),
+    OptionSpec::new(
+        "first-event.time",
+        "event time of event 0: 'now', epoch millis, or a timestamp",
+    ),
+    OptionSpec::new(
+        "max-out-of-order",
+        "events are up to this much late in event time (default 0)",
+    ),
+    OptionSpec::new("seed", "seed of the random values (default 0)"),
+    OptionSpec::new(
+        "person.proportion",
+        "persons among every total-proportion events (default 1)",
+    ),
+    OptionSpec::new(
+        "auction.proportion",
+        "auctions among every total-proportion events (default 3)",
+    ),
+    OptionSpec::new(
+        "bid.proportion",
+        "bids among every total-proportion events (default 46)",
+    ),
+    OptionSpec::new("batch-size", "the most rows per batch (default 8192)"),
+];
+
+const DEFAULT_EVENT_RATE: f64 = 10_000.0;
+const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// The `nexmark` connector (source only). See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct NexmarkConnector;
+
+impl Connector for NexmarkConnector {
+    fn name(&self) -> &'static str {
+        "nexmark"
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        OPTIONS.to_vec()
+    }
+
+    fn source(&self, schema: SchemaRef, options: &ConnectorOptions) -> Result<Arc<dyn SourceSpec>> {
+        Ok(Arc::new(NexmarkSpec::try_new(schema, options)?))
+    }
+}
+
+/// A validated `nexmark` table: creates the subtasks' [`NexmarkSource`]s.
+#[derive(Debug)]
+pub struct NexmarkSpec {
+    schema: SchemaRef,
+    kind: EventKind,
+    /// The generator column of each declared column.
+    columns: Vec<Col>,
+    events_num: Option<u64>,
+    rate: f64,
+    events_per_second: f64,
+    start: StartTime,
+    max_out_of_order_ms: i64,
+    seed: u64,
+    proportions: (u64, u64, u64),
+    batch_size: usize,
+}
+
+impl NexmarkSpec {
+    /// Validates `options` against `schema`.
+    pub fn try_new(schema: SchemaRef, options: &ConnectorOptions) -> Result<Self> {
+        options.check_known("nexmark", OPTIONS, &[])?;
+        let kind = match options
+            .get_enum("table", &["bid", "auction", "person"])?
+            .as_deref()
+        {
+            Some("bid") => EventKind::Bid,
+            Some("auction") => EventKind::Auction,
+            Some("person") => EventKind::Person,
+            _ => return plan_err!("missing required option 'table': one of bid, auction, person"),
+        };
+        let defs: Vec<_> = table_columns(kind).iter().map(|(d, _)| *d).collect();
+        let bound = bind_columns(
+            &format!("nexmark table '{}'", kind.table_name()),
+            &schema,
+            &defs,
+        )?;
+        let columns = bound
+            .into_iter()
+            .map(|i| table_columns(kind)[i].1)
+            .collect();
+
+        let rate = get_per_second(options, "rate")?.unwrap_or(0.0);
+        let events_per_second = match get_per_second(options, "first-event.rate")? {
+            Some(0.0) => {
+                return plan_err!(
+                    "invalid value '0' for option 'first-event.rate': expected a number > 0"
+                );
+            }
+            Some(r) => r,
+            None if rate > 0.0 => rate,
+            None => DEFAULT_EVENT_RATE,
+        };
+        let start = get_start_time(options, "first-event.time")?.unwrap_or(if rate > 0.0 {
+            StartTime::Now
+        } else {
+            StartTime::Fixed(DEFAULT_START_NS)
+        });
+        let max_out_of_order_ms =
+            get_duration_ns(options, "max-out-of-order")?.unwrap_or(0) / NANOS_PER_MILLI;
+        let proportion = |key: &str, default: u64| -> Result<u64> {
+            match options.get_u64(key)? {
+                Some(0) => {
+                    plan_err!("invalid value '0' for option '{key}': expected a positive integer")
+                }
+                Some(p) if p > 1_000_000 => {
+                    plan_err!("invalid value '{p}' for option '{key}': at most 1000000")
+                }
+                Some(p) => Ok(p),
+                None => Ok(default),
+            }
+        };
+        let proportions = (
+            proportion("person.proportion", 1)?,
+            proportion("auction.proportion", 3)?,
+            proportion("bid.proportion", 46)?,
+        );
+        let batch_size = match options.get_u64("batch-size")? {
+            Some(0) => {
+                return plan_err!(
+                    "invalid value '0' for option 'batch-size': expected a positive integer"
+                );
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => DEFAULT_BATCH_SIZE,
+        };
+        Ok(NexmarkSpec {
+            schema,
+            kind,
+            columns,
+            events_num: options.get_u64("events.num")?,
+            rate,
+            events_per_second,
+            start,
+            max_out_of_order_ms,
+            seed: options.get_u64("seed")?.unwrap_or(0),
+            proportions,
+            batch_size,
+        })
+    }
+
+    fn config(&self, start_ns: i64) -> GeneratorConfig {
+        GeneratorConfig::new(
+            self.proportions,
+            start_ns.div_euclid(NANOS_PER_MILLI),
+            self.events_per_second,
+            self.max_out_of_order_ms,
+        )
+    }
+}
+
+impl SourceSpec for NexmarkSpec {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.events_num.is_some()
+    }
+
+    fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Source>> {
+        if parallelism == 0 || subtask >= parallelism {
+            return Err(DataFusionError::Internal(format!(
+                "nexmark: subtask {subtask} out of range for parallelism {parallelism}"
+            )));
+        }
+        let config = self.config(self.start.resolve());
+        let p = parallelism as u64;
+        let i = subtask as u64;
+        let local_total = self.events_num.map(|n| {
+            let count = config.count_below(self.kind, n);
+            if count > i {
+                (count - i).div_ceil(p)
+            } else {
+                0
+            }
+        });
+        let pacer = Pacer::new(self.rate);
+        Ok(Box::new(NexmarkSource {
+            schema: Arc::clone(&self.schema),
+            kind: self.kind,
+            columns: self.columns.clone(),
+            generator: Generator::new(config, self.seed),
+            subtask: i,
+            parallelism: p,
+            produced: 0,
+            local_total,
+            max_batch: pacer.batch_len(parallelism, self.batch_size),
+            pacer,
+            numbers: Vec::new(),
+        }))
+    }
+}
+
+/// One subtask of a `nexmark` table: produces the events of its kind whose
+/// index `k` within the kind is `≡ subtask (mod parallelism)`, in order.
+///
+/// Cancel-safe: `poll_next` waits for the rate limiter first, then generates
+/// and returns the batch without further waiting.
+pub struct NexmarkSource {
+    schema: SchemaRef,
+    kind: EventKind,
+    columns: Vec<Col>,
+    generator: Generator,
+    subtask: u64,
+    parallelism: u64,
+    /// Events produced by this subtask so far.
+    produced: u64,
+    local_total: Option<u64>,
+    max_batch: usize,
+    pacer: Pacer,
+    /// The event numbers of the batch being generated (reused).
+    numbers: Vec<u64>,
+}
+
+impl NexmarkSource {
+    fn generate(&self) -> Result<RecordBatch> {
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.columns)
+            .map(|(field, col)| self.generator.column(self.kind, *col, field, &self.numbers))
+            .collect();
+        make_batch(&self.schema, columns, self.numbers.len())
+    }
+}
+
+#[async_trait]
+impl Source for NexmarkSource {
+    async fn poll_next(&mut self) -> Result<SourceEvent> {
+        let remaining = self.local_total.map_or(u64::MAX, |t| t - self.produced);
+        if remaining == 0 {
+            return Ok(SourceEvent::Finished);
+        }
+        let len = (self.max_batch as u64).min(remaining);
+        let config = self.generator.config();
+        let (kind, first, p) = (
+            self.kind,
+            self.subtask + self.produced * self.parallelism,
+            self.parallelism,
+        );
+        self.numbers.clear();
+        self.numbers
+            .extend((0..len).map(|j| config.event_number(kind, first + j * p)));
+        // Wait until the batch's last event is due, then produce it.
+        let last = self.numbers.last().copied().unwrap_or(0);
+        self.pacer.wait_until_due(last + 1).await;
+        let batch = self.generate()?;
+        self.produced += len;
+        Ok(SourceEvent::Batch(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{collect, options};
+    use arrow::array::{Array, AsArray};
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::{
+        DataType, Field, Int64Type, Schema, TimeUnit, TimestampMillisecondType,
+    };
+
+    fn full_schema(kind: EventKind) -> SchemaRef {
+        Arc::new(Schema::new(
+            table_columns(kind)
+                .iter()
+                .map(|(d, _)| {
+                    let dt = match d.kind {
+                        crate::columns::ColumnKind::BigInt => DataType::Int64,
+                        crate::columns::ColumnKind::Timestamp => {
+                            DataType::Timestamp(TimeUnit::Millisecond, None)
+                        }
+                        _ => DataType::Utf8,
+                    };
+                    Field::new(d.name, dt, false)
+                })
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    fn spec(kind: EventKind, schema: SchemaRef, extra: &[(&str, &str)]) -> NexmarkSpec {
+        let mut kv = vec![("table", kind.table_name()), ("events.num", "10000")];
+        kv.extend_from_slice(extra);
+        NexmarkSpec::try_new(schema, &options(&kv)).unwrap()
+    }
+
+    async fn all(spec: &NexmarkSpec, parallelism: usize) -> RecordBatch {
+        let mut batches = Vec::new();
+        for i in 0..parallelism {
+            batches.extend(collect(spec, i, parallelism).await.unwrap());
+        }
+        concat_batches(&spec.schema(), &batches).unwrap()
+    }
+
+    #[tokio::test]
+    async fn proportions_and_ids_are_consistent() {
+        let persons = all(
+            &spec(EventKind::Person, full_schema(EventKind::Person), &[]),
+            1,
+        )
+        .await;
+        let auctions = all(
+            &spec(EventKind::Auction, full_schema(EventKind::Auction), &[]),
+            1,
+        )
+        .await;
+        let bids = all(&spec(EventKind::Bid, full_schema(EventKind::Bid), &[]), 1).await;
+        assert_eq!(
+            (persons.num_rows(), auctions.num_rows(), bids.num_rows()),
+            (200, 600, 9200)
+        );
+        // Person and auction ids are sequential from 1000.
+        let ids = persons.column(0).as_primitive::<Int64Type>();
+        assert!(ids.values().iter().copied().eq(1000..1200));
+        let ids = auctions.column(0).as_primitive::<Int64Type>();
+        assert!(ids.values().iter().copied().eq(1000..1600));
+        // Bids refer to existing (or about to exist) auctions and persons.
+        let auction = bids.column(0).as_primitive::<Int64Type>();
+        assert!(
+            auction
+                .values()
+                .iter()
+                .all(|a| (1000..1600 + 10).contains(a))
+        );
+        let bidder = bids.column(1).as_primitive::<Int64Type>();
+        assert!(
+            bidder
+                .values()
+                .iter()
+                .all(|b| (1000..1200 + 10).contains(b))
+        );
+        // Sellers and categories.
+        let seller = auctions.column(7).as_primitive::<Int64Type>();
+        assert!(seller.values().iter().all(|s| (1000..1210).contains(s)));
+        let category = auctions.column(8).as_primitive::<Int64Type>();
+        assert!(category.values().iter().all(|c| (10..15).contains(c)));
+        // Prices between $1 and $1M, reserve above the initial bid.
+        let price = bids.column(2).as_primitive::<Int64Type>();
+        assert!(
+            price
+                .values()
+                .iter()
+                .all(|p| (100..=100_000_000).contains(p))
+        );
+        let initial = auctions.column(3).as_primitive::<Int64Type>();
+        let reserve = auctions.column(4).as_primitive::<Int64Type>();
+        assert!(
+            initial
+                .values()
+                .iter()
+                .zip(reserve.values())
+                .all(|(i, r)| r > i)
+        );
+        // Event time: 10,000 events per second from 2024-01-01, in order.
+        let ts = bids.column(5).as_primitive::<TimestampMillisecondType>();
+        assert_eq!(ts.value(0), 1_704_067_200_000);
+        assert!(ts.values().windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(ts.value(ts.len() - 1), 1_704_067_200_000 + 999);
+        let expires = auctions
+            .column(6)
+            .as_primitive::<TimestampMillisecondType>();
+        let created = auctions
+            .column(5)
+            .as_primitive::<TimestampMillisecondType>();
+        assert!(
+            expires
+                .values()
+                .iter()
+                .zip(created.values())
+                .all(|(e, c)| e > c)
+        );
+        // Strings look like Nexmark's.
+        let channel = bids.column(3).as_string::<i32>();
+        assert!(
+            channel
+                .iter()
+                .flatten()
+                .all(|c| c.starts_with("channel-") || strings::HOT_CHANNELS.contains(&c))
+        );
+        let url = bids.column(4).as_string::<i32>();
+        assert!(
+            url.iter()
+                .flatten()
+                .all(|u| u.starts_with("https://www.nexmark.com/"))
+        );
+        let extra = bids.column(6).as_string::<i32>();
+        assert!(extra.iter().flatten().all(|e| (54..=82).contains(&e.len())));
+        let state = persons.column(5).as_string::<i32>();
+        assert!(
+            state
+                .iter()
+                .flatten()
+                .all(|s| strings::US_STATES.contains(&s))
+        );
+    }
+
+    #[tokio::test]
+    async fn deterministic_and_independent_of_parallelism() {
+        let s = spec(
+            EventKind::Bid,
+            full_schema(EventKind::Bid),
+            &[("seed", "3")],
+        );
+        let one = all(&s, 1).await;
+        assert_eq!(one, all(&s, 1).await);
+        let three = all(&s, 3).await;
+        assert_eq!(three.num_rows(), one.num_rows());
+        // Same rows, in another order: compare sorted by date_time then auction.
+        let sort = |b: &RecordBatch| {
+            let mut rows: Vec<(i64, i64, i64, i64)> = (0..b.num_rows())
+                .map(|i| {
+                    (
+                        b.column(5)
+                            .as_primitive::<TimestampMillisecondType>()
+                            .value(i),
+                        b.column(0).as_primitive::<Int64Type>().value(i),
+                        b.column(1).as_primitive::<Int64Type>().value(i),
+                        b.column(2).as_primitive::<Int64Type>().value(i),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(sort(&one), sort(&three));
+        let other = all(
+            &spec(
+                EventKind::Bid,
+                full_schema(EventKind::Bid),
+                &[("seed", "4")],
+            ),
+            1,
+        )
+        .await;
+        assert_ne!(other.column(2), one.column(2));
+        // Counts per subtask are balanced and sum to the table's share of events.num.
+        let mut counts = Vec::new();
+        for i in 0..4 {
+            let batches = collect(&s, i, 4).await.unwrap();
+            counts.push(batches.iter().map(|b| b.num_rows()).sum::<usize>());
+        }
+        assert_eq!(counts, vec![2300; 4]);
+    }
+
+    #[tokio::test]
+    async fn column_subsets_match_the_full_table() {
+        let full = all(
+            &spec(EventKind::Auction, full_schema(EventKind::Auction), &[]),
+            1,
+        )
+        .await;
+        // Declared in another order, another case, other string and timestamp types.
+        let subset = Arc::new(Schema::new(vec![
+            Field::new(
+                "expires",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("itemname", DataType::Utf8View, false),
+            Field::new("reserve", DataType::Int64, false),
+        ]));
+        let part = all(&spec(EventKind::Auction, subset, &[]), 2).await;
+        assert_eq!(part.num_rows(), full.num_rows());
+        let expires_ms: Vec<i64> = part
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .values()
+            .iter()
+            .map(|v| v / 1000)
+            .collect();
+        let mut full_expires = full
+            .column(6)
+            .as_primitive::<TimestampMillisecondType>()
+            .values()
+            .to_vec();
+        let mut sorted = expires_ms.clone();
+        sorted.sort();
+        full_expires.sort();
+        assert_eq!(sorted, full_expires);
+        let names = part.column(1).as_string_view();
+        assert!(names.iter().flatten().all(|n| n.len() < 20));
+    }
+
+    #[tokio::test]
+    async fn bounded_disorder() {
+        let s = spec(
+            EventKind::Bid,
+            full_schema(EventKind::Bid),
+            &[("max-out-of-order", "2 s"), ("first-event.rate", "100")],
+        );
+        let bids = all(&s, 1).await;
+        let ts = bids.column(5).as_primitive::<TimestampMillisecondType>();
+        let mut max = i64::MIN;
+        let mut late = 0;
+        for t in ts.values() {
+            assert!(
+                *t >= max.saturating_sub(2_000 + 10),
+                "disorder beyond the bound"
+            );
+            if *t < max {
+                late += 1;
+            }
+            max = max.max(*t);
+        }
+        assert!(late > 0, "some events are out of order");
+    }
+
+    #[test]
+    fn option_errors() {
+        let schema = full_schema(EventKind::Bid);
+        let err = |kv: &[(&str, &str)]| {
+            NexmarkSpec::try_new(schema.clone(), &options(kv))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&[]).contains("'table'"));
+        assert!(err(&[("table", "bids")]).contains("bid, auction, person"));
+        let e = err(&[("table", "bid"), ("events", "5")]);
+        assert!(e.contains("'events'") && e.contains("events.num"), "{e}");
+        assert!(err(&[("table", "bid"), ("rate", "-1")]).contains("'rate'"));
+        assert!(err(&[("table", "bid"), ("bid.proportion", "0")]).contains("'bid.proportion'"));
+        assert!(
+            err(&[("table", "bid"), ("first-event.time", "soon")]).contains("'first-event.time'")
+        );
+        let e = err(&[("table", "person")]);
+        assert!(e.contains("'auction'") && e.contains("emailAddress"), "{e}");
+        let wrong = Arc::new(Schema::new(vec![Field::new(
+            "price",
+            DataType::Int32,
+            false,
+        )]));
+        let e = NexmarkSpec::try_new(wrong, &options(&[("table", "bid")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'price'") && e.contains("BIGINT"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn micro_benchmark_shape() {
+        // A larger unthrottled run, checked for shape only (never timed).
+        let s = spec(
+            EventKind::Bid,
+            full_schema(EventKind::Bid),
+            &[("events.num", "200000")],
+        );
+        let batches = collect(&s, 0, 1).await.unwrap();
+        assert!(batches.iter().all(|b| b.num_rows() <= DEFAULT_BATCH_SIZE));
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 184_000);
+        assert_eq!(batches[0].column(0).null_count(), 0);
+    }
+}

@@ -1,0 +1,97 @@
+//! Wall-clock rate limiting for the generators.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How far behind schedule a generator may fall before the schedule is reset
+/// (so that a stalled pipeline is not followed by an unbounded burst).
+const MAX_LAG: Duration = Duration::from_secs(1);
+
+/// Paces a generator to `per_second` units (rows or events) per second.
+///
+/// The generator numbers its units globally (`0, 1, 2, ...`, whatever the
+/// subtask); unit `u` is due `u / per_second` seconds after the first call to
+/// [`wait_until_due`](Pacer::wait_until_due). A generator calls it *before*
+/// producing a batch, with the number of units up to the end of that batch,
+/// and produces the batch only once it returns: waiting never follows
+/// production, so dropping the future (cancel safety) loses nothing.
+///
+/// A generator that falls more than a second behind (backpressure) does not
+/// try to catch up in a burst: its schedule restarts from now.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    per_second: f64,
+    /// When unit 0 was due; set by the first wait.
+    origin: Option<Instant>,
+}
+
+impl Pacer {
+    /// A pacer for `per_second` units per second; 0 (or a non-finite or
+    /// negative value) means unlimited.
+    pub fn new(per_second: f64) -> Self {
+        Pacer {
+            per_second,
+            origin: None,
+        }
+    }
+
+    /// Whether this pacer ever waits.
+    pub fn is_limited(&self) -> bool {
+        self.per_second.is_finite() && self.per_second > 0.0
+    }
+
+    /// How many units a batch should hold so that batches are produced about
+    /// ten times a second by each of `parallelism` subtasks: at least 1, at
+    /// most `max`.
+    pub fn batch_len(&self, parallelism: usize, max: usize) -> usize {
+        if !self.is_limited() {
+            return max.max(1);
+        }
+        let per_subtask_tick = self.per_second / parallelism.max(1) as f64 / 10.0;
+        (per_subtask_tick.ceil() as usize).clamp(1, max.max(1))
+    }
+
+    /// Waits until the first `units` units are due. Cancel-safe.
+    pub async fn wait_until_due(&mut self, units: u64) {
+        if !self.is_limited() {
+            return;
+        }
+        let now = Instant::now();
+        let offset = Duration::from_secs_f64(units as f64 / self.per_second);
+        let origin = *self.origin.get_or_insert(now);
+        let due = origin + offset;
+        if now > due + MAX_LAG {
+            // Far behind: restart the schedule so that `units` are due now.
+            self.origin = Some(now.checked_sub(offset).unwrap_or(now));
+            return;
+        }
+        if due > now {
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_len_follows_the_rate() {
+        assert_eq!(Pacer::new(0.0).batch_len(4, 1024), 1024);
+        assert_eq!(Pacer::new(10.0).batch_len(1, 1024), 1);
+        assert_eq!(Pacer::new(10_000.0).batch_len(2, 1024), 500);
+        assert_eq!(Pacer::new(1e9).batch_len(1, 1024), 1024);
+        assert!(!Pacer::new(f64::NAN).is_limited());
+    }
+
+    #[tokio::test]
+    async fn unlimited_and_first_units_do_not_wait() {
+        let mut unlimited = Pacer::new(0.0);
+        unlimited.wait_until_due(u64::MAX).await;
+        let mut pacer = Pacer::new(1e6);
+        pacer.wait_until_due(0).await;
+        pacer.wait_until_due(1).await;
+        assert!(pacer.origin.is_some());
+    }
+}
