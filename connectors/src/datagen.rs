@@ -624,7 +624,10 @@ fn primitive<T: ArrowPrimitiveType>(
     nulls: Option<NullBuffer>,
     mut value: impl FnMut(u64) -> Result<T::Native>,
 ) -> Result<PrimitiveArray<T>> {
-    let values = rows.iter().map(&mut value).collect::<Result<Vec<_>>>()?;
+    let mut values = Vec::with_capacity(rows.len);
+    for r in rows.iter() {
+        values.push(value(r)?);
+    }
     Ok(PrimitiveArray::<T>::new(ScalarBuffer::from(values), nulls))
 }
 

@@ -58,9 +58,14 @@ impl Pacer {
             return;
         }
         let now = Instant::now();
-        let offset = Duration::from_secs_f64(units as f64 / self.per_second);
         let origin = *self.origin.get_or_insert(now);
-        let due = origin + offset;
+        let due = Duration::try_from_secs_f64(units as f64 / self.per_second)
+            .ok()
+            .and_then(|offset| Some((offset, origin.checked_add(offset)?)));
+        let Some((offset, due)) = due else {
+            // Not due in any foreseeable future (an absurdly low rate).
+            return std::future::pending().await;
+        };
         if now > due + MAX_LAG {
             // Far behind: restart the schedule so that `units` are due now.
             self.origin = Some(now.checked_sub(offset).unwrap_or(now));

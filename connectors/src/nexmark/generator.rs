@@ -158,7 +158,7 @@ impl Generator {
     fn date_time_ms(&self, disorder_key: u64, n: u64) -> i64 {
         let t = self.config.timestamp_ms(n);
         if self.config.max_out_of_order_ms > 0 {
-            t - RowRng::new(disorder_key, n).range_i64(0, self.config.max_out_of_order_ms)
+            t.saturating_sub(RowRng::new(disorder_key, n).range_i64(0, self.config.max_out_of_order_ms))
         } else {
             t
         }
@@ -293,12 +293,12 @@ impl Generator {
                 let k = key(stream::DISORDER);
                 let ke = key(stream::EXPIRES);
                 let unit = timestamp_unit(dt);
-                let span = (self.horizon_ms.max(1) * 2) as u64;
+                let span = self.horizon_ms.max(1).saturating_mul(2) as u64;
                 let values = ns
                     .iter()
                     .map(|&n| {
                         let length = 1 + RowRng::new(ke, n).below(span) as i64;
-                        ms_to_unit(self.date_time_ms(k, n) + length, unit)
+                        ms_to_unit(self.date_time_ms(k, n).saturating_add(length), unit)
                     })
                     .collect();
                 timestamp_array(dt, values, None)

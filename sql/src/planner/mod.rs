@@ -360,7 +360,8 @@ impl StreamPlanner {
         self.plan_statement(Statement::Query(Box::new(query.clone())), window_tvfs).await
     }
 
-    async fn plan_statement(&mut self, statement: Statement, window_tvfs: &[WindowTvf]) -> Result<LogicalPlan> {
+    async fn plan_statement(&mut self, mut statement: Statement, window_tvfs: &[WindowTvf]) -> Result<LogicalPlan> {
+        alias_window_tvfs(&mut statement, window_tvfs);
         let mut registered = Vec::new();
         let result = async {
             for tvf in window_tvfs {
@@ -497,6 +498,31 @@ impl StreamPlanner {
             lowering_graph: lowering.into_graph(String::new()),
         })
     }
+}
+
+/// Gives every window TVF without an alias its input's name as alias, so
+/// that result columns read `max(bid.price)`, not `max(__weir_tvf_0.price)`.
+fn alias_window_tvfs(statement: &mut Statement, window_tvfs: &[WindowTvf]) {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{TableAlias, TableFactor, VisitMut, VisitorMut};
+
+    struct Aliaser<'a>(&'a [WindowTvf]);
+    impl VisitorMut for Aliaser<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, alias: alias @ None, .. } = factor {
+                let placeholder = normalize_name(name);
+                if let Some(tvf) = self.0.iter().find(|t| t.placeholder == placeholder) {
+                    if let Some(input) = tvf.input.0.last().and_then(|p| p.as_ident()) {
+                        *alias = Some(TableAlias { explicit: true, name: input.clone(), columns: vec![], at: None });
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Aliaser(window_tvfs));
 }
 
 fn kind_has_subsecond(kind: &WindowKind) -> bool {
