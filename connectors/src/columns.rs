@@ -40,6 +40,16 @@ impl ColumnKind {
         }
     }
 
+    /// The Arrow type of the column in Flink's DDL.
+    pub fn default_type(self) -> DataType {
+        match self {
+            ColumnKind::BigInt => DataType::Int64,
+            ColumnKind::Varchar => DataType::Utf8,
+            ColumnKind::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+            ColumnKind::Money => DataType::Float64,
+        }
+    }
+
     fn sql(self) -> &'static str {
         match self {
             ColumnKind::BigInt => "BIGINT",
@@ -63,19 +73,28 @@ impl ColumnDef {
     }
 }
 
+/// Whether a declared column name `declared` names the generator column
+/// `name`: compared ignoring case (SQL folds unquoted identifiers) and
+/// underscores (so `dateTime`, as Flink's nexmark DDL spells it in places,
+/// names `date_time`).
+pub fn names_match(name: &str, declared: &str) -> bool {
+    fn strip(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes()
+            .filter(|b| *b != b'_')
+            .map(|b| b.to_ascii_lowercase())
+    }
+    strip(name).eq(strip(declared))
+}
+
 /// Binds each column of `schema` (a table's declared columns, in order) to the
-/// generator column of the same name (compared case-insensitively, since SQL
-/// folds unquoted identifiers), checking its type.
+/// generator column of the same name (see [`names_match`]), checking its type.
 ///
 /// Returns, for each declared column, the index of its generator column in
 /// `defs`. A table may declare any subset of the columns, in any order.
 pub fn bind_columns(what: &str, schema: &Schema, defs: &[ColumnDef]) -> Result<Vec<usize>> {
     let mut bound = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
-        let Some(i) = defs
-            .iter()
-            .position(|d| d.name.eq_ignore_ascii_case(field.name()))
-        else {
+        let Some(i) = defs.iter().position(|d| names_match(d.name, field.name())) else {
             return plan_err!(
                 "{what} has no column '{}'; available columns are: {}",
                 field.name(),

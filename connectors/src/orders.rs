@@ -124,6 +124,8 @@ const MIN_DELAY_NS: i64 = 1_000_000_000;
 const DEFAULT_UNPAID_RATE: f64 = 0.05;
 const DEFAULT_CUSTOMERS: u64 = 100;
 const DEFAULT_BATCH_SIZE: usize = 1024;
+/// The most payments a subtask may hold back (see `payment.max-delay`).
+const MAX_PENDING_PAYMENTS: i64 = 10_000_000;
 const SECOND_NS: i64 = 1_000_000_000;
 
 /// Products and their prices in cents.
@@ -250,7 +252,8 @@ impl Model {
     fn shift(&self, s: u64, k: u64) -> i64 {
         let mut r = self.rng(s, k);
         if self.late_rate > 0.0 && r.chance(self.late_rate) {
-            self.disorder_ns + SECOND_NS + r.range_i64(0, 59 * SECOND_NS)
+            self.disorder_ns
+                .saturating_add(SECOND_NS + r.range_i64(0, 59 * SECOND_NS))
         } else if self.disorder_ns > 0 {
             r.range_i64(0, self.disorder_ns)
         } else {
@@ -260,7 +263,8 @@ impl Model {
 
     #[inline]
     fn order_time(&self, k: u64) -> i64 {
-        self.order_clock(k) - self.shift(stream::ORDER_DISORDER, k)
+        self.order_clock(k)
+            .saturating_sub(self.shift(stream::ORDER_DISORDER, k))
     }
 
     /// When order `k` is paid, before disorder; `None` if it never is.
@@ -280,9 +284,9 @@ impl Model {
     fn pay_time(&self, k: u64, clock: i64) -> i64 {
         let shift = self.shift(stream::PAY_DISORDER, k);
         if shift > self.disorder_ns {
-            clock - shift
+            clock.saturating_sub(shift)
         } else {
-            (clock - shift).max(self.order_clock(k))
+            clock.saturating_sub(shift).max(self.order_clock(k))
         }
     }
 
@@ -368,6 +372,11 @@ impl OrdersSpec {
         };
         let max_delay_ns =
             get_duration_ns(options, "payment.max-delay")?.unwrap_or(DEFAULT_MAX_DELAY_NS);
+        if payments && max_delay_ns / step_ns.max(1) > MAX_PENDING_PAYMENTS {
+            return plan_err!(
+                "option 'payment.max-delay' spans more than {MAX_PENDING_PAYMENTS} orders (at one order every {step_ns} ns): the payments of that many orders would be held in memory; lower it, or raise 'event-time.step'"
+            );
+        }
         let batch_size = match options.get_u64("batch-size")? {
             Some(0) => {
                 return plan_err!(
@@ -800,6 +809,12 @@ mod tests {
         assert!(
             err(orders_schema(), &[("payment.max-delay", "later")]).contains("'payment.max-delay'")
         );
+        let far = [
+            ("kind", "payments"),
+            ("payment.max-delay", "1000 d"),
+            ("rows-per-second", "1000"),
+        ];
+        assert!(err(payments_schema(), &far).contains("'payment.max-delay'"));
         let small = Arc::new(Schema::new(vec![Field::new(
             "amount",
             DataType::Decimal128(4, 2),

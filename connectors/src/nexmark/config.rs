@@ -142,7 +142,8 @@ impl GeneratorConfig {
     /// The event time of event number `n` before any disorder, in ms.
     #[inline]
     pub fn timestamp_ms(&self, n: u64) -> i64 {
-        self.base_time_ms.saturating_add((n as f64 * self.inter_event_delay_ns / 1e6) as i64)
+        self.base_time_ms
+            .saturating_add((n as f64 * self.inter_event_delay_ns / 1e6) as i64)
     }
 
     /// Milliseconds of event time between `numInFlightAuctions` auctions: the

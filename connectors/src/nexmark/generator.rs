@@ -158,7 +158,9 @@ impl Generator {
     fn date_time_ms(&self, disorder_key: u64, n: u64) -> i64 {
         let t = self.config.timestamp_ms(n);
         if self.config.max_out_of_order_ms > 0 {
-            t.saturating_sub(RowRng::new(disorder_key, n).range_i64(0, self.config.max_out_of_order_ms))
+            t.saturating_sub(
+                RowRng::new(disorder_key, n).range_i64(0, self.config.max_out_of_order_ms),
+            )
         } else {
             t
         }

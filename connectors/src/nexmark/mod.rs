@@ -16,6 +16,8 @@
 //! category, extra; `bid`: auction, bidder, price, channel, url, date_time,
 //! extra). A table may declare any subset of its columns, in any order; only
 //! those are generated. `date_time`/`expires` may be any `TIMESTAMP` precision.
+//! `'table' = 'event'` gives Flink's combined form instead, all events with a
+//! `ROW` column per kind (see [`event`]).
 //!
 //! # Events, subtasks and determinism
 //!
@@ -38,6 +40,7 @@
 //! and advances at 10,000 events per second, as Beam's default.
 
 pub mod config;
+pub mod event;
 pub mod generator;
 pub mod strings;
 
@@ -56,12 +59,13 @@ use crate::time::{
     DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_per_second, get_start_time,
 };
 use config::{EventKind, GeneratorConfig};
+use event::EventLayout;
 use generator::{Col, Generator, table_columns};
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec::new(
         "table",
-        "which events: 'bid', 'auction' or 'person' (required)",
+        "which events: 'bid', 'auction', 'person', or 'event' for all (required)",
     ),
     OptionSpec::new(
         "events.num",
@@ -124,9 +128,7 @@ impl Connector for NexmarkConnector {
 #[derive(Debug)]
 pub struct NexmarkSpec {
     schema: SchemaRef,
-    kind: EventKind,
-    /// The generator column of each declared column.
-    columns: Vec<Col>,
+    layout: Layout,
     events_num: Option<u64>,
     rate: f64,
     events_per_second: f64,
@@ -142,13 +144,21 @@ impl NexmarkSpec {
     pub fn try_new(schema: SchemaRef, options: &ConnectorOptions) -> Result<Self> {
         options.check_known("nexmark", OPTIONS, &[])?;
         let kind = match options
-            .get_enum("table", &["bid", "auction", "person"])?
+            .get_enum("table", &["bid", "auction", "person", "event"])?
             .as_deref()
         {
             Some("bid") => EventKind::Bid,
             Some("auction") => EventKind::Auction,
             Some("person") => EventKind::Person,
-            _ => return plan_err!("missing required option 'table': one of bid, auction, person"),
+            Some(_) => {
+                let layout = Layout::Event(EventLayout::bind(&schema)?);
+                return Self::with_layout(schema, options, layout);
+            }
+            None => {
+                return plan_err!(
+                    "missing required option 'table': one of bid, auction, person, event"
+                );
+            }
         };
         let defs: Vec<_> = table_columns(kind).iter().map(|(d, _)| *d).collect();
         let bound = bind_columns(
@@ -160,7 +170,10 @@ impl NexmarkSpec {
             .into_iter()
             .map(|i| table_columns(kind)[i].1)
             .collect();
+        Self::with_layout(schema, options, Layout::Table { kind, columns })
+    }
 
+    fn with_layout(schema: SchemaRef, options: &ConnectorOptions, layout: Layout) -> Result<Self> {
         let rate = get_per_second(options, "rate")?.unwrap_or(0.0);
         let events_per_second = match get_per_second(options, "first-event.rate")? {
             Some(0.0) => {
@@ -207,8 +220,7 @@ impl NexmarkSpec {
         };
         Ok(NexmarkSpec {
             schema,
-            kind,
-            columns,
+            layout,
             events_num: options.get_u64("events.num")?,
             rate,
             events_per_second,
@@ -249,7 +261,10 @@ impl SourceSpec for NexmarkSpec {
         let p = parallelism as u64;
         let i = subtask as u64;
         let local_total = self.events_num.map(|n| {
-            let count = config.count_below(self.kind, n);
+            let count = match &self.layout {
+                Layout::Table { kind, .. } => config.count_below(*kind, n),
+                Layout::Event(_) => n,
+            };
             if count > i {
                 (count - i).div_ceil(p)
             } else {
@@ -259,8 +274,7 @@ impl SourceSpec for NexmarkSpec {
         let pacer = Pacer::new(self.rate);
         Ok(Box::new(NexmarkSource {
             schema: Arc::clone(&self.schema),
-            kind: self.kind,
-            columns: self.columns.clone(),
+            layout: self.layout.clone(),
             generator: Generator::new(config, self.seed),
             subtask: i,
             parallelism: p,
@@ -273,15 +287,34 @@ impl SourceSpec for NexmarkSpec {
     }
 }
 
-/// One subtask of a `nexmark` table: produces the events of its kind whose
-/// index `k` within the kind is `≡ subtask (mod parallelism)`, in order.
+/// Which events a table holds, and how its declared columns are generated.
+#[derive(Debug, Clone)]
+enum Layout {
+    /// The events of one kind; the generator column of each declared column.
+    Table { kind: EventKind, columns: Vec<Col> },
+    /// All events ([`event`]).
+    Event(EventLayout),
+}
+
+impl Layout {
+    /// The event number of the `k`-th event of the table.
+    #[inline]
+    fn event_number(&self, config: &GeneratorConfig, k: u64) -> u64 {
+        match self {
+            Layout::Table { kind, .. } => config.event_number(*kind, k),
+            Layout::Event(_) => k,
+        }
+    }
+}
+
+/// One subtask of a `nexmark` table: produces the events of the table whose
+/// index `k` within the table is `≡ subtask (mod parallelism)`, in order.
 ///
 /// Cancel-safe: `poll_next` waits for the rate limiter first, then generates
 /// and returns the batch without further waiting.
 pub struct NexmarkSource {
     schema: SchemaRef,
-    kind: EventKind,
-    columns: Vec<Col>,
+    layout: Layout,
     generator: Generator,
     subtask: u64,
     parallelism: u64,
@@ -296,13 +329,18 @@ pub struct NexmarkSource {
 
 impl NexmarkSource {
     fn generate(&self) -> Result<RecordBatch> {
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .zip(&self.columns)
-            .map(|(field, col)| self.generator.column(self.kind, *col, field, &self.numbers))
-            .collect();
+        let columns = match &self.layout {
+            Layout::Table { kind, columns } => self
+                .schema
+                .fields()
+                .iter()
+                .zip(columns)
+                .map(|(field, col)| self.generator.column(*kind, *col, field, &self.numbers))
+                .collect(),
+            Layout::Event(layout) => {
+                layout.generate(&self.generator, &self.schema, &self.numbers)?
+            }
+        };
         make_batch(&self.schema, columns, self.numbers.len())
     }
 }
@@ -316,14 +354,14 @@ impl Source for NexmarkSource {
         }
         let len = (self.max_batch as u64).min(remaining);
         let config = self.generator.config();
-        let (kind, first, p) = (
-            self.kind,
+        let (first, p) = (
             self.subtask + self.produced * self.parallelism,
             self.parallelism,
         );
         self.numbers.clear();
+        let layout = &self.layout;
         self.numbers
-            .extend((0..len).map(|j| config.event_number(kind, first + j * p)));
+            .extend((0..len).map(|j| layout.event_number(config, first + j * p)));
         // Wait until the batch's last event is due, then produce it.
         let last = self.numbers.last().copied().unwrap_or(0);
         self.pacer.wait_until_due(last + 1).await;
@@ -616,6 +654,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("'price'") && e.contains("BIGINT"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn event_table_matches_the_flat_tables() {
+        let schema = Arc::new(event::flink_event_schema());
+        let kv = [("table", "event"), ("events.num", "1000")];
+        let s = NexmarkSpec::try_new(schema, &options(&kv)).unwrap();
+        let events = all(&s, 2).await;
+        assert_eq!(events.num_rows(), 1000);
+        let types = events
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        let count = |t: i32| types.values().iter().filter(|v| **v == t).count();
+        assert_eq!((count(0), count(1), count(2)), (20, 60, 920));
+        // The bids of the event table are the rows of the bid table.
+        let bid_spec = spec(
+            EventKind::Bid,
+            full_schema(EventKind::Bid),
+            &[("events.num", "1000")],
+        );
+        let bids = all(&bid_spec, 1).await;
+        let rows = events.column(3).as_struct();
+        let mut from_events: Vec<(i64, i64, i64)> = (0..rows.len())
+            .filter(|i| rows.is_valid(*i))
+            .map(|i| {
+                (
+                    rows.column(0).as_primitive::<Int64Type>().value(i),
+                    rows.column(2).as_primitive::<Int64Type>().value(i),
+                    rows.column(5)
+                        .as_primitive::<TimestampMillisecondType>()
+                        .value(i),
+                )
+            })
+            .collect();
+        let mut from_bids: Vec<(i64, i64, i64)> = (0..bids.num_rows())
+            .map(|i| {
+                (
+                    bids.column(0).as_primitive::<Int64Type>().value(i),
+                    bids.column(2).as_primitive::<Int64Type>().value(i),
+                    bids.column(5)
+                        .as_primitive::<TimestampMillisecondType>()
+                        .value(i),
+                )
+            })
+            .collect();
+        from_events.sort();
+        from_bids.sort();
+        assert_eq!(from_events, from_bids);
+        let e = NexmarkSpec::try_new(full_schema(EventKind::Bid), &options(&[("table", "event")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'auction'") && e.contains("ROW"), "{e}");
     }
 
     #[tokio::test]

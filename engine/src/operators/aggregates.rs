@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray};
+use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::compute::take;
 use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
@@ -125,4 +125,13 @@ pub fn take_all(arrays: &[ArrayRef], indices: &UInt32Array) -> Result<Vec<ArrayR
         .iter()
         .map(|a| take(a.as_ref(), indices, None).map_err(DataFusionError::from))
         .collect()
+}
+
+/// A filter mask with NULLs turned into `false` (SQL: a NULL condition does not hold).
+pub fn nulls_as_false(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() > 0 {
+        arrow::compute::prep_null_mask_filter(mask)
+    } else {
+        mask.clone()
+    }
 }

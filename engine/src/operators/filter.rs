@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray};
-use arrow::compute::{filter_record_batch, prep_null_mask_filter};
+use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
@@ -26,7 +26,7 @@ impl Operator for Filter {
             .as_any()
             .downcast_ref::<BooleanArray>()
             .ok_or_else(|| DataFusionError::Plan("a WHERE predicate must be a boolean".into()))?;
-        let mask = if mask.null_count() > 0 { prep_null_mask_filter(mask) } else { mask.clone() };
+        let mask = super::aggregates::nulls_as_false(mask);
         if mask.true_count() == batch.num_rows() {
             out.emit(batch);
         } else {

@@ -13,3 +13,4 @@ pub mod updating_aggregate;
 pub mod window;
 pub mod window_aggregate;
 pub mod window_assign;
+pub mod window_join;

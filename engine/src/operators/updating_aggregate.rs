@@ -237,7 +237,7 @@ fn apply_filter(input: &AggregateInput) -> Result<Vec<ArrayRef>> {
     match &input.filter {
         None => Ok(input.values.clone()),
         Some(f) => {
-            let f = arrow::compute::prep_null_mask_filter(f);
+            let f = super::aggregates::nulls_as_false(f);
             input
                 .values
                 .iter()

@@ -16,7 +16,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, DFSchemaRef, Result, plan_err};
 use datafusion::datasource::DefaultTableSource;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
+use datafusion::logical_expr::{Aggregate, Expr, Join, JoinType, LogicalPlan, TableScan};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
@@ -33,6 +33,7 @@ use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggr
 use weir_engine::operators::window::WindowKind;
 use weir_engine::operators::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateConfig, WindowSource};
 use weir_engine::operators::window_assign::WindowAssign;
+use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 use weir_engine::source::SourceSpec;
 use weir_engine::values::ValuesSpec;
 use weir_engine::watermark::WatermarkStrategy;
@@ -224,10 +225,7 @@ impl<'a> Lowering<'a> {
                 let batch = RecordBatch::try_new(schema.clone(), columns)?;
                 Ok(self.values_source(v.schema.clone(), schema, vec![batch]))
             }
-            LogicalPlan::Join(_) => plan_err!(
-                "stream joins are not available in this version of weir; \
-                 window aggregates, group aggregates, filters and projections are"
-            ),
+            LogicalPlan::Join(join) => self.lower_join(join),
             LogicalPlan::Sort(_) => plan_err!(
                 "ORDER BY is not supported on an unbounded stream (rows are emitted as they are computed); \
                  sort the results in the consumer"
@@ -445,6 +443,99 @@ impl<'a> Lowering<'a> {
             }
         }
         Ok(Stream { node, schema: a.schema.clone(), updating: false, parallelism, pending: None, window })
+    }
+
+    /// A join of two windowed streams on their window bounds: a window join.
+    fn lower_join(&mut self, join: &Join) -> Result<Stream> {
+        let join_type = match join.join_type {
+            JoinType::Inner => WindowJoinType::Inner,
+            JoinType::Left => WindowJoinType::Left,
+            JoinType::Right => WindowJoinType::Right,
+            JoinType::Full => WindowJoinType::Full,
+            other => return plan_err!("{other} joins are not supported on streams"),
+        };
+        let left = self.lower(&join.left)?;
+        let left = self.materialize(left)?;
+        let right = self.lower(&join.right)?;
+        let right = self.materialize(right)?;
+        if left.updating || right.updating {
+            return plan_err!("a window join cannot consume an updating input (the result of a non-windowed GROUP BY)");
+        }
+        let index = |s: &Stream, e: &Expr| -> Result<Option<usize>> {
+            match e.clone().unalias() {
+                Expr::Column(c) => Ok(Some(s.schema.index_of_column(&c)?)),
+                _ => Ok(None),
+            }
+        };
+        let (mut start_pair, mut end_pair) = (None, None);
+        let mut keys = Vec::new();
+        for (l, r) in &join.on {
+            let (li, ri) = (index(&left, l)?, index(&right, r)?);
+            if li.is_some() && li == left.window.start && ri.is_some() && ri == right.window.start {
+                start_pair = Some((l.clone(), r.clone()));
+            } else if li.is_some() && li == left.window.end && ri.is_some() && ri == right.window.end {
+                end_pair = Some((l.clone(), r.clone()));
+            } else {
+                keys.push((l.clone(), r.clone()));
+            }
+        }
+        let (Some(start_pair), Some(end_pair)) = (start_pair, end_pair) else {
+            return plan_err!(
+                "only window joins are supported on streams so far: both inputs must be windowed \
+                 (window TVFs or window aggregates) and joined ON l.window_start = r.window_start \
+                 AND l.window_end = r.window_end [AND keys]"
+            );
+        };
+        let left_keys = std::iter::once(&start_pair.0)
+            .chain(keys.iter().map(|k| &k.0))
+            .map(|e| self.physical(e, &left.schema))
+            .collect::<Result<Vec<_>>>()?;
+        let right_keys = std::iter::once(&start_pair.1)
+            .chain(keys.iter().map(|k| &k.1))
+            .map(|e| self.physical(e, &right.schema))
+            .collect::<Result<Vec<_>>>()?;
+        let filter = match &join.filter {
+            Some(f) => Some(self.physical(f, &join.schema)?),
+            None => None,
+        };
+        let output_schema = Arc::new(join.schema.as_arrow().clone());
+        let config = Arc::new(WindowJoinConfig {
+            join_type,
+            left_window_end: self.physical(&end_pair.0, &left.schema)?,
+            right_window_end: self.physical(&end_pair.1, &right.schema)?,
+            left_keys,
+            right_keys,
+            filter,
+            left_schema: left.physical_schema(),
+            right_schema: right.physical_schema(),
+            output_schema: output_schema.clone(),
+        });
+        let equi: Vec<&(Expr, Expr)> = keys.iter().collect();
+        let (parallelism, left_part, right_part) = if equi.is_empty() || self.parallelism == 1 {
+            (1, Partitioning::Single, Partitioning::Single)
+        } else {
+            let lk = equi.iter().map(|(l, _)| self.physical(l, &left.schema)).collect::<Result<Vec<_>>>()?;
+            let rk = equi.iter().map(|(_, r)| self.physical(r, &right.schema)).collect::<Result<Vec<_>>>()?;
+            (self.parallelism, Partitioning::Hash(lk), Partitioning::Hash(rk))
+        };
+        let name = format!(
+            "WindowJoin(joinType=[{}], where=[{}{}])",
+            join.join_type,
+            join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND "),
+            join.filter.as_ref().map(|f| format!(" AND {f}")).unwrap_or_default()
+        );
+        let factory = FnOperatorFactory::new("window-join", move |_, _| Ok(Box::new(WindowJoin::new(config.clone())) as Box<dyn Operator>));
+        let node = self.add_node("window-join", name, NodeKind::Operator(factory), output_schema, parallelism, 2);
+        self.connect(left.node, node, 0, left_part);
+        self.connect(right.node, node, 1, right_part);
+        Ok(Stream {
+            node,
+            schema: join.schema.clone(),
+            updating: false,
+            parallelism,
+            pending: None,
+            window: WindowColumns { start: left.window.start, end: left.window.end, time: left.window.time },
+        })
     }
 
     fn window_aggregate_factory(

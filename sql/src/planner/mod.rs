@@ -88,6 +88,7 @@ pub struct StreamPlanner {
 
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     use datafusion::optimizer::eliminate_filter::EliminateFilter;
+    use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
     use datafusion::optimizer::optimize_unions::OptimizeUnions;
     use datafusion::optimizer::push_down_filter::PushDownFilter;
     use datafusion::optimizer::replace_distinct_aggregate::ReplaceDistinctWithAggregate;
@@ -101,6 +102,7 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
         Arc::new(ReplaceDistinctWithAggregate::new()),
         Arc::new(EliminateFilter::new()),
         Arc::new(PushDownFilter::new()),
+        Arc::new(ExtractEquijoinPredicate::new()),
         Arc::new(SimplifyExpressions::new()),
     ]
 }

@@ -1,0 +1,233 @@
+//! Window join: two streams carrying the same windows (`window_start`,
+//! `window_end`), joined per window on equality keys when the watermark of
+//! both inputs passes the window's end, as Flink's window join.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::aggregates::evaluate_exprs;
+use crate::message::EventTime;
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, Output};
+use crate::watermark::to_event_time;
+
+/// Which rows of a window join are kept without a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowJoinType {
+    Inner,
+    /// Unmatched left rows too, with NULLs for the right columns.
+    Left,
+    /// Unmatched right rows too, with NULLs for the left columns.
+    Right,
+    /// Unmatched rows of both sides.
+    Full,
+}
+
+/// The plan of a window join.
+#[derive(Debug)]
+pub struct WindowJoinConfig {
+    pub join_type: WindowJoinType,
+    /// Equality keys of the left input (the window bounds first).
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Equality keys of the right input, pairwise with `left_keys`.
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// `window_end` of each side.
+    pub left_window_end: Arc<dyn PhysicalExpr>,
+    pub right_window_end: Arc<dyn PhysicalExpr>,
+    /// A non-equality condition over the joined row.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub left_schema: SchemaRef,
+    pub right_schema: SchemaRef,
+    /// Left columns then right columns.
+    pub output_schema: SchemaRef,
+}
+
+#[derive(Default)]
+struct WindowBuffers {
+    left: Vec<RecordBatch>,
+    right: Vec<RecordBatch>,
+}
+
+/// A window join subtask.
+///
+/// State: the rows of each side per window end, until the watermark passes
+/// the window's end (`window_end - 1`); then the window's rows are joined
+/// with a hash join on the keys and dropped. Rows of a window that has
+/// already been joined are late: dropped and counted.
+pub struct WindowJoin {
+    config: Arc<WindowJoinConfig>,
+    windows: BTreeMap<EventTime, WindowBuffers>,
+    watermark: Option<EventTime>,
+    metrics: Option<Arc<OperatorMetrics>>,
+}
+
+impl WindowJoin {
+    pub fn new(config: Arc<WindowJoinConfig>) -> Self {
+        WindowJoin { config, windows: BTreeMap::new(), watermark: None, metrics: None }
+    }
+
+    fn join_window(&self, buffers: WindowBuffers) -> Result<Option<RecordBatch>> {
+        let c = &self.config;
+        let left = concat_batches(&c.left_schema, &buffers.left)?;
+        let right = concat_batches(&c.right_schema, &buffers.right)?;
+        if left.num_rows() == 0 && right.num_rows() == 0 {
+            return Ok(None);
+        }
+        let left_keys = evaluate_exprs(&c.left_keys, &left)?;
+        let mut right_keys = evaluate_exprs(&c.right_keys, &right)?;
+        for (r, l) in right_keys.iter_mut().zip(&left_keys) {
+            if r.data_type() != l.data_type() {
+                *r = cast(r, l.data_type())?;
+            }
+        }
+        let converter =
+            RowConverter::new(left_keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
+        let left_rows = converter.convert_columns(&left_keys)?;
+        let right_rows = converter.convert_columns(&right_keys)?;
+        let has_null = |keys: &[ArrayRef], i: usize| keys.iter().any(|k| k.is_null(i));
+
+        let mut table: HashMap<&[u8], Vec<u32>> = HashMap::new();
+        for i in 0..right.num_rows() {
+            if !has_null(&right_keys, i) {
+                table.entry(right_rows.row(i).data()).or_default().push(i as u32);
+            }
+        }
+        let (mut li, mut ri) = (Vec::new(), Vec::new());
+        for i in 0..left.num_rows() {
+            if has_null(&left_keys, i) {
+                continue;
+            }
+            if let Some(matches) = table.get(left_rows.row(i).data()) {
+                for &r in matches {
+                    li.push(i as u32);
+                    ri.push(r);
+                }
+            }
+        }
+        let (li, ri) = (UInt32Array::from(li), UInt32Array::from(ri));
+        let mut joined = self.combine(take_record_batch(&left, &li)?, take_record_batch(&right, &ri)?)?;
+        let (mut left_matched, mut right_matched) = (vec![false; left.num_rows()], vec![false; right.num_rows()]);
+        if let Some(f) = &c.filter {
+            let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
+            let mask = mask
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| DataFusionError::Plan("a join condition must be a boolean".into()))?;
+            let mask = super::aggregates::nulls_as_false(mask);
+            for (k, keep) in mask.values().iter().enumerate() {
+                if keep {
+                    left_matched[li.value(k) as usize] = true;
+                    right_matched[ri.value(k) as usize] = true;
+                }
+            }
+            joined = filter_record_batch(&joined, &mask)?;
+        } else {
+            li.values().iter().for_each(|&i| left_matched[i as usize] = true);
+            ri.values().iter().for_each(|&i| right_matched[i as usize] = true);
+        }
+        let mut parts = vec![joined];
+        if matches!(c.join_type, WindowJoinType::Left | WindowJoinType::Full) {
+            let idx = unmatched(&left_matched);
+            if !idx.is_empty() {
+                let l = take_record_batch(&left, &idx)?;
+                let r = null_batch(&c.right_schema, idx.len());
+                parts.push(self.combine(l, r)?);
+            }
+        }
+        if matches!(c.join_type, WindowJoinType::Right | WindowJoinType::Full) {
+            let idx = unmatched(&right_matched);
+            if !idx.is_empty() {
+                let r = take_record_batch(&right, &idx)?;
+                let l = null_batch(&c.left_schema, idx.len());
+                parts.push(self.combine(l, r)?);
+            }
+        }
+        Ok(Some(concat_batches(&c.output_schema, &parts)?))
+    }
+
+    fn combine(&self, left: RecordBatch, right: RecordBatch) -> Result<RecordBatch> {
+        let mut columns = left.columns().to_vec();
+        columns.extend(right.columns().iter().cloned());
+        Ok(RecordBatch::try_new(self.config.output_schema.clone(), columns)?)
+    }
+}
+
+fn unmatched(matched: &[bool]) -> UInt32Array {
+    UInt32Array::from(matched.iter().enumerate().filter(|(_, m)| !**m).map(|(i, _)| i as u32).collect::<Vec<_>>())
+}
+
+fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
+    let columns = schema.fields().iter().map(|f| new_null_array(f.data_type(), rows)).collect();
+    RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::new(
+            schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        )),
+        columns,
+        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .expect("null columns match their schema")
+}
+
+#[async_trait]
+impl Operator for WindowJoin {
+    async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.metrics = Some(ctx.metrics.clone());
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
+        let end_expr = if input == 0 { &self.config.left_window_end } else { &self.config.right_window_end };
+        let ends = to_event_time(end_expr.evaluate(&batch)?.into_array(batch.num_rows())?.as_ref())?;
+        let mut rows_of: BTreeMap<EventTime, Vec<u32>> = BTreeMap::new();
+        let mut late = 0u64;
+        for (i, end) in ends.iter().enumerate() {
+            match end {
+                Some(end) if self.watermark.is_none_or(|w| end - 1 > w) => rows_of.entry(end).or_default().push(i as u32),
+                _ => late += 1,
+            }
+        }
+        if let Some(m) = &self.metrics {
+            OperatorMetrics::add(&m.late_rows_dropped, late);
+        }
+        for (end, rows) in rows_of {
+            let part = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(&batch, &UInt32Array::from(rows))?
+            };
+            let buffers = self.windows.entry(end).or_default();
+            if input == 0 { buffers.left.push(part) } else { buffers.right.push(part) }
+        }
+        Ok(())
+    }
+
+    async fn process_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
+        self.watermark = Some(watermark);
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() - 1 > watermark {
+                break;
+            }
+            let buffers = entry.remove();
+            if let Some(batch) = self.join_window(buffers)? {
+                out.emit(batch);
+            }
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+}
+
+/// Whether two key types can be compared after a cast of the right to the left.
+pub fn comparable(left: &DataType, right: &DataType) -> bool {
+    left == right || arrow::compute::can_cast_types(right, left)
+}
+
