@@ -30,7 +30,10 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let code = runtime.block_on(run(args));
     // Jobs still running (the user chose to exit) are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -221,7 +224,8 @@ async fn show(result: StatementResult, interrupts: &Interrupts) -> Option<JobHan
                         };
                         let mut out = std::io::stdout().lock();
                         if !header_printed {
-                            let names: Vec<String> = view.schema().fields().iter().map(|f| f.name().clone()).collect();
+                            let names: Vec<String> =
+                                view.schema().fields().iter().map(|f| f.name().clone()).collect();
                             let _ = writeln!(out, "{}", names.join(" | "));
                             header_printed = true;
                         }
@@ -246,8 +250,12 @@ async fn show(result: StatementResult, interrupts: &Interrupts) -> Option<JobHan
 }
 
 async fn repl(engine: &Engine, history: Option<PathBuf>, interrupts: &Interrupts) -> i32 {
-    println!("weir {} — streaming SQL. Type HELP; for help, end statements with ';', Ctrl-D to exit.", env!("CARGO_PKG_VERSION"));
-    let history = history.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".weir_history")));
+    println!(
+        "weir {} — streaming SQL. Type HELP; for help, end statements with ';', Ctrl-D to exit.",
+        env!("CARGO_PKG_VERSION")
+    );
+    let history =
+        history.or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".weir_history")));
     let config = Config::builder().auto_add_history(false).build();
     let mut editor: Editor<(), DefaultHistory> = match Editor::with_config(config) {
         Ok(e) => e,
@@ -280,7 +288,9 @@ async fn repl(engine: &Engine, history: Option<PathBuf>, interrupts: &Interrupts
                 }
                 buffer.push_str(&line);
                 let trimmed = buffer.trim();
-                let bare_help = trimmed.eq_ignore_ascii_case("help") || trimmed.eq_ignore_ascii_case("exit") || trimmed.eq_ignore_ascii_case("quit");
+                let bare_help = trimmed.eq_ignore_ascii_case("help")
+                    || trimmed.eq_ignore_ascii_case("exit")
+                    || trimmed.eq_ignore_ascii_case("quit");
                 if trimmed.is_empty() || !(is_complete(&buffer) || bare_help) {
                     continue;
                 }
@@ -321,7 +331,11 @@ async fn repl(engine: &Engine, history: Option<PathBuf>, interrupts: &Interrupts
             }
         }
     }
-    let running: Vec<JobHandle> = engine.jobs().into_iter().filter(|j| !j.status().is_terminal()).collect();
+    let running: Vec<JobHandle> = engine
+        .jobs()
+        .into_iter()
+        .filter(|j| !j.status().is_terminal())
+        .collect();
     if !running.is_empty() {
         eprintln!("[INFO] Stopping {} running job(s).", running.len());
         for j in &running {

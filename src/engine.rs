@@ -92,7 +92,9 @@ impl Default for Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("jobs", &self.inner.jobs.lock().len()).finish()
+        f.debug_struct("Engine")
+            .field("jobs", &self.inner.jobs.lock().len())
+            .finish()
     }
 }
 
@@ -106,12 +108,17 @@ pub fn builtin_connectors() -> ConnectorRegistry {
 impl Engine {
     /// An engine with the built-in connectors and default configuration.
     pub fn new() -> Engine {
-        Engine::builder().build().expect("the default configuration is valid")
+        Engine::builder()
+            .build()
+            .expect("the default configuration is valid")
     }
 
     /// A builder, starting from the built-in connectors.
     pub fn builder() -> EngineBuilder {
-        EngineBuilder { registry: builtin_connectors(), config: Vec::new() }
+        EngineBuilder {
+            registry: builtin_connectors(),
+            config: Vec::new(),
+        }
     }
 
     /// Runs every statement of `sql` in order, stopping at the first error.
@@ -129,19 +136,39 @@ impl Engine {
         let mut planner = self.inner.planner.lock().await;
         match stmt {
             WeirStatement::CreateTable(ct) => Ok(StatementResult::Ok(planner.create_table(&ct).await?)),
-            WeirStatement::CreateView { name, columns, query, or_replace, if_not_exists, window_tvfs, .. } => Ok(
-                StatementResult::Ok(
-                    planner.create_view(&name, &columns, &query, or_replace, if_not_exists, &window_tvfs).await?,
-                ),
-            ),
-            WeirStatement::Drop { kind, names, if_exists } => {
-                Ok(StatementResult::Ok(planner.drop_objects(kind == DropKind::View, &names, if_exists)?))
-            }
-            WeirStatement::Set { key: Some(key), value: Some(value) } => {
+            WeirStatement::CreateView {
+                name,
+                columns,
+                query,
+                or_replace,
+                if_not_exists,
+                window_tvfs,
+                ..
+            } => Ok(StatementResult::Ok(
+                planner
+                    .create_view(&name, &columns, &query, or_replace, if_not_exists, &window_tvfs)
+                    .await?,
+            )),
+            WeirStatement::Drop {
+                kind,
+                names,
+                if_exists,
+            } => Ok(StatementResult::Ok(planner.drop_objects(
+                kind == DropKind::View,
+                &names,
+                if_exists,
+            )?)),
+            WeirStatement::Set {
+                key: Some(key),
+                value: Some(value),
+            } => {
                 planner.config.set(&key, &value)?;
                 Ok(StatementResult::Ok(format!("'{key}' = '{value}'")))
             }
-            WeirStatement::Set { key: Some(key), value: None } => {
+            WeirStatement::Set {
+                key: Some(key),
+                value: None,
+            } => {
                 let value = planner.config.get(&key).map(str::to_string);
                 match value {
                     Some(v) => Ok(StatementResult::Table(key_values(vec![(key, v)]))),
@@ -149,7 +176,12 @@ impl Engine {
                 }
             }
             WeirStatement::Set { .. } => Ok(StatementResult::Table(key_values(
-                planner.config.entries().into_iter().map(|(k, v, _)| (k.to_string(), v)).collect(),
+                planner
+                    .config
+                    .entries()
+                    .into_iter()
+                    .map(|(k, v, _)| (k.to_string(), v))
+                    .collect(),
             ))),
             WeirStatement::Reset { key } => {
                 planner.config.reset(key.as_deref())?;
@@ -181,10 +213,14 @@ impl Engine {
             WeirStatement::ShowJobs => Ok(StatementResult::Table(self.jobs_table())),
             WeirStatement::Describe { name } => Ok(StatementResult::Table(describe(&planner, &name)?)),
             WeirStatement::Help => Ok(StatementResult::Text(crate::help::HELP.to_string())),
-            WeirStatement::StopJob { job_id, with_savepoint, cancel } => {
-                let job = self.job(&job_id).ok_or_else(|| {
-                    Error::plan(format!("no job with id '{job_id}' (see SHOW JOBS)"))
-                })?;
+            WeirStatement::StopJob {
+                job_id,
+                with_savepoint,
+                cancel,
+            } => {
+                let job = self
+                    .job(&job_id)
+                    .ok_or_else(|| Error::plan(format!("no job with id '{job_id}' (see SHOW JOBS)")))?;
                 if with_savepoint {
                     return Err(Error::plan(
                         "STOP JOB ... WITH SAVEPOINT needs checkpointing, which this version of weir does not have yet; \
@@ -192,7 +228,10 @@ impl Engine {
                     ));
                 }
                 if job.status().is_terminal() {
-                    return Ok(StatementResult::Ok(format!("Job '{job_id}' has already ended ({}).", job.status().name())));
+                    return Ok(StatementResult::Ok(format!(
+                        "Job '{job_id}' has already ended ({}).",
+                        job.status().name()
+                    )));
                 }
                 if cancel {
                     job.cancel();
@@ -204,35 +243,54 @@ impl Engine {
             }
             WeirStatement::Explain { query } => {
                 let (planned, sink_note) = match *query {
-                    WeirStatement::Query { query, window_tvfs } => {
-                        (planner.plan_query(&query, &window_tvfs).await?, "Sink: collect (query result)".to_string())
-                    }
-                    WeirStatement::Insert { table, columns, query, window_tvfs } => {
-                        let (planned, _, def) = planner.plan_insert(&table, &columns, &query, &window_tvfs).await?;
+                    WeirStatement::Query { query, window_tvfs } => (
+                        planner.plan_query(&query, &window_tvfs).await?,
+                        "Sink: collect (query result)".to_string(),
+                    ),
+                    WeirStatement::Insert {
+                        table,
+                        columns,
+                        query,
+                        window_tvfs,
+                    } => {
+                        let (planned, _, def) = planner
+                            .plan_insert(&table, &columns, &query, &window_tvfs)
+                            .await?;
                         (planned, format!("Sink: {}[{}]", def.name, def.connector))
                     }
                     _ => return Err(Error::plan("EXPLAIN takes a query or an INSERT")),
                 };
                 let logical = planned.logical_plan.display_indent().to_string();
-                let graph = planned.with_sink(sink_note, FnOperatorFactory::new("explain", |_, _| {
-                    Err(datafusion::common::DataFusionError::Plan("explain only".into()))
-                }), 1);
+                let graph = planned.with_sink(
+                    sink_note,
+                    FnOperatorFactory::new("explain", |_, _| {
+                        Err(datafusion::common::DataFusionError::Plan("explain only".into()))
+                    }),
+                    1,
+                );
                 Ok(StatementResult::Text(format!(
                     "== Optimized Logical Plan ==\n{logical}\n\n== Job Graph ==\n{}",
                     graph.explain()
                 )))
             }
-            WeirStatement::Insert { table, columns, query, window_tvfs } => {
-                let job = self.submit_insert(&mut planner, &table, &columns, &query, &window_tvfs).await?;
+            WeirStatement::Insert {
+                table,
+                columns,
+                query,
+                window_tvfs,
+            } => {
+                let job = self
+                    .submit_insert(&mut planner, &table, &columns, &query, &window_tvfs)
+                    .await?;
                 if planner.config.dml_sync() {
                     drop(planner);
                     job.wait().await?;
                 }
                 Ok(StatementResult::Job(job))
             }
-            WeirStatement::Query { query, window_tvfs } => {
-                Ok(StatementResult::Query(self.start_query(&mut planner, &query, &window_tvfs).await?))
-            }
+            WeirStatement::Query { query, window_tvfs } => Ok(StatementResult::Query(
+                self.start_query(&mut planner, &query, &window_tvfs).await?,
+            )),
         }
     }
 
@@ -255,7 +313,10 @@ impl Engine {
     async fn single(&self, sql: &str, what: &str) -> Result<StatementResult> {
         let mut statements = parse_statements(sql)?;
         if statements.len() != 1 {
-            return Err(Error::plan(format!("expected exactly one statement, {what}; got {}", statements.len())));
+            return Err(Error::plan(format!(
+                "expected exactly one statement, {what}; got {}",
+                statements.len()
+            )));
         }
         self.execute_statement(statements.remove(0)).await
     }
@@ -274,7 +335,10 @@ impl Engine {
 
     fn new_job_id(&self) -> String {
         let n = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         // Unique within the engine (the counter), unlikely to repeat across runs (the clock).
         let mixed = (t ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         format!("{:08x}", (mixed >> 32) as u32 ^ n as u32)
@@ -297,18 +361,30 @@ impl Engine {
         if let Some(max) = sink.max_parallelism() {
             parallelism = parallelism.min(max.max(1));
         }
-        let request = SinkRequest { schema: def.schema.clone(), updating: planned.updating };
+        let request = SinkRequest {
+            schema: def.schema.clone(),
+            updating: planned.updating,
+        };
         let name = format!("Sink: {}[{}]", def.name, def.connector);
         let sink_factory = sink.clone();
         let factory = FnOperatorFactory::new(name.clone(), move |s, p| sink_factory.create(&request, s, p));
         let mut graph = planned.with_sink(name, factory, parallelism);
-        graph.name = planner.config.pipeline_name().map(str::to_string).unwrap_or_else(|| format!("insert-into_{}", def.name));
+        graph.name = planner
+            .config
+            .pipeline_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("insert-into_{}", def.name));
         let job = start_job(graph, self.new_job_id())?;
         self.register(&job);
         Ok(job)
     }
 
-    async fn start_query(&self, planner: &mut StreamPlanner, query: &Query, window_tvfs: &[WindowTvf]) -> Result<QueryResult> {
+    async fn start_query(
+        &self,
+        planner: &mut StreamPlanner,
+        query: &Query,
+        window_tvfs: &[WindowTvf],
+    ) -> Result<QueryResult> {
         let planned: PlannedQuery = planner.plan_query(query, window_tvfs).await?;
         let (tx, rx) = mpsc::channel(RESULT_BUFFER);
         let (schema, updating) = (planned.schema.clone(), planned.updating);
@@ -316,7 +392,11 @@ impl Engine {
             Ok(Box::new(CollectSink { sender: tx.clone() }) as Box<dyn Operator>)
         });
         let mut graph = planned.with_sink("Sink: collect".into(), factory, 1);
-        graph.name = planner.config.pipeline_name().map(str::to_string).unwrap_or_else(|| "collect".into());
+        graph.name = planner
+            .config
+            .pipeline_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| "collect".into());
         let job = start_job(graph, self.new_job_id())?;
         self.register(&job);
         Ok(QueryResult::new(schema, updating, job, rx))
@@ -325,7 +405,11 @@ impl Engine {
     fn jobs_table(&self) -> RecordBatch {
         let jobs = self.jobs();
         let ts = |j: &JobHandle| {
-            let secs = j.started().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+            let secs = j
+                .started()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
             chrono_like(secs)
         };
         let sum = |j: &JobHandle, f: fn(&weir_engine::metrics::OperatorMetricsSummary) -> u64| -> u64 {
@@ -333,17 +417,31 @@ impl Engine {
         };
         let emitted = |j: &JobHandle| j.metrics().last().map(|m| m.rows_in).unwrap_or(0);
         let read = |j: &JobHandle| {
-            j.metrics().iter().filter(|m| m.operator_name.starts_with("Source") || m.operator_name == "Values").map(|m| m.rows_out).sum::<u64>()
+            j.metrics()
+                .iter()
+                .filter(|m| m.operator_name.starts_with("Source") || m.operator_name == "Values")
+                .map(|m| m.rows_out)
+                .sum::<u64>()
         };
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.id().to_string()))),
-            Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.name().to_string()))),
-            Arc::new(StringArray::from_iter_values(jobs.iter().map(|j| j.status().name().to_string()))),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.id().to_string()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.name().to_string()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                jobs.iter().map(|j| j.status().name().to_string()),
+            )),
             Arc::new(StringArray::from_iter_values(jobs.iter().map(ts))),
             Arc::new(UInt64Array::from_iter_values(jobs.iter().map(read))),
             Arc::new(UInt64Array::from_iter_values(jobs.iter().map(emitted))),
-            Arc::new(UInt64Array::from_iter_values(jobs.iter().map(|j| sum(j, |m| m.late_rows_dropped)))),
-            Arc::new(UInt64Array::from_iter_values(jobs.iter().map(|j| sum(j, |m| m.records_skipped)))),
+            Arc::new(UInt64Array::from_iter_values(
+                jobs.iter().map(|j| sum(j, |m| m.late_rows_dropped)),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                jobs.iter().map(|j| sum(j, |m| m.records_skipped)),
+            )),
             Arc::new(StringArray::from_iter(jobs.iter().map(|j| match j.status() {
                 weir_engine::runtime::JobStatus::Failed(m) => Some(m),
                 _ => None,
@@ -367,7 +465,8 @@ impl Engine {
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of epoch milliseconds.
 fn chrono_like(ms: i64) -> String {
     let a = arrow::array::TimestampMillisecondArray::from(vec![ms]);
-    let f = arrow::util::display::ArrayFormatter::try_new(&a, &crate::format::format_options()).expect("timestamps format");
+    let f = arrow::util::display::ArrayFormatter::try_new(&a, &crate::format::format_options())
+        .expect("timestamps format");
     f.value(0).to_string()
 }
 
@@ -377,10 +476,16 @@ fn single_column(name: &str, values: Vec<String>) -> RecordBatch {
 }
 
 fn key_values(pairs: Vec<(String, String)>) -> RecordBatch {
-    let schema = Schema::new(vec![Field::new("key", DataType::Utf8, false), Field::new("value", DataType::Utf8, false)]);
+    let schema = Schema::new(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]);
     let (k, v): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
-    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(StringArray::from(k)), Arc::new(StringArray::from(v))])
-        .expect("two columns")
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(StringArray::from(k)), Arc::new(StringArray::from(v))],
+    )
+    .expect("two columns")
 }
 
 fn describe(planner: &StreamPlanner, name: &ObjectName) -> Result<RecordBatch> {
@@ -394,12 +499,25 @@ fn describe(planner: &StreamPlanner, name: &ObjectName) -> Result<RecordBatch> {
     };
     let fields = schema.fields();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.name().clone()))),
-        Arc::new(StringArray::from_iter_values(fields.iter().map(|f| sql_type(f.data_type())))),
-        Arc::new(StringArray::from_iter_values(fields.iter().map(|f| if f.is_nullable() { "TRUE" } else { "FALSE" }))),
-        Arc::new(StringArray::from_iter(fields.iter().map(|f| pk.contains(f.name()).then_some("PRI")))),
+        Arc::new(StringArray::from_iter_values(
+            fields.iter().map(|f| f.name().clone()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            fields.iter().map(|f| sql_type(f.data_type())),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            fields
+                .iter()
+                .map(|f| if f.is_nullable() { "TRUE" } else { "FALSE" }),
+        )),
+        Arc::new(StringArray::from_iter(
+            fields.iter().map(|f| pk.contains(f.name()).then_some("PRI")),
+        )),
         Arc::new(StringArray::from_iter(fields.iter().map(|f| {
-            watermark.as_ref().filter(|w| &w.column == f.name()).map(|w| w.expr_sql.clone())
+            watermark
+                .as_ref()
+                .filter(|w| &w.column == f.name())
+                .map(|w| w.expr_sql.clone())
         }))),
     ];
     let schema = Schema::new(vec![
@@ -438,7 +556,11 @@ pub fn sql_type(t: &DataType) -> String {
                 TimeUnit::Microsecond => 6,
                 TimeUnit::Nanosecond => 9,
             };
-            if tz.is_some() { format!("TIMESTAMP_LTZ({p})") } else { format!("TIMESTAMP({p})") }
+            if tz.is_some() {
+                format!("TIMESTAMP_LTZ({p})")
+            } else {
+                format!("TIMESTAMP({p})")
+            }
         }
         other => other.to_string(),
     }

@@ -33,11 +33,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn plan(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Plan, message: message.into(), line: None, column: None }
+        Error {
+            kind: ErrorKind::Plan,
+            message: message.into(),
+            line: None,
+            column: None,
+        }
     }
 
     pub fn execution(message: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Execution, message: message.into(), line: None, column: None }
+        Error {
+            kind: ErrorKind::Execution,
+            message: message.into(),
+            line: None,
+            column: None,
+        }
     }
 }
 
@@ -60,7 +70,12 @@ impl std::error::Error for Error {}
 
 impl From<SqlError> for Error {
     fn from(e: SqlError) -> Self {
-        Error { kind: ErrorKind::Syntax, message: e.message, line: e.line, column: e.column }
+        Error {
+            kind: ErrorKind::Syntax,
+            message: e.message,
+            line: e.line,
+            column: e.column,
+        }
     }
 }
 
@@ -69,7 +84,9 @@ fn clean(e: &DataFusionError) -> String {
     let text = match e {
         DataFusionError::Context(ctx, inner) => return format!("{ctx}: {}", clean(inner)),
         DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::Internal(m) => m.clone(),
-        DataFusionError::SchemaError(..) | DataFusionError::ArrowError(..) | DataFusionError::SQL(..) => e.to_string(),
+        DataFusionError::SchemaError(..) | DataFusionError::ArrowError(..) | DataFusionError::SQL(..) => {
+            e.to_string()
+        }
         DataFusionError::Diagnostic(_, inner) => return clean(inner),
         DataFusionError::Collection(errs) => {
             return errs.first().map(clean).unwrap_or_else(|| e.to_string());
@@ -91,6 +108,11 @@ impl From<DataFusionError> for Error {
             }
             _ => ErrorKind::Plan,
         };
-        Error { kind, message: clean(&e), line, column }
+        Error {
+            kind,
+            message: clean(&e),
+            line,
+            column,
+        }
     }
 }

@@ -25,10 +25,19 @@ pub fn changelog_view(batch: &RecordBatch) -> Result<RecordBatch> {
         return Ok(batch.clone());
     }
     let (rows, ops) = weir_engine::changelog::split_ops(batch);
-    let kinds: Vec<&str> =
-        ops.values().iter().map(|v| RowKind::from_i8(*v).map(|k| k.short_string())).collect::<Result<_>>()?;
+    let kinds: Vec<&str> = ops
+        .values()
+        .iter()
+        .map(|v| RowKind::from_i8(*v).map(|k| k.short_string()))
+        .collect::<Result<_>>()?;
     let mut fields = vec![Arc::new(Field::new("op", DataType::Utf8, false))];
-    fields.extend(rows.schema().fields().iter().filter(|f| f.name() != OP_COLUMN).cloned());
+    fields.extend(
+        rows.schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != OP_COLUMN)
+            .cloned(),
+    );
     let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(kinds))];
     cols.extend(rows.columns().iter().cloned());
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
@@ -47,5 +56,7 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>> {
         .iter()
         .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((0..batch.num_rows()).map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect()).collect())
+    Ok((0..batch.num_rows())
+        .map(|r| formatters.iter().map(|f| f.value(r).to_string()).collect())
+        .collect())
 }

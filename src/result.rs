@@ -65,8 +65,19 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
-    pub(crate) fn new(schema: SchemaRef, updating: bool, job: JobHandle, receiver: mpsc::Receiver<RecordBatch>) -> Self {
-        QueryResult { schema, updating, job, receiver, done: false }
+    pub(crate) fn new(
+        schema: SchemaRef,
+        updating: bool,
+        job: JobHandle,
+        receiver: mpsc::Receiver<RecordBatch>,
+    ) -> Self {
+        QueryResult {
+            schema,
+            updating,
+            job,
+            receiver,
+            done: false,
+        }
     }
 
     /// The schema of the result rows (without the row-kind column).

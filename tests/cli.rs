@@ -11,7 +11,12 @@ fn weir(args: &[&str], stdin: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("weir starts");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     let out = child.wait_with_output().expect("weir runs");
     (
         out.status.code().unwrap_or(-1),
@@ -47,7 +52,10 @@ fn a_script_stops_at_the_first_error_with_its_position() {
     let (code, stdout, stderr) = weir(&["-e", sql], "");
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("line 3, column"), "{stderr}");
-    assert!(!stdout.contains("Table 't' created"), "nothing runs when the script does not parse: {stdout}");
+    assert!(
+        !stdout.contains("Table 't' created"),
+        "nothing runs when the script does not parse: {stdout}"
+    );
 }
 
 #[test]
@@ -62,10 +70,16 @@ fn a_planning_error_exits_non_zero_after_earlier_statements_ran() {
 
 #[test]
 fn statements_from_standard_input() {
-    let (code, stdout, stderr) = weir(&[], "SET 'parallelism.default' = '2';\nSELECT 40 + 2 AS answer;\nHELP;\n");
+    let (code, stdout, stderr) = weir(
+        &[],
+        "SET 'parallelism.default' = '2';\nSELECT 40 + 2 AS answer;\nHELP;\n",
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("answer\n42"), "{stdout}");
-    assert!(stdout.contains("TUMBLE"), "HELP lists the window functions: {stdout}");
+    assert!(
+        stdout.contains("TUMBLE"),
+        "HELP lists the window functions: {stdout}"
+    );
 }
 
 #[test]

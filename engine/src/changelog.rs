@@ -116,7 +116,9 @@ pub fn split_ops(batch: &RecordBatch) -> (RecordBatch, Int8Array) {
         Some(ops) => {
             let ops = ops.clone();
             let n = batch.num_columns() - 1;
-            let rows = batch.project(&(0..n).collect::<Vec<_>>()).expect("projection in range");
+            let rows = batch
+                .project(&(0..n).collect::<Vec<_>>())
+                .expect("projection in range");
             (rows, ops)
         }
         None => (
@@ -137,7 +139,9 @@ pub fn attach_ops(rows: &RecordBatch, ops: ArrayRef) -> Result<RecordBatch> {
     let schema = with_op_column(rows.schema_ref());
     let mut cols = rows.columns().to_vec();
     if ops.len() != rows.num_rows() {
-        return Err(DataFusionError::Internal("row kinds and rows differ in length".into()));
+        return Err(DataFusionError::Internal(
+            "row kinds and rows differ in length".into(),
+        ));
     }
     cols.push(ops);
     Ok(RecordBatch::try_new(schema, cols)?)

@@ -81,7 +81,9 @@ impl ConnectorOptions {
 
     /// A boolean option (`true` / `false`).
     pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.parse(key, "true or false", |v| v.to_ascii_lowercase().parse::<bool>().ok())
+        self.parse(key, "true or false", |v| {
+            v.to_ascii_lowercase().parse::<bool>().ok()
+        })
     }
 
     /// A duration option, in Flink's syntax (`5 s`, `100ms`, `1 min`, `2h`, a
@@ -108,12 +110,7 @@ impl ConnectorOptions {
         }
     }
 
-    fn parse<T>(
-        &self,
-        key: &str,
-        what: &str,
-        f: impl Fn(&str) -> Option<T>,
-    ) -> Result<Option<T>> {
+    fn parse<T>(&self, key: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match f(v.trim()) {
@@ -138,7 +135,11 @@ impl ConnectorOptions {
         plan_err!(
             "unknown option{} {} for connector '{connector}'; valid options are: {} ('#' stands for a column name)",
             if unknown.len() > 1 { "s" } else { "" },
-            unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
             valid.into_iter().collect::<Vec<_>>().join(", ")
         )
     }
@@ -148,7 +149,9 @@ impl ConnectorOptions {
 /// `ms`, `s`, `min`, `h`, `d` (and their long forms); no unit means milliseconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let value: f64 = num.parse().ok()?;
     let unit_ms = match unit.trim().to_ascii_lowercase().as_str() {
@@ -201,14 +204,20 @@ pub trait Connector: Send + Sync {
     /// connector is not a source or the options are invalid.
     fn source(&self, schema: SchemaRef, options: &ConnectorOptions) -> Result<Arc<dyn SourceSpec>> {
         let _ = (schema, options);
-        plan_err!("connector '{}' cannot be read from (it is a sink only)", self.name())
+        plan_err!(
+            "connector '{}' cannot be read from (it is a sink only)",
+            self.name()
+        )
     }
 
     /// A sink into a table of `schema` with `options`; an error if the
     /// connector is not a sink or the options are invalid.
     fn sink(&self, schema: SchemaRef, options: &ConnectorOptions) -> Result<Arc<dyn SinkSpec>> {
         let _ = (schema, options);
-        plan_err!("connector '{}' cannot be written to (it is a source only)", self.name())
+        plan_err!(
+            "connector '{}' cannot be written to (it is a source only)",
+            self.name()
+        )
     }
 }
 
@@ -263,13 +272,26 @@ mod tests {
     #[test]
     fn unknown_options_list_valid_ones() {
         let opts = ConnectorOptions::new(
-            [("connector".into(), "x".into()), ("fields.a.kind".into(), "random".into()), ("rows-per-sec".into(), "1".into())]
-                .into_iter()
-                .collect(),
+            [
+                ("connector".into(), "x".into()),
+                ("fields.a.kind".into(), "random".into()),
+                ("rows-per-sec".into(), "1".into()),
+            ]
+            .into_iter()
+            .collect(),
         );
-        let specs = [OptionSpec::new("rows-per-second", ""), OptionSpec::new("fields.#.kind", "")];
-        let err = opts.check_known("datagen", &specs, &["a".into()]).unwrap_err().to_string();
-        assert!(err.contains("'rows-per-sec'") && err.contains("rows-per-second"), "{err}");
+        let specs = [
+            OptionSpec::new("rows-per-second", ""),
+            OptionSpec::new("fields.#.kind", ""),
+        ];
+        let err = opts
+            .check_known("datagen", &specs, &["a".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'rows-per-sec'") && err.contains("rows-per-second"),
+            "{err}"
+        );
         assert!(opts.check_known("datagen", &specs[..1], &["a".into()]).is_err());
     }
 }

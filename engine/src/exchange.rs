@@ -23,8 +23,19 @@ pub struct OutputEdge {
 }
 
 impl OutputEdge {
-    pub fn new(partitioning: Partitioning, senders: Vec<mpsc::Sender<Message>>, max_parallelism: usize) -> Self {
-        OutputEdge { partitioning, senders, max_parallelism, next_rebalance: 0, hashes: Vec::new(), indices: Vec::new() }
+    pub fn new(
+        partitioning: Partitioning,
+        senders: Vec<mpsc::Sender<Message>>,
+        max_parallelism: usize,
+    ) -> Self {
+        OutputEdge {
+            partitioning,
+            senders,
+            max_parallelism,
+            next_rebalance: 0,
+            hashes: Vec::new(),
+            indices: Vec::new(),
+        }
     }
 
     async fn send_to(&self, target: usize, msg: Message) -> Result<()> {
@@ -58,7 +69,8 @@ impl OutputEdge {
                     idx.clear();
                 }
                 for (row, &h) in self.hashes.iter().enumerate() {
-                    let target = subtask_of_key_group(key_group_of(h, self.max_parallelism), n, self.max_parallelism);
+                    let target =
+                        subtask_of_key_group(key_group_of(h, self.max_parallelism), n, self.max_parallelism);
                     self.indices[target].push(row as u32);
                 }
                 for target in 0..n {

@@ -133,8 +133,8 @@ impl JobGraph {
             }
         }
         let mut chains = Vec::new();
-        for head in 0..self.nodes.len() {
-            if is_chained_target[head] {
+        for (head, chained) in is_chained_target.iter().enumerate() {
+            if *chained {
                 continue;
             }
             let mut chain = vec![head];
@@ -167,7 +167,10 @@ impl JobGraph {
             }
             for (i, &n) in chain.iter().enumerate() {
                 let arrow = if i == 0 { "  " } else { "  -> (chained) " };
-                out.push_str(&format!("{arrow}{} [{}]\n", self.nodes[n].name, self.nodes[n].operator_id));
+                out.push_str(&format!(
+                    "{arrow}{} [{}]\n",
+                    self.nodes[n].name, self.nodes[n].operator_id
+                ));
             }
         }
         out

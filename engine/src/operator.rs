@@ -121,12 +121,7 @@ pub trait Operator: Send {
     }
 
     /// Handles a batch that arrived on input `input` (0 for single-input operators).
-    async fn process_batch(
-        &mut self,
-        input: usize,
-        batch: RecordBatch,
-        out: &mut Output,
-    ) -> Result<()>;
+    async fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()>;
 
     /// Handles the advance of the (min-merged) input watermark to `watermark`.
     /// The default forwards it; operators that hold rows back until event time

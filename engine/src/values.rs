@@ -28,7 +28,9 @@ impl SourceSpec for ValuesSpec {
     }
 
     fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Source>> {
-        Ok(Box::new(ValuesSource { batches: self.batches.clone().into_iter() }))
+        Ok(Box::new(ValuesSource {
+            batches: self.batches.clone().into_iter(),
+        }))
     }
 }
 

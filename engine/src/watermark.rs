@@ -85,7 +85,14 @@ pub enum WatermarkUpdate {
 impl WatermarkTracker {
     pub fn new(num_channels: usize) -> Self {
         WatermarkTracker {
-            channels: vec![ChannelWatermark { value: None, idle: false, ended: false }; num_channels],
+            channels: vec![
+                ChannelWatermark {
+                    value: None,
+                    idle: false,
+                    ended: false
+                };
+                num_channels
+            ],
             current: None,
         }
     }
@@ -122,8 +129,7 @@ impl WatermarkTracker {
     }
 
     fn recompute(&mut self, was_all_idle: bool) -> WatermarkUpdate {
-        let live: Vec<&ChannelWatermark> =
-            self.channels.iter().filter(|c| !c.ended && !c.idle).collect();
+        let live: Vec<&ChannelWatermark> = self.channels.iter().filter(|c| !c.ended && !c.idle).collect();
         if live.is_empty() {
             return if self.all_idle() && !was_all_idle {
                 WatermarkUpdate::Idle
@@ -162,7 +168,10 @@ mod tests {
         let mut t = WatermarkTracker::new(2);
         assert_eq!(t.update(0, Watermark::EventTime(10)), WatermarkUpdate::Unchanged);
         assert_eq!(t.update(1, Watermark::EventTime(5)), WatermarkUpdate::Advanced(5));
-        assert_eq!(t.update(1, Watermark::EventTime(20)), WatermarkUpdate::Advanced(10));
+        assert_eq!(
+            t.update(1, Watermark::EventTime(20)),
+            WatermarkUpdate::Advanced(10)
+        );
         assert_eq!(t.update(0, Watermark::EventTime(8)), WatermarkUpdate::Unchanged);
     }
 
@@ -172,9 +181,15 @@ mod tests {
         t.update(0, Watermark::EventTime(10));
         assert_eq!(t.update(1, Watermark::Idle), WatermarkUpdate::Advanced(10));
         assert_eq!(t.update(0, Watermark::Idle), WatermarkUpdate::Idle);
-        assert_eq!(t.update(0, Watermark::EventTime(30)), WatermarkUpdate::Advanced(30));
+        assert_eq!(
+            t.update(0, Watermark::EventTime(30)),
+            WatermarkUpdate::Advanced(30)
+        );
         assert_eq!(t.update(1, Watermark::EventTime(12)), WatermarkUpdate::Unchanged);
         assert_eq!(t.end(1), WatermarkUpdate::Unchanged);
-        assert_eq!(t.update(0, Watermark::EventTime(40)), WatermarkUpdate::Advanced(40));
+        assert_eq!(
+            t.update(0, Watermark::EventTime(40)),
+            WatermarkUpdate::Advanced(40)
+        );
     }
 }

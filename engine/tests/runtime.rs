@@ -49,7 +49,10 @@ impl SourceSpec for TestSource {
         !self.endless
     }
     fn create(&self, _subtask: usize, _parallelism: usize) -> Result<Box<dyn Source>> {
-        Ok(Box::new(TestSourceTask { spec: self.clone(), next: 0 }))
+        Ok(Box::new(TestSourceTask {
+            spec: self.clone(),
+            next: 0,
+        }))
     }
 }
 
@@ -67,7 +70,10 @@ impl Source for TestSourceTask {
         self.next += 1;
         Ok(SourceEvent::Batch(RecordBatch::try_new(
             schema(),
-            vec![Arc::new(Int64Array::from(vec![v])), Arc::new(TimestampMillisecondArray::from(vec![v * 1000]))],
+            vec![
+                Arc::new(Int64Array::from(vec![v])),
+                Arc::new(TimestampMillisecondArray::from(vec![v * 1000])),
+            ],
         )?))
     }
 }
@@ -89,7 +95,11 @@ struct Recorder {
 #[async_trait]
 impl Operator for Recorder {
     async fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        let values = batch.column(0).as_any().downcast_ref::<Int64Array>().expect("int64");
+        let values = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64");
         for v in values.values().iter() {
             if self.fail_on == Some(*v) {
                 return Err(DataFusionError::Execution(format!("bad value {v}")));
@@ -115,12 +125,19 @@ impl Operator for Recorder {
 }
 
 fn source_node(name: &str, spec: TestSource) -> Node {
-    let watermark = WatermarkStrategy { expr: Arc::new(Column::new("ts", 1)), column: "ts".into() };
+    let watermark = WatermarkStrategy {
+        expr: Arc::new(Column::new("ts", 1)),
+        column: "ts".into(),
+    };
     Node {
         operator_id: name.into(),
         name: name.into(),
         parallelism: 1,
-        kind: NodeKind::Source { spec: Arc::new(spec), watermark: Some(watermark), idle_timeout: None },
+        kind: NodeKind::Source {
+            spec: Arc::new(spec),
+            watermark: Some(watermark),
+            idle_timeout: None,
+        },
         schema: schema(),
         num_inputs: 0,
     }
@@ -132,7 +149,9 @@ fn two_input_graph(a: TestSource, b: TestSource, recorder: Recorder) -> JobGraph
         operator_id: "recorder".into(),
         name: "Recorder".into(),
         parallelism: 1,
-        kind: NodeKind::Operator(FnOperatorFactory::new("recorder", move |_, _| Ok(Box::new(recorder.clone()) as Box<dyn Operator>))),
+        kind: NodeKind::Operator(FnOperatorFactory::new("recorder", move |_, _| {
+            Ok(Box::new(recorder.clone()) as Box<dyn Operator>)
+        })),
         schema: schema(),
         num_inputs: 2,
     };
@@ -140,33 +159,75 @@ fn two_input_graph(a: TestSource, b: TestSource, recorder: Recorder) -> JobGraph
         name: "test".into(),
         nodes: vec![source_node("a", a), source_node("b", b), op],
         edges: vec![
-            Edge { from: 0, to: 2, input: 0, partitioning: Partitioning::Forward },
-            Edge { from: 1, to: 2, input: 1, partitioning: Partitioning::Forward },
+            Edge {
+                from: 0,
+                to: 2,
+                input: 0,
+                partitioning: Partitioning::Forward,
+            },
+            Edge {
+                from: 1,
+                to: 2,
+                input: 1,
+                partitioning: Partitioning::Forward,
+            },
         ],
         max_parallelism: 128,
     }
 }
 
 fn recorder(fail_on: Option<i64>) -> Recorder {
-    Recorder { events: Arc::new(Mutex::new(Vec::new())), fail_on }
+    Recorder {
+        events: Arc::new(Mutex::new(Vec::new())),
+        fail_on,
+    }
 }
 
 #[tokio::test]
 async fn watermark_is_the_minimum_of_the_inputs_and_bounded_jobs_end() {
     let r = recorder(None);
-    let fast = TestSource { batches: 5, pause: Duration::from_millis(1), endless: false, offset: 0 };
-    let slow = TestSource { batches: 3, pause: Duration::from_millis(5), endless: false, offset: 100 };
+    let fast = TestSource {
+        batches: 5,
+        pause: Duration::from_millis(1),
+        endless: false,
+        offset: 0,
+    };
+    let slow = TestSource {
+        batches: 3,
+        pause: Duration::from_millis(5),
+        endless: false,
+        offset: 100,
+    };
     let job = start_job(two_input_graph(fast, slow, r.clone()), "j1".into()).unwrap();
     assert_eq!(job.wait().await.unwrap(), JobStatus::Finished);
     let events = r.events.lock().clone();
-    let watermarks: Vec<i64> = events.iter().filter_map(|e| if let Event::Watermark(w) = e { Some(*w) } else { None }).collect();
-    assert!(watermarks.windows(2).all(|w| w[0] < w[1]), "watermarks strictly increase: {watermarks:?}");
+    let watermarks: Vec<i64> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Watermark(w) = e {
+                Some(*w)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert!(
+        watermarks.windows(2).all(|w| w[0] < w[1]),
+        "watermarks strictly increase: {watermarks:?}"
+    );
     // Source a covers 0-4 s, b 100-102 s: the minimum is a's until a ends (its
     // final +inf no longer holds anything back), then b's, then +inf.
     let s = 1_000_000_000i64;
-    let expected: Vec<i64> = (0..=4).chain(100..=102).map(|t| t * s).chain([i64::MAX]).collect();
+    let expected: Vec<i64> = (0..=4)
+        .chain(100..=102)
+        .map(|t| t * s)
+        .chain([i64::MAX])
+        .collect();
     assert!(watermarks.iter().all(|w| expected.contains(w)), "{watermarks:?}");
-    assert!(watermarks.contains(&(4 * s)) && watermarks.contains(&(102 * s)), "{watermarks:?}");
+    assert!(
+        watermarks.contains(&(4 * s)) && watermarks.contains(&(102 * s)),
+        "{watermarks:?}"
+    );
     assert_eq!(watermarks.last(), Some(&i64::MAX));
     assert_eq!(events.iter().filter(|e| matches!(e, Event::Row(..))).count(), 8);
     assert_eq!(events.last(), Some(&Event::Finish));
@@ -175,40 +236,73 @@ async fn watermark_is_the_minimum_of_the_inputs_and_bounded_jobs_end() {
 #[tokio::test]
 async fn barriers_are_aligned_across_inputs() {
     let r = recorder(None);
-    let a = TestSource { batches: 1_000, pause: Duration::from_millis(2), endless: true, offset: 0 };
-    let b = TestSource { batches: 1_000, pause: Duration::from_millis(3), endless: true, offset: 10_000 };
+    let a = TestSource {
+        batches: 1_000,
+        pause: Duration::from_millis(2),
+        endless: true,
+        offset: 0,
+    };
+    let b = TestSource {
+        batches: 1_000,
+        pause: Duration::from_millis(3),
+        endless: true,
+        offset: 10_000,
+    };
     let job = start_job(two_input_graph(a, b, r.clone()), "j2".into()).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    job.inject_barrier(Barrier { checkpoint_id: 1, kind: BarrierKind::Checkpoint });
+    job.inject_barrier(Barrier {
+        checkpoint_id: 1,
+        kind: BarrierKind::Checkpoint,
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    job.inject_barrier(Barrier { checkpoint_id: 2, kind: BarrierKind::Checkpoint });
+    job.inject_barrier(Barrier {
+        checkpoint_id: 2,
+        kind: BarrierKind::Checkpoint,
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     job.stop();
     assert_eq!(job.wait().await.unwrap(), JobStatus::Stopped);
     let events = r.events.lock().clone();
-    let snapshots: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::Snapshot(_))).collect();
+    let snapshots: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Snapshot(_)))
+        .collect();
     assert_eq!(snapshots, vec![&Event::Snapshot(1), &Event::Snapshot(2)]);
     // Each input's rows are in order, and no input is seen both before and after a
     // snapshot out of order: rows of input i after snapshot k are all larger than before.
     for input in 0..2 {
         let mut last = i64::MIN;
         for e in &events {
-            if let Event::Row(i, v) = e {
-                if *i == input {
-                    assert!(*v > last, "rows of input {input} in order");
-                    last = *v;
-                }
+            if let Event::Row(i, v) = e
+                && *i == input
+            {
+                assert!(*v > last, "rows of input {input} in order");
+                last = *v;
             }
         }
     }
-    assert_eq!(events.last(), Some(&Event::Finish), "a stopped job finishes its operators");
+    assert_eq!(
+        events.last(),
+        Some(&Event::Finish),
+        "a stopped job finishes its operators"
+    );
 }
 
 #[tokio::test]
 async fn an_operator_error_fails_the_job_naming_the_operator() {
     let r = recorder(Some(2));
-    let a = TestSource { batches: 10, pause: Duration::from_millis(1), endless: false, offset: 0 };
-    let b = TestSource { batches: 10, pause: Duration::from_millis(1), endless: false, offset: 100 };
+    let a = TestSource {
+        batches: 10,
+        pause: Duration::from_millis(1),
+        endless: false,
+        offset: 0,
+    };
+    let b = TestSource {
+        batches: 10,
+        pause: Duration::from_millis(1),
+        endless: false,
+        offset: 100,
+    };
     let job = start_job(two_input_graph(a, b, r), "j3".into()).unwrap();
     let err = job.wait().await.unwrap_err().to_string();
     assert!(err.contains("Recorder") && err.contains("bad value 2"), "{err}");
@@ -218,8 +312,18 @@ async fn an_operator_error_fails_the_job_naming_the_operator() {
 #[tokio::test]
 async fn cancel_aborts_an_unbounded_job() {
     let r = recorder(None);
-    let a = TestSource { batches: 1, pause: Duration::from_millis(1), endless: true, offset: 0 };
-    let b = TestSource { batches: 1, pause: Duration::from_millis(1), endless: true, offset: 0 };
+    let a = TestSource {
+        batches: 1,
+        pause: Duration::from_millis(1),
+        endless: true,
+        offset: 0,
+    };
+    let b = TestSource {
+        batches: 1,
+        pause: Duration::from_millis(1),
+        endless: true,
+        offset: 0,
+    };
     let job = start_job(two_input_graph(a, b, r), "j4".into()).unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     job.cancel();

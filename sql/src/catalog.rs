@@ -10,7 +10,11 @@ use weir_engine::connector::{ConnectorOptions, SinkSpec};
 use weir_engine::source::SourceSpec;
 
 /// Table options handled by weir itself rather than by the connector.
-pub const ENGINE_TABLE_OPTIONS: &[&str] = &["scan.watermark.idle-timeout", "scan.parallelism", "sink.parallelism"];
+pub const ENGINE_TABLE_OPTIONS: &[&str] = &[
+    "scan.watermark.idle-timeout",
+    "scan.parallelism",
+    "sink.parallelism",
+];
 
 /// A table's `WATERMARK FOR column AS expr`.
 #[derive(Debug, Clone)]

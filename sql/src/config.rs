@@ -97,7 +97,9 @@ impl SessionConfig {
         let ok = match k.kind {
             ValueKind::PositiveInt => value.trim().parse::<usize>().is_ok_and(|v| v > 0),
             ValueKind::Duration => parse_duration(value).is_some(),
-            ValueKind::Bool => value.trim().eq_ignore_ascii_case("true") || value.trim().eq_ignore_ascii_case("false"),
+            ValueKind::Bool => {
+                value.trim().eq_ignore_ascii_case("true") || value.trim().eq_ignore_ascii_case("false")
+            }
             ValueKind::Text => true,
             ValueKind::OneOf(allowed) => allowed.iter().any(|a| a.eq_ignore_ascii_case(value.trim())),
         };
@@ -151,19 +153,27 @@ impl SessionConfig {
             .iter()
             .map(|k| {
                 let set = self.values.get(k.name);
-                (k.name, set.cloned().unwrap_or_else(|| k.default.to_string()), set.is_some())
+                (
+                    k.name,
+                    set.cloned().unwrap_or_else(|| k.default.to_string()),
+                    set.is_some(),
+                )
             })
             .collect()
     }
 
     /// `parallelism.default`.
     pub fn parallelism(&self) -> usize {
-        self.get("parallelism.default").and_then(|v| v.parse().ok()).unwrap_or(1)
+        self.get("parallelism.default")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
     }
 
     /// `pipeline.max-parallelism`.
     pub fn max_parallelism(&self) -> usize {
-        self.get("pipeline.max-parallelism").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_PARALLELISM)
+        self.get("pipeline.max-parallelism")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_PARALLELISM)
     }
 
     /// `pipeline.name`, if set.
@@ -173,17 +183,22 @@ impl SessionConfig {
 
     /// `table.exec.source.idle-timeout`, if not zero.
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.get("table.exec.source.idle-timeout").and_then(parse_duration).filter(|d| !d.is_zero())
+        self.get("table.exec.source.idle-timeout")
+            .and_then(parse_duration)
+            .filter(|d| !d.is_zero())
     }
 
     /// `table.dml-sync`.
     pub fn dml_sync(&self) -> bool {
-        self.get("table.dml-sync").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.get("table.dml-sync")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// `sql-client.execution.max-table-result.rows`.
     pub fn max_result_rows(&self) -> usize {
-        self.get("sql-client.execution.max-table-result.rows").and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+        self.get("sql-client.execution.max-table-result.rows")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
     }
 }
 
@@ -197,7 +212,10 @@ mod tests {
         c.set("parallelism.default", "4").unwrap();
         assert_eq!(c.parallelism(), 4);
         let e = c.set("parallelism.defualt", "4").unwrap_err().to_string();
-        assert!(e.contains("valid keys are") && e.contains("parallelism.default"), "{e}");
+        assert!(
+            e.contains("valid keys are") && e.contains("parallelism.default"),
+            "{e}"
+        );
         assert!(c.set("parallelism.default", "zero").is_err());
         assert!(c.set("pipeline.max-parallelism", "2").is_err());
         c.set("table.exec.source.idle-timeout", "5 s").unwrap();

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use arrow::array::UInt32Array;
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::compute::take;
-use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{Accumulator, GroupsAccumulator};
@@ -38,7 +38,9 @@ impl AggregateSpec {
             self.function.create_groups_accumulator()
         } else {
             let f = self.function.clone();
-            Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())))
+            Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                f.create_accumulator()
+            })))
         }
     }
 

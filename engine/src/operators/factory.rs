@@ -22,7 +22,10 @@ impl FnOperatorFactory {
         name: impl Into<String>,
         make: impl Fn(usize, usize) -> Result<Box<dyn Operator>> + Send + Sync + 'static,
     ) -> Arc<Self> {
-        Arc::new(FnOperatorFactory { name: name.into(), make: Arc::new(make) })
+        Arc::new(FnOperatorFactory {
+            name: name.into(),
+            make: Arc::new(make),
+        })
     }
 }
 

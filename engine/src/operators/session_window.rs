@@ -54,7 +54,13 @@ pub struct SessionAggregate {
 
 impl SessionAggregate {
     pub fn new(config: Arc<SessionAggregateConfig>) -> Self {
-        SessionAggregate { config, buffer: Vec::new(), min_time: None, watermark: None, metrics: None }
+        SessionAggregate {
+            config,
+            buffer: Vec::new(),
+            min_time: None,
+            watermark: None,
+            metrics: None,
+        }
     }
 
     fn fire(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
@@ -65,14 +71,31 @@ impl SessionAggregate {
         let times_arr = self.config.time_column.evaluate(&all)?.into_array(n)?;
         let times = to_event_time(times_arr.as_ref())?;
         let keys = evaluate_exprs(&self.config.keys, &all)?;
-        let mut sort_columns: Vec<SortColumn> =
-            keys.iter().map(|k| SortColumn { values: k.clone(), options: None }).collect();
-        sort_columns.push(SortColumn { values: Arc::new(times.clone()), options: None });
+        let mut sort_columns: Vec<SortColumn> = keys
+            .iter()
+            .map(|k| SortColumn {
+                values: k.clone(),
+                options: None,
+            })
+            .collect();
+        sort_columns.push(SortColumn {
+            values: Arc::new(times.clone()),
+            options: None,
+        });
         let order = lexsort_to_indices(&sort_columns, None)?;
         let converter = RowConverter::new(
-            self.config.key_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect(),
+            self.config
+                .key_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
         )?;
-        let key_rows = if keys.is_empty() { None } else { Some(converter.convert_columns(&keys)?) };
+        let key_rows = if keys.is_empty() {
+            None
+        } else {
+            Some(converter.convert_columns(&keys)?)
+        };
 
         // Split into sessions: (start, end, first row) and each row's session.
         let mut sessions: Vec<(EventTime, EventTime, u32)> = Vec::new();
@@ -116,7 +139,8 @@ impl SessionAggregate {
             }
         }
         if !open_rows.is_empty() {
-            self.buffer.push(take_record_batch(&all, &UInt32Array::from(open_rows))?);
+            self.buffer
+                .push(take_record_batch(&all, &UInt32Array::from(open_rows))?);
         }
         self.min_time = open_min;
         if closed.is_empty() {
@@ -187,14 +211,18 @@ impl Operator for SessionAggregate {
         if keep.len() == n {
             self.buffer.push(batch);
         } else if !keep.is_empty() {
-            self.buffer.push(take_record_batch(&batch, &UInt32Array::from(keep))?);
+            self.buffer
+                .push(take_record_batch(&batch, &UInt32Array::from(keep))?);
         }
         Ok(())
     }
 
     async fn process_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
         self.watermark = Some(watermark);
-        if self.min_time.is_some_and(|m| m.saturating_add(self.config.gap - 1) <= watermark) {
+        if self
+            .min_time
+            .is_some_and(|m| m.saturating_add(self.config.gap - 1) <= watermark)
+        {
             self.fire(watermark, out)?;
         }
         out.emit_watermark(watermark);

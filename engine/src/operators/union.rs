@@ -16,7 +16,10 @@ pub struct Union {
 #[async_trait]
 impl Operator for Union {
     async fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
-        out.emit(RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?);
+        out.emit(RecordBatch::try_new(
+            self.schema.clone(),
+            batch.columns().to_vec(),
+        )?);
         Ok(())
     }
 }

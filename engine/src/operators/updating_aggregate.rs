@@ -72,7 +72,12 @@ pub struct UpdatingAggregate {
 
 impl UpdatingAggregate {
     pub fn new(config: Arc<UpdatingAggregateConfig>) -> Result<Self> {
-        let fields = config.key_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        let fields = config
+            .key_schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
         Ok(UpdatingAggregate {
             converter: RowConverter::new(fields)?,
             config,
@@ -105,8 +110,17 @@ impl UpdatingAggregate {
 
     fn new_group(&mut self, key: Box<[u8]>) -> Result<u32> {
         let id = self.groups.len() as u32;
-        let accumulators = self.config.aggregates.iter().map(|a| a.accumulator()).collect::<Result<Vec<_>>>()?;
-        self.groups.push(Group { accumulators, count: 0, emitted: None });
+        let accumulators = self
+            .config
+            .aggregates
+            .iter()
+            .map(|a| a.accumulator())
+            .collect::<Result<Vec<_>>>()?;
+        self.groups.push(Group {
+            accumulators,
+            count: 0,
+            emitted: None,
+        });
         self.index.insert(key.clone(), id);
         self.key_rows.push(key);
         Ok(id)
@@ -158,7 +172,8 @@ impl Operator for UpdatingAggregate {
                 }
                 let idx = UInt32Array::from(rows);
                 let count = idx.len() as i64;
-                let taken: Vec<AggregateInput> = inputs.iter().map(|i| i.take(&idx)).collect::<Result<_>>()?;
+                let taken: Vec<AggregateInput> =
+                    inputs.iter().map(|i| i.take(&idx)).collect::<Result<_>>()?;
                 for (acc, input) in group.accumulators.iter_mut().zip(&taken) {
                     let values = apply_filter(input)?;
                     if is_retract {
@@ -170,7 +185,13 @@ impl Operator for UpdatingAggregate {
                 group.count += if is_retract { -count } else { count };
             }
             let new_values = if group.count > 0 {
-                Some(group.accumulators.iter_mut().map(|a| a.evaluate()).collect::<Result<Vec<_>>>()?)
+                Some(
+                    group
+                        .accumulators
+                        .iter_mut()
+                        .map(|a| a.evaluate())
+                        .collect::<Result<Vec<_>>>()?,
+                )
             } else {
                 None
             };
@@ -207,11 +228,16 @@ impl Operator for UpdatingAggregate {
             Vec::new()
         } else {
             let parser = self.converter.parser();
-            let rows: Vec<_> = out_groups.iter().map(|g| parser.parse(&self.key_rows[*g as usize])).collect();
+            let rows: Vec<_> = out_groups
+                .iter()
+                .map(|g| parser.parse(&self.key_rows[*g as usize]))
+                .collect();
             self.converter.convert_rows(rows)?
         };
         for a in 0..self.config.aggregates.len() {
-            columns.push(ScalarValue::iter_to_array(out_values.iter().map(|v| v[a].clone()))?);
+            columns.push(ScalarValue::iter_to_array(
+                out_values.iter().map(|v| v[a].clone()),
+            )?);
         }
         columns.push(Arc::new(Int8Array::from(kinds)));
         let schema = with_op_column(&self.config.output_schema);

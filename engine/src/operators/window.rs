@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray};
+use arrow::array::{
+    ArrayRef, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    TimestampSecondArray,
+};
 use arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Result, plan_err};
 
@@ -36,9 +39,9 @@ impl WindowKind {
                 size / 1_000_000,
                 slide / 1_000_000
             ),
-            WindowKind::Cumulate { step, max, .. } if step <= 0 || max <= 0 || max % step != 0 => plan_err!(
-                "CUMULATE max size must be a positive integral multiple of the step"
-            ),
+            WindowKind::Cumulate { step, max, .. } if step <= 0 || max <= 0 || max % step != 0 => {
+                plan_err!("CUMULATE max size must be a positive integral multiple of the step")
+            }
             WindowKind::Session { gap } if gap <= 0 => plan_err!("SESSION gap must be positive"),
             _ => Ok(()),
         }
@@ -98,8 +101,13 @@ impl std::fmt::Display for WindowKind {
 }
 
 fn humanize(ns: i64) -> String {
-    const UNITS: [(i64, &str); 5] =
-        [(86_400_000_000_000, "d"), (3_600_000_000_000, "h"), (60_000_000_000, "min"), (1_000_000_000, "s"), (1_000_000, "ms")];
+    const UNITS: [(i64, &str); 5] = [
+        (86_400_000_000_000, "d"),
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "min"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+    ];
     for (unit, name) in UNITS {
         if ns % unit == 0 {
             return format!("{}{name}", ns / unit);
@@ -142,24 +150,58 @@ mod tests {
 
     #[test]
     fn assignment() {
-        assert_eq!(windows(WindowKind::Tumble { size: 10, offset: 0 }, 25), vec![(20, 30)]);
-        assert_eq!(windows(WindowKind::Tumble { size: 10, offset: 0 }, -5), vec![(-10, 0)]);
         assert_eq!(
-            windows(WindowKind::Hop { slide: 5, size: 15, offset: 0 }, 12),
+            windows(WindowKind::Tumble { size: 10, offset: 0 }, 25),
+            vec![(20, 30)]
+        );
+        assert_eq!(
+            windows(WindowKind::Tumble { size: 10, offset: 0 }, -5),
+            vec![(-10, 0)]
+        );
+        assert_eq!(
+            windows(
+                WindowKind::Hop {
+                    slide: 5,
+                    size: 15,
+                    offset: 0
+                },
+                12
+            ),
             vec![(0, 15), (5, 20), (10, 25)]
         );
         assert_eq!(
-            windows(WindowKind::Cumulate { step: 2, max: 6, offset: 0 }, 9),
+            windows(
+                WindowKind::Cumulate {
+                    step: 2,
+                    max: 6,
+                    offset: 0
+                },
+                9
+            ),
             vec![(6, 10), (6, 12)]
         );
         assert_eq!(
-            windows(WindowKind::Cumulate { step: 2, max: 6, offset: 0 }, 6),
+            windows(
+                WindowKind::Cumulate {
+                    step: 2,
+                    max: 6,
+                    offset: 0
+                },
+                6
+            ),
             vec![(6, 8), (6, 10), (6, 12)]
         );
     }
 
     #[test]
     fn display_is_readable() {
-        assert_eq!(WindowKind::Tumble { size: 60_000_000_000, offset: 0 }.to_string(), "TUMBLE(size=1min)");
+        assert_eq!(
+            WindowKind::Tumble {
+                size: 60_000_000_000,
+                offset: 0
+            }
+            .to_string(),
+            "TUMBLE(size=1min)"
+        );
     }
 }

@@ -38,10 +38,16 @@ pub enum GroupColumn {
 pub enum WindowSource {
     /// Computes them from an event-time column (the window TVF is fused into
     /// the aggregate: no row is copied per window).
-    Assign { window: WindowKind, time_column: Arc<dyn PhysicalExpr> },
+    Assign {
+        window: WindowKind,
+        time_column: Arc<dyn PhysicalExpr>,
+    },
     /// Reads them from `window_start` / `window_end` columns (e.g. a window
     /// aggregate over the result of another window aggregate).
-    Columns { start: Arc<dyn PhysicalExpr>, end: Arc<dyn PhysicalExpr> },
+    Columns {
+        start: Arc<dyn PhysicalExpr>,
+        end: Arc<dyn PhysicalExpr>,
+    },
 }
 
 /// The plan of a window aggregate, shared by its subtasks.
@@ -96,11 +102,22 @@ impl WindowAggregate {
         let groups = if self.config.keys.is_empty() {
             None
         } else {
-            Some(new_group_values(self.config.key_schema.clone(), &GroupOrdering::None)?)
+            Some(new_group_values(
+                self.config.key_schema.clone(),
+                &GroupOrdering::None,
+            )?)
         };
-        let accumulators =
-            self.config.aggregates.iter().map(|a| a.groups_accumulator()).collect::<Result<Vec<_>>>()?;
-        Ok(WindowState { groups, accumulators, num_groups: 0 })
+        let accumulators = self
+            .config
+            .aggregates
+            .iter()
+            .map(|a| a.groups_accumulator())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(WindowState {
+            groups,
+            accumulators,
+            num_groups: 0,
+        })
     }
 
     fn update(
@@ -114,7 +131,10 @@ impl WindowAggregate {
             let state = self.new_window()?;
             self.windows.insert((window.1, window.0), state);
         }
-        let state = self.windows.get_mut(&(window.1, window.0)).expect("inserted above");
+        let state = self
+            .windows
+            .get_mut(&(window.1, window.0))
+            .expect("inserted above");
         self.group_indices.clear();
         match &mut state.groups {
             Some(groups) => {
@@ -127,7 +147,12 @@ impl WindowAggregate {
             }
         }
         for (acc, input) in state.accumulators.iter_mut().zip(inputs) {
-            acc.update_batch(&input.values, &self.group_indices, input.filter.as_ref(), state.num_groups)?;
+            acc.update_batch(
+                &input.values,
+                &self.group_indices,
+                input.filter.as_ref(),
+                state.num_groups,
+            )?;
         }
         Ok(())
     }

@@ -32,7 +32,11 @@ impl WindowAssign {
                 "a SESSION window table function must be aggregated: GROUP BY window_start, window_end"
             );
         }
-        Ok(WindowAssign { window, time_column, schema })
+        Ok(WindowAssign {
+            window,
+            time_column,
+            schema,
+        })
     }
 }
 

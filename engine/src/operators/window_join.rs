@@ -72,7 +72,12 @@ pub struct WindowJoin {
 
 impl WindowJoin {
     pub fn new(config: Arc<WindowJoinConfig>) -> Self {
-        WindowJoin { config, windows: BTreeMap::new(), watermark: None, metrics: None }
+        WindowJoin {
+            config,
+            windows: BTreeMap::new(),
+            watermark: None,
+            metrics: None,
+        }
     }
 
     fn join_window(&self, buffers: WindowBuffers) -> Result<Option<RecordBatch>> {
@@ -89,8 +94,12 @@ impl WindowJoin {
                 *r = cast(r, l.data_type())?;
             }
         }
-        let converter =
-            RowConverter::new(left_keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
+        let converter = RowConverter::new(
+            left_keys
+                .iter()
+                .map(|k| SortField::new(k.data_type().clone()))
+                .collect(),
+        )?;
         let left_rows = converter.convert_columns(&left_keys)?;
         let right_rows = converter.convert_columns(&right_keys)?;
         let has_null = |keys: &[ArrayRef], i: usize| keys.iter().any(|k| k.is_null(i));
@@ -115,7 +124,8 @@ impl WindowJoin {
         }
         let (li, ri) = (UInt32Array::from(li), UInt32Array::from(ri));
         let mut joined = self.combine(take_record_batch(&left, &li)?, take_record_batch(&right, &ri)?)?;
-        let (mut left_matched, mut right_matched) = (vec![false; left.num_rows()], vec![false; right.num_rows()]);
+        let (mut left_matched, mut right_matched) =
+            (vec![false; left.num_rows()], vec![false; right.num_rows()]);
         if let Some(f) = &c.filter {
             let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
             let mask = mask
@@ -162,14 +172,29 @@ impl WindowJoin {
 }
 
 fn unmatched(matched: &[bool]) -> UInt32Array {
-    UInt32Array::from(matched.iter().enumerate().filter(|(_, m)| !**m).map(|(i, _)| i as u32).collect::<Vec<_>>())
+    UInt32Array::from(
+        matched
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !**m)
+            .map(|(i, _)| i as u32)
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
-    let columns = schema.fields().iter().map(|f| new_null_array(f.data_type(), rows)).collect();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), rows))
+        .collect();
     RecordBatch::try_new_with_options(
         Arc::new(arrow::datatypes::Schema::new(
-            schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
         )),
         columns,
         &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
@@ -185,13 +210,19 @@ impl Operator for WindowJoin {
     }
 
     async fn process_batch(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
-        let end_expr = if input == 0 { &self.config.left_window_end } else { &self.config.right_window_end };
+        let end_expr = if input == 0 {
+            &self.config.left_window_end
+        } else {
+            &self.config.right_window_end
+        };
         let ends = to_event_time(end_expr.evaluate(&batch)?.into_array(batch.num_rows())?.as_ref())?;
         let mut rows_of: BTreeMap<EventTime, Vec<u32>> = BTreeMap::new();
         let mut late = 0u64;
         for (i, end) in ends.iter().enumerate() {
             match end {
-                Some(end) if self.watermark.is_none_or(|w| end - 1 > w) => rows_of.entry(end).or_default().push(i as u32),
+                Some(end) if self.watermark.is_none_or(|w| end - 1 > w) => {
+                    rows_of.entry(end).or_default().push(i as u32)
+                }
                 _ => late += 1,
             }
         }
@@ -205,7 +236,11 @@ impl Operator for WindowJoin {
                 take_record_batch(&batch, &UInt32Array::from(rows))?
             };
             let buffers = self.windows.entry(end).or_default();
-            if input == 0 { buffers.left.push(part) } else { buffers.right.push(part) }
+            if input == 0 {
+                buffers.left.push(part)
+            } else {
+                buffers.right.push(part)
+            }
         }
         Ok(())
     }
@@ -230,4 +265,3 @@ impl Operator for WindowJoin {
 pub fn comparable(left: &DataType, right: &DataType) -> bool {
     left == right || arrow::compute::can_cast_types(right, left)
 }
-

@@ -33,7 +33,10 @@ impl Chain {
     /// Opens every operator, in order.
     pub async fn open(&mut self) -> Result<()> {
         for op in &mut self.operators {
-            op.operator.open(&op.ctx).await.map_err(|e| with_operator(&op.ctx, e))?;
+            op.operator
+                .open(&op.ctx)
+                .await
+                .map_err(|e| with_operator(&op.ctx, e))?;
         }
         Ok(())
     }
@@ -61,10 +64,10 @@ impl Chain {
     pub async fn close(&mut self) -> Result<()> {
         let mut result = Ok(());
         for op in &mut self.operators {
-            if let Err(e) = op.operator.close().await {
-                if result.is_ok() {
-                    result = Err(with_operator(&op.ctx, e));
-                }
+            if let Err(e) = op.operator.close().await
+                && result.is_ok()
+            {
+                result = Err(with_operator(&op.ctx, e));
             }
         }
         result
@@ -79,7 +82,9 @@ async fn deliver(op: &mut ChainedOperator, input: usize, msg: Message, out: &mut
             op.operator.process_batch(input, batch, out).await
         }
         Message::Watermark(Watermark::EventTime(t)) => {
-            ctx.metrics.watermark.store(t, std::sync::atomic::Ordering::Relaxed);
+            ctx.metrics
+                .watermark
+                .store(t, std::sync::atomic::Ordering::Relaxed);
             op.operator.process_watermark(t, out).await
         }
         Message::Watermark(Watermark::Idle) => {

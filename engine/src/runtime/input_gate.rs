@@ -21,7 +21,10 @@ pub struct InputChannel {
 #[derive(Debug)]
 pub enum GateEvent {
     /// A batch from operator input `input`.
-    Batch { input: usize, batch: arrow::record_batch::RecordBatch },
+    Batch {
+        input: usize,
+        batch: arrow::record_batch::RecordBatch,
+    },
     /// The combined watermark changed.
     Watermark(WatermarkUpdate),
     /// A barrier has arrived on every live channel (exactly-once alignment).
@@ -91,7 +94,10 @@ impl InputGate {
             };
             match msg {
                 Some(Message::Batch(batch)) => {
-                    return GateEvent::Batch { input: self.channels[ch].input, batch };
+                    return GateEvent::Batch {
+                        input: self.channels[ch].input,
+                        batch,
+                    };
                 }
                 Some(Message::Watermark(w)) => match self.watermarks.update(ch, w) {
                     WatermarkUpdate::Unchanged => continue,

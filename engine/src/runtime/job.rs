@@ -19,6 +19,9 @@ use crate::message::Message;
 use crate::metrics::{OperatorMetrics, OperatorMetricsSummary};
 use crate::operator::OperatorContext;
 
+/// One task's work: runs until the task ends.
+type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
+
 /// How many messages a channel holds before its sender waits (backpressure).
 pub const CHANNEL_CAPACITY: usize = 16;
 
@@ -189,7 +192,11 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
     // Metrics and contexts for every node subtask.
     let mut metrics: Vec<Vec<Arc<OperatorMetrics>>> = Vec::new();
     for node in &graph.nodes {
-        metrics.push((0..node.parallelism).map(|_| Arc::new(OperatorMetrics::default())).collect());
+        metrics.push(
+            (0..node.parallelism)
+                .map(|_| Arc::new(OperatorMetrics::default()))
+                .collect(),
+        );
     }
     let ctx_for = |n: usize, s: usize| -> OperatorContext {
         let node = &graph.nodes[n];
@@ -232,33 +239,35 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
                 if connected {
                     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
                     *slot = Some(tx);
-                    inputs
-                        .entry((to_chain, d))
-                        .or_default()
-                        .push(InputChannel { receiver: rx, input: edge.input });
+                    inputs.entry((to_chain, d)).or_default().push(InputChannel {
+                        receiver: rx,
+                        input: edge.input,
+                    });
                 }
             }
         }
         for (u, row) in senders.into_iter().enumerate() {
             let row: Vec<_> = row.into_iter().flatten().collect();
-            outputs
-                .entry((from_chain, u))
-                .or_default()
-                .push(OutputEdge::new(partitioning.clone(), row, graph.max_parallelism));
+            outputs.entry((from_chain, u)).or_default().push(OutputEdge::new(
+                partitioning.clone(),
+                row,
+                graph.max_parallelism,
+            ));
         }
     }
 
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
     let (status_tx, _) = watch::channel(JobStatus::Running);
     let mut source_controls = Vec::new();
-    let mut tasks: Vec<(String, std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>)> =
-        Vec::new();
+    let mut tasks: Vec<(String, TaskFuture)> = Vec::new();
 
     for (ci, chain) in chains.iter().enumerate() {
         let head = chain[0];
         let parallelism = graph.nodes[head].parallelism;
         for s in 0..parallelism {
-            let task_outputs = Outputs { edges: outputs.remove(&(ci, s)).unwrap_or_default() };
+            let task_outputs = Outputs {
+                edges: outputs.remove(&(ci, s)).unwrap_or_default(),
+            };
             let op_nodes: &[usize] = match graph.nodes[head].kind {
                 NodeKind::Source { .. } => &chain[1..],
                 NodeKind::Operator(_) => &chain[..],
@@ -269,22 +278,29 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
                     return Err(DataFusionError::Internal("a source inside a chain".into()));
                 };
                 operators.push(ChainedOperator {
-                    operator: factory.create(s, parallelism).map_err(|e| {
-                        e.context(format!("creating operator {}", graph.nodes[n].name))
-                    })?,
+                    operator: factory
+                        .create(s, parallelism)
+                        .map_err(|e| e.context(format!("creating operator {}", graph.nodes[n].name)))?,
                     ctx: ctx_for(n, s),
                 });
             }
-            let chain_run = Chain { operators, outputs: task_outputs };
+            let chain_run = Chain {
+                operators,
+                outputs: task_outputs,
+            };
             let name = format!("{} ({}/{})", graph.nodes[head].name, s + 1, parallelism);
             match &graph.nodes[head].kind {
-                NodeKind::Source { spec, watermark, idle_timeout } => {
+                NodeKind::Source {
+                    spec,
+                    watermark,
+                    idle_timeout,
+                } => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     source_controls.push(tx);
                     let task = SourceTask {
-                        source: spec.create(s, parallelism).map_err(|e| {
-                            e.context(format!("creating source {}", graph.nodes[head].name))
-                        })?,
+                        source: spec
+                            .create(s, parallelism)
+                            .map_err(|e| e.context(format!("creating source {}", graph.nodes[head].name)))?,
                         ctx: ctx_for(head, s),
                         watermark: watermark.clone(),
                         idle_timeout: *idle_timeout,
@@ -295,7 +311,10 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
                 }
                 NodeKind::Operator(_) => {
                     let gate = InputGate::new(inputs.remove(&(ci, s)).unwrap_or_default());
-                    let task = OperatorTask { gate, chain: chain_run };
+                    let task = OperatorTask {
+                        gate,
+                        chain: chain_run,
+                    };
                     tasks.push((name, Box::pin(task.run())));
                 }
             }
@@ -310,7 +329,11 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
             .nodes
             .iter()
             .zip(metrics)
-            .map(|(n, m)| OperatorEntry { name: n.name.clone(), parallelism: n.parallelism, metrics: m })
+            .map(|(n, m)| OperatorEntry {
+                name: n.name.clone(),
+                parallelism: n.parallelism,
+                metrics: m,
+            })
             .collect(),
         source_controls: Mutex::new(source_controls),
         cancel: cancel_tx,

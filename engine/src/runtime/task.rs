@@ -62,7 +62,11 @@ impl SourceTask {
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
         let finished = loop {
-            let deadline = if idle { far_future } else { idle_deadline.unwrap_or(far_future) };
+            let deadline = if idle {
+                far_future
+            } else {
+                idle_deadline.unwrap_or(far_future)
+            };
             tokio::select! {
                 biased;
                 ctrl = self.control.recv() => match ctrl {

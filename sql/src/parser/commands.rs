@@ -28,10 +28,7 @@ pub(crate) fn parse_drop(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, Sq
         Some(Keyword::TABLE) => DropKind::Table,
         Some(_) => DropKind::View,
         None => {
-            return Err(SqlError::expected(
-                "TABLE or VIEW after DROP",
-                p.peek_token_ref(),
-            ));
+            return Err(SqlError::expected("TABLE or VIEW after DROP", p.peek_token_ref()));
         }
     };
     let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
@@ -116,11 +113,7 @@ pub(crate) fn parse_reset(
 
 /// A configuration key: a string literal (`'a.b'`), a quoted identifier, or an unquoted run of
 /// words, dots, dashes and numbers written without spaces (`a.b-c`).
-fn parse_key(
-    p: &mut Parser<'static>,
-    source: &LineIndex<'_>,
-    command: &str,
-) -> Result<String, SqlError> {
+fn parse_key(p: &mut Parser<'static>, source: &LineIndex<'_>, command: &str) -> Result<String, SqlError> {
     let first = p.peek_token();
     match &first.token {
         Token::SingleQuotedString(s) => {
@@ -134,9 +127,7 @@ fn parse_key(
         Token::Word(_) => {}
         _ => {
             return Err(SqlError::expected(
-                &format!(
-                    "a configuration key after {command}, e.g. {command} 'parallelism.default'"
-                ),
+                &format!("a configuration key after {command}, e.g. {command} 'parallelism.default'"),
                 &first,
             ));
         }

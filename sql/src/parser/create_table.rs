@@ -89,9 +89,7 @@ pub struct ComputedColumn {
 }
 
 /// Parses a whole `CREATE [OR REPLACE] [TEMPORARY] TABLE` statement (tokens end with EOF).
-pub(crate) fn parse_create_table(
-    tokens: Vec<TokenWithSpan>,
-) -> Result<CreateTableStatement, SqlError> {
+pub(crate) fn parse_create_table(tokens: Vec<TokenWithSpan>) -> Result<CreateTableStatement, SqlError> {
     let start = start_location(&tokens);
     let mut p = parser(tokens);
     let err = |e: ParserError| SqlError::from_parser(e, start);
@@ -306,16 +304,11 @@ impl Builder {
                         column.name.span.start,
                     )?;
                 }
-                ColumnOption::Null | ColumnOption::NotNull | ColumnOption::Comment(_) => {
-                    options.push(option)
-                }
+                ColumnOption::Null | ColumnOption::NotNull | ColumnOption::Comment(_) => options.push(option),
                 other => {
                     return Err(SqlError::at(
                         column.name.span.start,
-                        format!(
-                            "column option {other} of column {} is not supported",
-                            column.name
-                        ),
+                        format!("column option {other} of column {} is not supported", column.name),
                     ));
                 }
             }
@@ -344,8 +337,8 @@ impl Builder {
             ));
         }
         let column_token = p.peek_token();
-        let is_column = matches!(&column_token.token, Token::Word(_))
-            && !is_keyword(&column_token.token, Keyword::AS);
+        let is_column =
+            matches!(&column_token.token, Token::Word(_)) && !is_keyword(&column_token.token, Keyword::AS);
         if !is_column {
             return Err(SqlError::expected(
                 &format!("a column name after WATERMARK FOR ({SYNTAX})"),
@@ -361,9 +354,7 @@ impl Builder {
                 p.peek_token_ref(),
             ));
         }
-        let expr = p
-            .parse_expr()
-            .map_err(|e| SqlError::from_parser(e, location))?;
+        let expr = p.parse_expr().map_err(|e| SqlError::from_parser(e, location))?;
         self.watermark = Some(WatermarkClause { column, expr });
         Ok(())
     }
@@ -507,8 +498,7 @@ fn parse_options(p: &mut Parser<'static>) -> Result<Vec<(String, String)>, SqlEr
             Token::SingleQuotedString(s) => s.clone(),
             Token::Number(n, _) => n.clone(),
             Token::Word(w)
-                if w.quote_style.is_none()
-                    && (w.keyword == Keyword::TRUE || w.keyword == Keyword::FALSE) =>
+                if w.quote_style.is_none() && (w.keyword == Keyword::TRUE || w.keyword == Keyword::FALSE) =>
             {
                 w.value.to_ascii_lowercase()
             }

@@ -68,11 +68,7 @@ impl fmt::Display for SqlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {
             (Some(line), Some(column)) => {
-                write!(
-                    f,
-                    "SQL error at line {line}, column {column}: {}",
-                    self.message
-                )
+                write!(f, "SQL error at line {line}, column {column}: {}", self.message)
             }
             (Some(line), None) => write!(f, "SQL error at line {line}: {}", self.message),
             _ => write!(f, "SQL error: {}", self.message),
@@ -101,10 +97,7 @@ fn split_location(text: &str) -> (String, Option<Location>) {
     let Some(after_line) = rest[line_digits.len()..].strip_prefix(", Column: ") else {
         return (text.to_string(), None);
     };
-    let column_digits: String = after_line
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let column_digits: String = after_line.chars().take_while(char::is_ascii_digit).collect();
     let (Ok(line), Ok(column)) = (line_digits.parse::<u64>(), column_digits.parse::<u64>()) else {
         return (text.to_string(), None);
     };

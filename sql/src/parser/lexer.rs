@@ -214,9 +214,7 @@ pub fn split_statements(sql: &str) -> Vec<(String, usize)> {
         if trimmed.is_empty() {
             return Vec::new();
         }
-        let leading_lines = sql[..sql.len() - sql.trim_start().len()]
-            .matches('\n')
-            .count();
+        let leading_lines = sql[..sql.len() - sql.trim_start().len()].matches('\n').count();
         return vec![(trimmed.to_string(), leading_lines)];
     };
     let index = LineIndex::new(sql);
@@ -253,10 +251,7 @@ impl<'a> LineIndex<'a> {
 
     /// Byte offset of `location`, clamped to the text.
     pub(crate) fn offset(&self, location: Location) -> usize {
-        let Some(line_index) = usize::try_from(location.line)
-            .ok()
-            .and_then(|l| l.checked_sub(1))
-        else {
+        let Some(line_index) = usize::try_from(location.line).ok().and_then(|l| l.checked_sub(1)) else {
             return 0;
         };
         let Some(&line_start) = self.line_starts.get(line_index) else {

@@ -93,10 +93,7 @@ const SHALLOW_NESTING: usize = 8;
 /// stack of a test or tokio worker thread; only touched pages of this stack are allocated.
 const DEEP_STACK_SIZE: usize = 64 * 1024 * 1024;
 
-fn parse_all(
-    sql: &str,
-    statements: Vec<Vec<TokenWithSpan>>,
-) -> Result<Vec<WeirStatement>, SqlError> {
+fn parse_all(sql: &str, statements: Vec<Vec<TokenWithSpan>>) -> Result<Vec<WeirStatement>, SqlError> {
     let mut deepest = 0;
     for statement in &statements {
         deepest = deepest.max(lexer::check_nesting(statement)?);

@@ -9,8 +9,7 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::Visit;
 use datafusion::sql::sqlparser::ast::{
-    CreateTableOptions, Ident, ObjectName, ObjectNamePart, Query, Statement, TableObject,
-    visit_relations,
+    CreateTableOptions, Ident, ObjectName, ObjectNamePart, Query, Statement, TableObject, visit_relations,
 };
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -129,10 +128,7 @@ pub(crate) fn parse_one(
         "DESCRIBE" | "DESC" => commands::parse_describe(tokens),
         "STOP" | "CANCEL" => commands::parse_stop_job(tokens),
         "HELP" => commands::parse_help(tokens),
-        _ => Err(SqlError::expected(
-            &format!("a statement ({STATEMENTS})"),
-            &first,
-        )),
+        _ => Err(SqlError::expected(&format!("a statement ({STATEMENTS})"), &first)),
     }
 }
 
@@ -174,9 +170,7 @@ pub(crate) fn expect_end(p: &Parser<'_>) -> Result<(), SqlError> {
 }
 
 /// Tokens ready for sqlparser: Flink spellings rewritten, window TVFs replaced by placeholders.
-fn prepare(
-    mut tokens: Vec<TokenWithSpan>,
-) -> Result<(Parser<'static>, Vec<ExtractedTvf>), SqlError> {
+fn prepare(mut tokens: Vec<TokenWithSpan>) -> Result<(Parser<'static>, Vec<ExtractedTvf>), SqlError> {
     flink_to_sqlparser(&mut tokens, false)?;
     let tvfs = extract_window_tvfs(&mut tokens)?;
     Ok((parser(tokens), tvfs))
@@ -185,9 +179,7 @@ fn prepare(
 fn parse_query(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, SqlError> {
     let start = start_location(&tokens);
     let (mut p, tvfs) = prepare(tokens)?;
-    let query = p
-        .parse_query()
-        .map_err(|e| SqlError::from_parser(e, start))?;
+    let query = p.parse_query().map_err(|e| SqlError::from_parser(e, start))?;
     expect_end(&p)?;
     let window_tvfs = check_tvfs_used_as_tables(&*query, tvfs)?;
     Ok(WeirStatement::Query { query, window_tvfs })
@@ -207,9 +199,7 @@ fn parse_insert(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, SqlError> {
             SqlError::expected("INTO after INSERT", &into)
         });
     }
-    let statement = p
-        .parse_statement()
-        .map_err(|e| SqlError::from_parser(e, start))?;
+    let statement = p.parse_statement().map_err(|e| SqlError::from_parser(e, start))?;
     expect_end(&p)?;
     let window_tvfs = check_tvfs_used_as_tables(&statement, tvfs)?;
     let Statement::Insert(insert) = statement else {
@@ -290,10 +280,7 @@ fn parse_create(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, SqlError> {
         what = next_significant(&tokens, i);
     }
     let Some(what) = what else {
-        return Err(SqlError::at(
-            start_location(&tokens),
-            "empty CREATE statement",
-        ));
+        return Err(SqlError::at(start_location(&tokens), "empty CREATE statement"));
     };
     let what = tokens[what].clone();
     if is_keyword(&what.token, Keyword::TABLE) {
@@ -315,9 +302,7 @@ fn parse_create(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, SqlError> {
     }
     let start = start_location(&tokens);
     let (mut p, tvfs) = prepare(tokens)?;
-    let statement = p
-        .parse_statement()
-        .map_err(|e| SqlError::from_parser(e, start))?;
+    let statement = p.parse_statement().map_err(|e| SqlError::from_parser(e, start))?;
     expect_end(&p)?;
     let window_tvfs = check_tvfs_used_as_tables(&statement, tvfs)?;
     let Statement::CreateView(view) = statement else {
@@ -373,10 +358,7 @@ fn parse_explain(
         }
     }
     let Some(inner) = next_significant(&tokens, rest) else {
-        return Err(SqlError::at(
-            start_location(&tokens),
-            "empty EXPLAIN statement",
-        ));
+        return Err(SqlError::at(start_location(&tokens), "empty EXPLAIN statement"));
     };
     let inner_token = tokens[inner].clone();
     let explainable = matches!(
@@ -397,10 +379,7 @@ fn parse_explain(
 
 /// Checks that each extracted TVF ended up as a table in a FROM clause or JOIN (not, say, as
 /// an expression in the SELECT list) and returns the TVFs.
-fn check_tvfs_used_as_tables(
-    node: &impl Visit,
-    tvfs: Vec<ExtractedTvf>,
-) -> Result<Vec<WindowTvf>, SqlError> {
+fn check_tvfs_used_as_tables(node: &impl Visit, tvfs: Vec<ExtractedTvf>) -> Result<Vec<WindowTvf>, SqlError> {
     if tvfs.is_empty() {
         return Ok(Vec::new());
     }

@@ -70,12 +70,8 @@ impl WindowKind {
     /// Flink's signature, for error messages.
     fn signature(self) -> &'static str {
         match self {
-            WindowKind::Tumble => {
-                "TUMBLE(TABLE <table>, DESCRIPTOR(<time column>), <size> [, <offset>])"
-            }
-            WindowKind::Hop => {
-                "HOP(TABLE <table>, DESCRIPTOR(<time column>), <slide>, <size> [, <offset>])"
-            }
+            WindowKind::Tumble => "TUMBLE(TABLE <table>, DESCRIPTOR(<time column>), <size> [, <offset>])",
+            WindowKind::Hop => "HOP(TABLE <table>, DESCRIPTOR(<time column>), <slide>, <size> [, <offset>])",
             WindowKind::Session => {
                 "SESSION(TABLE <table> [PARTITION BY <columns>], DESCRIPTOR(<time column>), <gap>)"
             }
@@ -133,9 +129,7 @@ pub(crate) struct ExtractedTvf {
 
 /// Replaces every `TABLE(<fn>(...))` in `tokens` by its placeholder and returns the TVFs in
 /// textual order.
-pub(crate) fn extract_window_tvfs(
-    tokens: &mut Vec<TokenWithSpan>,
-) -> Result<Vec<ExtractedTvf>, SqlError> {
+pub(crate) fn extract_window_tvfs(tokens: &mut Vec<TokenWithSpan>) -> Result<Vec<ExtractedTvf>, SqlError> {
     let mut extracted = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
@@ -214,10 +208,7 @@ fn parse_tvf(p: &mut Parser<'static>, placeholder: String) -> Result<WindowTvf, 
     };
     let name = kind.name();
     if !p.consume_token(&Token::LParen) {
-        return Err(SqlError::expected(
-            &format!("( after {name}"),
-            p.peek_token_ref(),
-        ));
+        return Err(SqlError::expected(&format!("( after {name}"), p.peek_token_ref()));
     }
     let mut args = Vec::new();
     if !p.consume_token(&Token::RParen) {
@@ -244,9 +235,7 @@ fn parse_tvf(p: &mut Parser<'static>, placeholder: String) -> Result<WindowTvf, 
     bind(kind, function.span.start, args, placeholder)
 }
 
-fn parser_error(
-    p: &Parser<'static>,
-) -> impl Fn(datafusion::sql::sqlparser::parser::ParserError) -> SqlError {
+fn parser_error(p: &Parser<'static>) -> impl Fn(datafusion::sql::sqlparser::parser::ParserError) -> SqlError {
     let fallback = p.peek_token_ref().span.start;
     move |e| SqlError::from_parser(e, fallback)
 }
@@ -291,8 +280,7 @@ fn parse_arg(p: &mut Parser<'static>, kind: WindowKind) -> Result<Arg, SqlError>
             partition_by,
             partition_location,
         }
-    } else if is_word(&first.token, "DESCRIPTOR") && p.peek_nth_token_ref(1).token == Token::LParen
-    {
+    } else if is_word(&first.token, "DESCRIPTOR") && p.peek_nth_token_ref(1).token == Token::LParen {
         p.next_token();
         p.next_token();
         let columns = if p.peek_token_ref().token == Token::RParen {
@@ -332,10 +320,7 @@ fn bind(
         };
         SqlError::at(
             function_location,
-            format!(
-                "{name} expects {expected}, found {found}: {}",
-                kind.signature()
-            ),
+            format!("{name} expects {expected}, found {found}: {}", kind.signature()),
         )
     };
 

@@ -16,8 +16,8 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, DFSchemaRef, Result, plan_err};
 use datafusion::datasource::DefaultTableSource;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Aggregate, Expr, Join, JoinType, LogicalPlan, TableScan};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Aggregate, Expr, Join, JoinType, LogicalPlan, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use weir_engine::changelog::with_op_column;
@@ -31,7 +31,9 @@ use weir_engine::operators::session_window::{SessionAggregate, SessionAggregateC
 use weir_engine::operators::union::Union;
 use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggregateConfig};
 use weir_engine::operators::window::WindowKind;
-use weir_engine::operators::window_aggregate::{GroupColumn, WindowAggregate, WindowAggregateConfig, WindowSource};
+use weir_engine::operators::window_aggregate::{
+    GroupColumn, WindowAggregate, WindowAggregateConfig, WindowSource,
+};
 use weir_engine::operators::window_assign::WindowAssign;
 use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 use weir_engine::source::SourceSpec;
@@ -75,7 +77,11 @@ impl Stream {
     /// The physical schema of the batches (with the row-kind column if updating).
     pub fn physical_schema(&self) -> SchemaRef {
         let rows = Arc::new(self.schema.as_arrow().clone());
-        if self.updating { with_op_column(&rows) } else { rows }
+        if self.updating {
+            with_op_column(&rows)
+        } else {
+            rows
+        }
     }
 }
 
@@ -92,7 +98,12 @@ pub struct Lowering<'a> {
 }
 
 impl<'a> Lowering<'a> {
-    pub fn new(state: &'a SessionState, catalog: &'a Catalog, parallelism: usize, max_parallelism: usize) -> Self {
+    pub fn new(
+        state: &'a SessionState,
+        catalog: &'a Catalog,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Self {
         Lowering {
             state,
             catalog,
@@ -107,26 +118,65 @@ impl<'a> Lowering<'a> {
 
     /// The graph built so far.
     pub fn into_graph(self, name: String) -> JobGraph {
-        JobGraph { name, nodes: self.nodes, edges: self.edges, max_parallelism: self.max_parallelism }
+        JobGraph {
+            name,
+            nodes: self.nodes,
+            edges: self.edges,
+            max_parallelism: self.max_parallelism,
+        }
     }
 
     /// Adds a node; its stable operator id is derived from its position and kind.
-    pub fn add_node(&mut self, kind_slug: &str, name: String, kind: NodeKind, schema: SchemaRef, parallelism: usize, num_inputs: usize) -> NodeId {
+    pub fn add_node(
+        &mut self,
+        kind_slug: &str,
+        name: String,
+        kind: NodeKind,
+        schema: SchemaRef,
+        parallelism: usize,
+        num_inputs: usize,
+    ) -> NodeId {
         let n = self.names.entry(kind_slug.to_string()).or_insert(0);
         *n += 1;
         let operator_id = format!("{kind_slug}-{}", *n);
-        self.nodes.push(Node { operator_id, name, parallelism, kind, schema, num_inputs });
+        self.nodes.push(Node {
+            operator_id,
+            name,
+            parallelism,
+            kind,
+            schema,
+            num_inputs,
+        });
         self.nodes.len() - 1
     }
 
     /// Connects `from` to input `input` of `to`.
     pub fn connect(&mut self, from: NodeId, to: NodeId, input: usize, partitioning: Partitioning) {
-        self.edges.push(Edge { from, to, input, partitioning });
+        self.edges.push(Edge {
+            from,
+            to,
+            input,
+            partitioning,
+        });
     }
 
     /// Adds an operator fed by `input` (forward edge, same parallelism).
-    fn add_forward(&mut self, input: &Stream, slug: &str, name: String, factory: Arc<dyn OperatorFactory>, schema: SchemaRef) -> NodeId {
-        let node = self.add_node(slug, name, NodeKind::Operator(factory), schema, input.parallelism, 1);
+    fn add_forward(
+        &mut self,
+        input: &Stream,
+        slug: &str,
+        name: String,
+        factory: Arc<dyn OperatorFactory>,
+        schema: SchemaRef,
+    ) -> NodeId {
+        let node = self.add_node(
+            slug,
+            name,
+            NodeKind::Operator(factory),
+            schema,
+            input.parallelism,
+            1,
+        );
         self.connect(input.node, node, 0, Partitioning::Forward);
         node
     }
@@ -147,7 +197,11 @@ impl<'a> Lowering<'a> {
             LogicalPlan::Projection(p) => {
                 let input = self.lower(&p.input)?;
                 let input = self.materialize(input)?;
-                let exprs = p.expr.iter().map(|e| self.physical(e, &input.schema)).collect::<Result<Vec<_>>>()?;
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.physical(e, &input.schema))
+                    .collect::<Result<Vec<_>>>()?;
                 let mut window = WindowColumns::default();
                 for (i, e) in p.expr.iter().enumerate() {
                     if let Expr::Column(c) = e.clone().unalias() {
@@ -163,37 +217,91 @@ impl<'a> Lowering<'a> {
                         }
                     }
                 }
-                let out = Stream { node: 0, schema: p.schema.clone(), updating: input.updating, parallelism: input.parallelism, pending: None, window };
+                let out = Stream {
+                    node: 0,
+                    schema: p.schema.clone(),
+                    updating: input.updating,
+                    parallelism: input.parallelism,
+                    pending: None,
+                    window,
+                };
                 let schema = out.physical_schema();
-                let op = Projection { exprs: exprs.clone(), schema: schema.clone() };
-                let name = format!("Calc(select=[{}])", p.expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", "));
+                let op = Projection {
+                    exprs: exprs.clone(),
+                    schema: schema.clone(),
+                };
+                let name = format!(
+                    "Calc(select=[{}])",
+                    p.expr
+                        .iter()
+                        .map(|e| e.schema_name().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 let node = self.add_forward(&input, "calc", name, clone_factory("project", op), schema);
                 Ok(Stream { node, ..out })
             }
             LogicalPlan::Filter(f) => {
                 let input = self.lower(&f.input)?;
                 let input = match input.pending {
-                    Some(p) if references_beyond(&f.predicate, &input.schema, p.base_len)? => self.materialize(input)?,
+                    Some(p) if references_beyond(&f.predicate, &input.schema, p.base_len)? => {
+                        self.materialize(input)?
+                    }
                     _ => input,
                 };
                 let predicate = self.physical(&f.predicate, &input.schema)?;
                 let schema = self.nodes[input.node].schema.clone();
                 let name = format!("Calc(where=[{}])", f.predicate);
-                let node = self.add_forward(&input, "calc", name, clone_factory("filter", Filter { predicate }), schema);
+                let node = self.add_forward(
+                    &input,
+                    "calc",
+                    name,
+                    clone_factory("filter", Filter { predicate }),
+                    schema,
+                );
                 Ok(Stream { node, ..input })
             }
             LogicalPlan::Aggregate(a) => self.lower_aggregate(a),
             LogicalPlan::Union(u) => {
-                let inputs = u.inputs.iter().map(|i| self.lower(i).and_then(|s| self.materialize(s))).collect::<Result<Vec<_>>>()?;
+                let inputs = u
+                    .inputs
+                    .iter()
+                    .map(|i| self.lower(i).and_then(|s| self.materialize(s)))
+                    .collect::<Result<Vec<_>>>()?;
                 let updating = inputs.iter().any(|s| s.updating);
                 if updating && inputs.iter().any(|s| !s.updating) {
-                    return plan_err!("UNION ALL of an updating and an append-only query is not supported: make both sides updating or both append-only");
+                    return plan_err!(
+                        "UNION ALL of an updating and an append-only query is not supported: make both sides updating or both append-only"
+                    );
                 }
-                let out = Stream { node: 0, schema: u.schema.clone(), updating, parallelism: self.parallelism, pending: None, window: WindowColumns::default() };
+                let out = Stream {
+                    node: 0,
+                    schema: u.schema.clone(),
+                    updating,
+                    parallelism: self.parallelism,
+                    pending: None,
+                    window: WindowColumns::default(),
+                };
                 let schema = out.physical_schema();
-                let node = self.add_node("union", "Union".into(), NodeKind::Operator(clone_factory("union", Union { schema: schema.clone() })), schema, self.parallelism, inputs.len());
+                let node = self.add_node(
+                    "union",
+                    "Union".into(),
+                    NodeKind::Operator(clone_factory(
+                        "union",
+                        Union {
+                            schema: schema.clone(),
+                        },
+                    )),
+                    schema,
+                    self.parallelism,
+                    inputs.len(),
+                );
                 for (i, s) in inputs.iter().enumerate() {
-                    let p = if s.parallelism == self.parallelism { Partitioning::Forward } else { Partitioning::Rebalance };
+                    let p = if s.parallelism == self.parallelism {
+                        Partitioning::Forward
+                    } else {
+                        Partitioning::Rebalance
+                    };
                     self.connect(s.node, node, i, p);
                 }
                 Ok(Stream { node, ..out })
@@ -201,7 +309,11 @@ impl<'a> Lowering<'a> {
             LogicalPlan::EmptyRelation(e) => {
                 let schema = Arc::new(e.schema.as_arrow().clone());
                 let batches = if e.produce_one_row {
-                    vec![RecordBatch::try_new_with_options(schema.clone(), vec![], &RecordBatchOptions::new().with_row_count(Some(1)))?]
+                    vec![RecordBatch::try_new_with_options(
+                        schema.clone(),
+                        vec![],
+                        &RecordBatchOptions::new().with_row_count(Some(1)),
+                    )?]
                 } else {
                     vec![]
                 };
@@ -210,7 +322,11 @@ impl<'a> Lowering<'a> {
             LogicalPlan::Values(v) => {
                 let schema = Arc::new(v.schema.as_arrow().clone());
                 let empty = datafusion::common::DFSchema::empty();
-                let one_row = RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &RecordBatchOptions::new().with_row_count(Some(1)))?;
+                let one_row = RecordBatch::try_new_with_options(
+                    Arc::new(Schema::empty()),
+                    vec![],
+                    &RecordBatchOptions::new().with_row_count(Some(1)),
+                )?;
                 let mut columns = Vec::new();
                 for (ci, field) in schema.fields().iter().enumerate() {
                     let mut scalars = Vec::new();
@@ -231,7 +347,9 @@ impl<'a> Lowering<'a> {
                  sort the results in the consumer"
             ),
             LogicalPlan::Limit(_) => plan_err!("LIMIT is not supported on a stream"),
-            LogicalPlan::Window(_) => plan_err!("OVER windows are not supported on a stream; use window TVFs (TUMBLE, HOP, SESSION, CUMULATE)"),
+            LogicalPlan::Window(_) => plan_err!(
+                "OVER windows are not supported on a stream; use window TVFs (TUMBLE, HOP, SESSION, CUMULATE)"
+            ),
             LogicalPlan::Distinct(_) => plan_err!("DISTINCT should have been rewritten to an aggregate"),
             other => plan_err!("this query is not supported on a stream: {}", other.display()),
         }
@@ -242,10 +360,36 @@ impl<'a> Lowering<'a> {
         self.materialize(stream)
     }
 
-    fn values_source(&mut self, logical: DFSchemaRef, schema: SchemaRef, batches: Vec<RecordBatch>) -> Stream {
-        let spec: Arc<dyn SourceSpec> = Arc::new(ValuesSpec { schema: schema.clone(), batches });
-        let node = self.add_node("values", "Values".into(), NodeKind::Source { spec, watermark: None, idle_timeout: None }, schema, 1, 0);
-        Stream { node, schema: logical, updating: false, parallelism: 1, pending: None, window: WindowColumns::default() }
+    fn values_source(
+        &mut self,
+        logical: DFSchemaRef,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Stream {
+        let spec: Arc<dyn SourceSpec> = Arc::new(ValuesSpec {
+            schema: schema.clone(),
+            batches,
+        });
+        let node = self.add_node(
+            "values",
+            "Values".into(),
+            NodeKind::Source {
+                spec,
+                watermark: None,
+                idle_timeout: None,
+            },
+            schema,
+            1,
+            0,
+        );
+        Stream {
+            node,
+            schema: logical,
+            updating: false,
+            parallelism: 1,
+            pending: None,
+            window: WindowColumns::default(),
+        }
     }
 
     fn lower_scan(&mut self, scan: &TableScan) -> Result<Stream> {
@@ -259,7 +403,10 @@ impl<'a> Lowering<'a> {
             let input = self.lower(&tvf.input)?;
             let input = self.materialize(input)?;
             if input.updating {
-                return plan_err!("window table function {} cannot be applied to an updating input", tvf.kind.name());
+                return plan_err!(
+                    "window table function {} cannot be applied to an updating input",
+                    tvf.kind.name()
+                );
             }
             let base_len = input.schema.fields().len();
             Stream {
@@ -267,7 +414,11 @@ impl<'a> Lowering<'a> {
                 schema: table_scan_schema(scan, &provider)?,
                 updating: false,
                 parallelism: input.parallelism,
-                pending: Some(PendingWindow { kind: tvf.kind, time_column: tvf.time_column, base_len }),
+                pending: Some(PendingWindow {
+                    kind: tvf.kind,
+                    time_column: tvf.time_column,
+                    base_len,
+                }),
                 window: WindowColumns::default(),
             }
         } else {
@@ -276,7 +427,9 @@ impl<'a> Lowering<'a> {
         match &scan.projection {
             None => Ok(stream),
             Some(indices) if indices.iter().copied().eq(0..stream.schema.fields().len()) => Ok(stream),
-            Some(_) => plan_err!("internal: projected table scans are not lowered (projection push-down is disabled)"),
+            Some(_) => plan_err!(
+                "internal: projected table scans are not lowered (projection push-down is disabled)"
+            ),
         }
     }
 
@@ -288,11 +441,20 @@ impl<'a> Lowering<'a> {
             Ok(spec) => spec.clone(),
             Err(why) => return plan_err!("table '{}' cannot be read: {why}", def.name),
         };
-        let logical = table_scan_schema(scan, &(Arc::new(StreamTable { name: table.name.clone(), schema: table.schema.clone() }) as Arc<dyn TableProvider>))?;
+        let logical = table_scan_schema(
+            scan,
+            &(Arc::new(StreamTable {
+                name: table.name.clone(),
+                schema: table.schema.clone(),
+            }) as Arc<dyn TableProvider>),
+        )?;
         let watermark = match &def.watermark {
             Some(w) => {
                 let expr = self.state.create_logical_expr(&w.expr_sql, &logical)?;
-                Some(WatermarkStrategy { expr: self.physical(&expr, &logical)?, column: w.column.clone() })
+                Some(WatermarkStrategy {
+                    expr: self.physical(&expr, &logical)?,
+                    column: w.column.clone(),
+                })
             }
             None => None,
         };
@@ -304,30 +466,70 @@ impl<'a> Lowering<'a> {
             "Source: {}[{}]{}",
             def.name,
             def.connector,
-            watermark.as_ref().map(|w| format!(" watermark({} AS {})", w.column, def.watermark.as_ref().map_or("", |d| d.expr_sql.as_str()))).unwrap_or_default()
+            watermark
+                .as_ref()
+                .map(|w| format!(
+                    " watermark({} AS {})",
+                    w.column,
+                    def.watermark.as_ref().map_or("", |d| d.expr_sql.as_str())
+                ))
+                .unwrap_or_default()
         );
         let idle_timeout = def.idle_timeout.or(self.default_idle_timeout);
-        let node = self.add_node("source", name, NodeKind::Source { spec, watermark, idle_timeout }, table.schema.clone(), parallelism, 0);
-        Ok(Stream { node, schema: logical, updating: false, parallelism, pending: None, window: WindowColumns::default() })
+        let node = self.add_node(
+            "source",
+            name,
+            NodeKind::Source {
+                spec,
+                watermark,
+                idle_timeout,
+            },
+            table.schema.clone(),
+            parallelism,
+            0,
+        );
+        Ok(Stream {
+            node,
+            schema: logical,
+            updating: false,
+            parallelism,
+            pending: None,
+            window: WindowColumns::default(),
+        })
     }
 
     /// Applies a pending window TVF as an operator (each row once per window).
     fn materialize(&mut self, stream: Stream) -> Result<Stream> {
-        let Some(p) = stream.pending else { return Ok(stream) };
+        let Some(p) = stream.pending else {
+            return Ok(stream);
+        };
         if matches!(p.kind, WindowKind::Session { .. }) {
             return plan_err!(
                 "a SESSION window table function must be aggregated directly: \
                  SELECT ... FROM TABLE(SESSION(...)) GROUP BY window_start, window_end[, keys]"
             );
         }
-        let time = self.physical(&Expr::Column(Column::from(stream.schema.qualified_field(p.time_column))), &stream.schema)?;
+        let time = self.physical(
+            &Expr::Column(Column::from(stream.schema.qualified_field(p.time_column))),
+            &stream.schema,
+        )?;
         let schema = Arc::new(stream.schema.as_arrow().clone());
         let op = WindowAssign::new(p.kind, time, schema.clone())?;
-        let node = self.add_forward(&stream, "window-assign", format!("WindowTableFunction({})", p.kind), clone_factory("window-assign", op), schema);
+        let node = self.add_forward(
+            &stream,
+            "window-assign",
+            format!("WindowTableFunction({})", p.kind),
+            clone_factory("window-assign", op),
+            schema,
+        );
         Ok(Stream {
             node,
             pending: None,
-            window: WindowColumns { start: Some(p.base_len), end: Some(p.base_len + 1), time: Some(p.base_len + 2) },
+            window: WindowColumns {
+                start: Some(p.base_len),
+                end: Some(p.base_len + 1),
+                time: Some(p.base_len + 2),
+            },
             ..stream
         })
     }
@@ -352,7 +554,11 @@ impl<'a> Lowering<'a> {
             })
         };
         let windowed = {
-            let kinds = a.group_expr.iter().map(|e| classify(&input, e)).collect::<Result<Vec<_>>>()?;
+            let kinds = a
+                .group_expr
+                .iter()
+                .map(|e| classify(&input, e))
+                .collect::<Result<Vec<_>>>()?;
             kinds.contains(&Some(GroupColumn::WindowStart)) && kinds.contains(&Some(GroupColumn::WindowEnd))
         };
         if !windowed {
@@ -377,7 +583,9 @@ impl<'a> Lowering<'a> {
             }
         }
         if input.updating {
-            return plan_err!("a window aggregate cannot consume an updating input (the result of a non-windowed GROUP BY)");
+            return plan_err!(
+                "a window aggregate cannot consume an updating input (the result of a non-windowed GROUP BY)"
+            );
         }
         let mut group_columns = Vec::new();
         let mut keys = Vec::new();
@@ -396,41 +604,108 @@ impl<'a> Lowering<'a> {
         let output_schema = Arc::new(a.schema.as_arrow().clone());
         let key_schema = Arc::new(Schema::new(key_fields));
         let (parallelism, partitioning) = self.keyed(&keys);
-        let agg_names = a.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
-        let key_names = a.group_expr.iter().filter(|e| classify(&input, e).ok().flatten().is_none()).map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ");
+        let agg_names = a
+            .aggr_expr
+            .iter()
+            .map(|e| e.schema_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let key_names = a
+            .group_expr
+            .iter()
+            .filter(|e| classify(&input, e).ok().flatten().is_none())
+            .map(|e| e.schema_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let (factory, name): (Arc<dyn OperatorFactory>, String) = match input.pending {
-            Some(PendingWindow { kind: WindowKind::Session { gap }, time_column, .. }) => {
+            Some(PendingWindow {
+                kind: WindowKind::Session { gap },
+                time_column,
+                ..
+            }) => {
                 let config = Arc::new(SessionAggregateConfig {
                     gap,
-                    time_column: self.physical(&Expr::Column(Column::from(input.schema.qualified_field(time_column))), &input.schema)?,
+                    time_column: self.physical(
+                        &Expr::Column(Column::from(input.schema.qualified_field(time_column))),
+                        &input.schema,
+                    )?,
                     keys: keys.clone(),
                     key_schema,
                     aggregates,
                     group_columns,
                     output_schema: output_schema.clone(),
                 });
-                let name = format!("WindowAggregate(window=[{}], groupBy=[{key_names}], select=[{agg_names}])", WindowKind::Session { gap });
-                (FnOperatorFactory::new("session-aggregate", move |_, _| Ok(Box::new(SessionAggregate::new(config.clone())) as Box<dyn Operator>)), name)
+                let name = format!(
+                    "WindowAggregate(window=[{}], groupBy=[{key_names}], select=[{agg_names}])",
+                    WindowKind::Session { gap }
+                );
+                (
+                    FnOperatorFactory::new("session-aggregate", move |_, _| {
+                        Ok(Box::new(SessionAggregate::new(config.clone())) as Box<dyn Operator>)
+                    }),
+                    name,
+                )
             }
-            Some(PendingWindow { kind, time_column, .. }) => {
+            Some(PendingWindow {
+                kind, time_column, ..
+            }) => {
                 let windows = WindowSource::Assign {
                     window: kind,
-                    time_column: self.physical(&Expr::Column(Column::from(input.schema.qualified_field(time_column))), &input.schema)?,
+                    time_column: self.physical(
+                        &Expr::Column(Column::from(input.schema.qualified_field(time_column))),
+                        &input.schema,
+                    )?,
                 };
-                let name = format!("WindowAggregate(window=[{kind}], groupBy=[{key_names}], select=[{agg_names}])");
-                (self.window_aggregate_factory(windows, keys.clone(), key_schema, aggregates, group_columns, output_schema.clone()), name)
+                let name =
+                    format!("WindowAggregate(window=[{kind}], groupBy=[{key_names}], select=[{agg_names}])");
+                (
+                    self.window_aggregate_factory(
+                        windows,
+                        keys.clone(),
+                        key_schema,
+                        aggregates,
+                        group_columns,
+                        output_schema.clone(),
+                    ),
+                    name,
+                )
             }
             None => {
                 let col = |idx: Option<usize>| -> Result<Arc<dyn PhysicalExpr>> {
                     let idx = idx.expect("windowed implies start and end");
-                    self.physical(&Expr::Column(Column::from(input.schema.qualified_field(idx))), &input.schema)
+                    self.physical(
+                        &Expr::Column(Column::from(input.schema.qualified_field(idx))),
+                        &input.schema,
+                    )
                 };
-                let windows = WindowSource::Columns { start: col(input.window.start)?, end: col(input.window.end)? };
-                let name = format!("WindowAggregate(window=[window_start, window_end], groupBy=[{key_names}], select=[{agg_names}])");
-                (self.window_aggregate_factory(windows, keys.clone(), key_schema, aggregates, group_columns, output_schema.clone()), name)
+                let windows = WindowSource::Columns {
+                    start: col(input.window.start)?,
+                    end: col(input.window.end)?,
+                };
+                let name = format!(
+                    "WindowAggregate(window=[window_start, window_end], groupBy=[{key_names}], select=[{agg_names}])"
+                );
+                (
+                    self.window_aggregate_factory(
+                        windows,
+                        keys.clone(),
+                        key_schema,
+                        aggregates,
+                        group_columns,
+                        output_schema.clone(),
+                    ),
+                    name,
+                )
             }
         };
-        let node = self.add_node("window-aggregate", name, NodeKind::Operator(factory), output_schema.clone(), parallelism, 1);
+        let node = self.add_node(
+            "window-aggregate",
+            name,
+            NodeKind::Operator(factory),
+            output_schema.clone(),
+            parallelism,
+            1,
+        );
         self.connect(input.node, node, 0, partitioning);
         // The result's window columns, for cascaded window aggregates.
         let mut window = WindowColumns::default();
@@ -442,7 +717,14 @@ impl<'a> Lowering<'a> {
                 _ => {}
             }
         }
-        Ok(Stream { node, schema: a.schema.clone(), updating: false, parallelism, pending: None, window })
+        Ok(Stream {
+            node,
+            schema: a.schema.clone(),
+            updating: false,
+            parallelism,
+            pending: None,
+            window,
+        })
     }
 
     /// A join of two windowed streams on their window bounds: a window join.
@@ -459,7 +741,9 @@ impl<'a> Lowering<'a> {
         let right = self.lower(&join.right)?;
         let right = self.materialize(right)?;
         if left.updating || right.updating {
-            return plan_err!("a window join cannot consume an updating input (the result of a non-windowed GROUP BY)");
+            return plan_err!(
+                "a window join cannot consume an updating input (the result of a non-windowed GROUP BY)"
+            );
         }
         let index = |s: &Stream, e: &Expr| -> Result<Option<usize>> {
             match e.clone().unalias() {
@@ -514,18 +798,40 @@ impl<'a> Lowering<'a> {
         let (parallelism, left_part, right_part) = if equi.is_empty() || self.parallelism == 1 {
             (1, Partitioning::Single, Partitioning::Single)
         } else {
-            let lk = equi.iter().map(|(l, _)| self.physical(l, &left.schema)).collect::<Result<Vec<_>>>()?;
-            let rk = equi.iter().map(|(_, r)| self.physical(r, &right.schema)).collect::<Result<Vec<_>>>()?;
+            let lk = equi
+                .iter()
+                .map(|(l, _)| self.physical(l, &left.schema))
+                .collect::<Result<Vec<_>>>()?;
+            let rk = equi
+                .iter()
+                .map(|(_, r)| self.physical(r, &right.schema))
+                .collect::<Result<Vec<_>>>()?;
             (self.parallelism, Partitioning::Hash(lk), Partitioning::Hash(rk))
         };
         let name = format!(
             "WindowJoin(joinType=[{}], where=[{}{}])",
             join.join_type,
-            join.on.iter().map(|(l, r)| format!("{l} = {r}")).collect::<Vec<_>>().join(" AND "),
-            join.filter.as_ref().map(|f| format!(" AND {f}")).unwrap_or_default()
+            join.on
+                .iter()
+                .map(|(l, r)| format!("{l} = {r}"))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            join.filter
+                .as_ref()
+                .map(|f| format!(" AND {f}"))
+                .unwrap_or_default()
         );
-        let factory = FnOperatorFactory::new("window-join", move |_, _| Ok(Box::new(WindowJoin::new(config.clone())) as Box<dyn Operator>));
-        let node = self.add_node("window-join", name, NodeKind::Operator(factory), output_schema, parallelism, 2);
+        let factory = FnOperatorFactory::new("window-join", move |_, _| {
+            Ok(Box::new(WindowJoin::new(config.clone())) as Box<dyn Operator>)
+        });
+        let node = self.add_node(
+            "window-join",
+            name,
+            NodeKind::Operator(factory),
+            output_schema,
+            parallelism,
+            2,
+        );
         self.connect(left.node, node, 0, left_part);
         self.connect(right.node, node, 1, right_part);
         Ok(Stream {
@@ -534,7 +840,11 @@ impl<'a> Lowering<'a> {
             updating: false,
             parallelism,
             pending: None,
-            window: WindowColumns { start: left.window.start, end: left.window.end, time: left.window.time },
+            window: WindowColumns {
+                start: left.window.start,
+                end: left.window.end,
+                time: left.window.time,
+            },
         })
     }
 
@@ -547,12 +857,25 @@ impl<'a> Lowering<'a> {
         group_columns: Vec<GroupColumn>,
         output_schema: SchemaRef,
     ) -> Arc<dyn OperatorFactory> {
-        let config = Arc::new(WindowAggregateConfig { windows, keys, key_schema, aggregates, group_columns, output_schema });
-        FnOperatorFactory::new("window-aggregate", move |_, _| Ok(Box::new(WindowAggregate::new(config.clone())) as Box<dyn Operator>))
+        let config = Arc::new(WindowAggregateConfig {
+            windows,
+            keys,
+            key_schema,
+            aggregates,
+            group_columns,
+            output_schema,
+        });
+        FnOperatorFactory::new("window-aggregate", move |_, _| {
+            Ok(Box::new(WindowAggregate::new(config.clone())) as Box<dyn Operator>)
+        })
     }
 
     fn lower_updating_aggregate(&mut self, a: &Aggregate, input: Stream) -> Result<Stream> {
-        let keys = a.group_expr.iter().map(|e| self.physical(e, &input.schema)).collect::<Result<Vec<_>>>()?;
+        let keys = a
+            .group_expr
+            .iter()
+            .map(|e| self.physical(e, &input.schema))
+            .collect::<Result<Vec<_>>>()?;
         let key_schema = Arc::new(Schema::new(a.schema.fields()[..a.group_expr.len()].to_vec()));
         let aggregates = self.aggregate_specs(a, &input)?;
         let output_schema = Arc::new(a.schema.as_arrow().clone());
@@ -567,14 +890,36 @@ impl<'a> Lowering<'a> {
         let (parallelism, partitioning) = self.keyed(&keys);
         let name = format!(
             "GroupAggregate(groupBy=[{}], select=[{}])",
-            a.group_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", "),
-            a.aggr_expr.iter().map(|e| e.schema_name().to_string()).collect::<Vec<_>>().join(", ")
+            a.group_expr
+                .iter()
+                .map(|e| e.schema_name().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.aggr_expr
+                .iter()
+                .map(|e| e.schema_name().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let factory = FnOperatorFactory::new("group-aggregate", move |_, _| {
             Ok(Box::new(UpdatingAggregate::new(config.clone())?) as Box<dyn Operator>)
         });
-        let out = Stream { node: 0, schema: a.schema.clone(), updating: true, parallelism, pending: None, window: WindowColumns::default() };
-        let node = self.add_node("group-aggregate", name, NodeKind::Operator(factory), out.physical_schema(), parallelism, 1);
+        let out = Stream {
+            node: 0,
+            schema: a.schema.clone(),
+            updating: true,
+            parallelism,
+            pending: None,
+            window: WindowColumns::default(),
+        };
+        let node = self.add_node(
+            "group-aggregate",
+            name,
+            NodeKind::Operator(factory),
+            out.physical_schema(),
+            parallelism,
+            1,
+        );
         self.connect(input.node, node, 0, partitioning);
         Ok(Stream { node, ..out })
     }
@@ -597,9 +942,10 @@ impl<'a> Lowering<'a> {
             .enumerate()
             .map(|(i, e)| {
                 let name = a.schema.field(a.group_expr.len() + i).name().clone();
-                let lowered = LoweredAggregateBuilder::new(e, &input.schema, &physical_schema, props, &planning)
-                    .with_name(name)
-                    .build()?;
+                let lowered =
+                    LoweredAggregateBuilder::new(e, &input.schema, &physical_schema, props, &planning)
+                        .with_name(name)
+                        .build()?;
                 Ok(AggregateSpec::new(lowered.aggregate, lowered.filter))
             })
             .collect()
@@ -623,5 +969,7 @@ fn references_beyond(expr: &Expr, schema: &DFSchemaRef, base_len: usize) -> Resu
 
 /// A factory cloning a stateless operator for every subtask.
 fn clone_factory<T: Operator + Clone + Sync + 'static>(name: &str, op: T) -> Arc<dyn OperatorFactory> {
-    FnOperatorFactory::new(name.to_string(), move |_, _| Ok(Box::new(op.clone()) as Box<dyn Operator>))
+    FnOperatorFactory::new(name.to_string(), move |_, _| {
+        Ok(Box::new(op.clone()) as Box<dyn Operator>)
+    })
 }

@@ -49,9 +49,18 @@ pub struct PlannedQuery {
 
 impl PlannedQuery {
     /// Appends a sink node fed by the result and returns the finished graph.
-    pub fn with_sink(mut self, name: String, factory: Arc<dyn OperatorFactory>, parallelism: usize) -> JobGraph {
+    pub fn with_sink(
+        mut self,
+        name: String,
+        factory: Arc<dyn OperatorFactory>,
+        parallelism: usize,
+    ) -> JobGraph {
         let graph = &mut self.lowering_graph;
-        let schema = if self.updating { with_op_column(&self.schema) } else { self.schema.clone() };
+        let schema = if self.updating {
+            with_op_column(&self.schema)
+        } else {
+            self.schema.clone()
+        };
         graph.nodes.push(weir_engine::graph::Node {
             operator_id: "sink-1".into(),
             name,
@@ -68,7 +77,12 @@ impl PlannedQuery {
         } else {
             Partitioning::Rebalance
         };
-        graph.edges.push(weir_engine::graph::Edge { from: self.tail, to: sink, input: 0, partitioning });
+        graph.edges.push(weir_engine::graph::Edge {
+            from: self.tail,
+            to: sink,
+            input: 0,
+            partitioning,
+        });
         self.lowering_graph
     }
 }
@@ -109,7 +123,11 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 
 /// Lower-cases an unquoted identifier, as DataFusion does.
 pub fn normalize_ident(id: &Ident) -> String {
-    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_ascii_lowercase() }
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_ascii_lowercase()
+    }
 }
 
 /// The normalised name of a (possibly qualified) object; only the last part counts.
@@ -166,7 +184,11 @@ impl StreamPlanner {
         if !stmt.computed_columns.is_empty() {
             return plan_err!(
                 "computed columns ({}) are not supported; compute them in a view over the table",
-                stmt.computed_columns.iter().map(|c| c.name.value.clone()).collect::<Vec<_>>().join(", ")
+                stmt.computed_columns
+                    .iter()
+                    .map(|c| c.name.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let schema = self.column_schema(&stmt.columns).await?;
@@ -184,15 +206,29 @@ impl StreamPlanner {
         if !stmt.metadata_columns.is_empty() {
             return plan_err!(
                 "connector '{connector_name}' provides no METADATA columns (declared: {})",
-                stmt.metadata_columns.iter().map(|c| c.name.value.clone()).collect::<Vec<_>>().join(", ")
+                stmt.metadata_columns
+                    .iter()
+                    .map(|c| c.name.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let engine_opts = ConnectorOptions::new(
-            options.iter().filter(|(k, _)| ENGINE_TABLE_OPTIONS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            options
+                .iter()
+                .filter(|(k, _)| ENGINE_TABLE_OPTIONS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         );
-        let idle_timeout = engine_opts.get_duration("scan.watermark.idle-timeout")?.filter(|d| !d.is_zero());
-        let scan_parallelism = engine_opts.get_u64("scan.parallelism")?.map(|p| p.max(1) as usize);
-        let sink_parallelism = engine_opts.get_u64("sink.parallelism")?.map(|p| p.max(1) as usize);
+        let idle_timeout = engine_opts
+            .get_duration("scan.watermark.idle-timeout")?
+            .filter(|d| !d.is_zero());
+        let scan_parallelism = engine_opts
+            .get_u64("scan.parallelism")?
+            .map(|p| p.max(1) as usize);
+        let sink_parallelism = engine_opts
+            .get_u64("sink.parallelism")?
+            .map(|p| p.max(1) as usize);
         options.retain(|k, _| !ENGINE_TABLE_OPTIONS.contains(&k.as_str()));
         let options = ConnectorOptions::new(options);
 
@@ -202,7 +238,12 @@ impl StreamPlanner {
                 let Ok(field) = schema.field_with_name(&column) else {
                     return plan_err!(
                         "WATERMARK FOR '{column}': no such column in table '{name}' (columns: {})",
-                        schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 };
                 if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
@@ -223,11 +264,19 @@ impl StreamPlanner {
             }
             None => None,
         };
-        let source = connector.source(schema.clone(), &options).map_err(|e| e.to_string());
-        let sink = connector.sink(schema.clone(), &options).map_err(|e| e.to_string());
+        let source = connector
+            .source(schema.clone(), &options)
+            .map_err(|e| e.to_string());
+        let sink = connector
+            .sink(schema.clone(), &options)
+            .map_err(|e| e.to_string());
         if let (Err(src), Err(snk)) = (&source, &sink) {
             // Option errors are the same for both sides; report the first.
-            let msg = if src.contains("cannot be read from") { snk } else { src };
+            let msg = if src.contains("cannot be read from") {
+                snk
+            } else {
+                src
+            };
             return plan_err!("{}", msg.trim_start_matches("Error during planning: "));
         }
         let primary_key = stmt.primary_key.iter().map(normalize_ident).collect();
@@ -246,17 +295,30 @@ impl StreamPlanner {
         };
         self.ctx.deregister_table(name.as_str())?;
         self.catalog.views.remove(&name);
-        self.ctx.register_table(name.as_str(), Arc::new(StreamTable { name: name.clone(), schema }))?;
+        self.ctx.register_table(
+            name.as_str(),
+            Arc::new(StreamTable {
+                name: name.clone(),
+                schema,
+            }),
+        )?;
         self.catalog.tables.insert(name.clone(), def);
         Ok(format!("Table '{name}' created."))
     }
 
     /// The Arrow schema of a column list, with DataFusion's SQL type mapping.
-    async fn column_schema(&self, columns: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<SchemaRef> {
+    async fn column_schema(
+        &self,
+        columns: &[datafusion::sql::sqlparser::ast::ColumnDef],
+    ) -> Result<SchemaRef> {
         if columns.is_empty() {
             return plan_err!("a table needs at least one column");
         }
-        let cols = columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+        let cols = columns
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("CREATE TABLE weir_ddl_probe ({cols})");
         let state = self.ctx.state();
         let stmt = state.sql_to_statement(&sql, &datafusion::config::Dialect::Generic)?;
@@ -269,7 +331,10 @@ impl StreamPlanner {
                     .fields()
                     .iter()
                     .map(|f| match f.data_type() {
-                        DataType::Timestamp(unit, Some(_)) => f.as_ref().clone().with_data_type(DataType::Timestamp(*unit, Some("UTC".into()))),
+                        DataType::Timestamp(unit, Some(_)) => f
+                            .as_ref()
+                            .clone()
+                            .with_data_type(DataType::Timestamp(*unit, Some("UTC".into()))),
                         _ => f.as_ref().clone(),
                     })
                     .collect();
@@ -321,7 +386,14 @@ impl StreamPlanner {
         let view = datafusion::datasource::ViewTable::new(plan.clone(), Some(query.to_string()));
         self.ctx.deregister_table(name.as_str())?;
         self.ctx.register_table(name.as_str(), Arc::new(view))?;
-        self.catalog.views.insert(name.clone(), ViewDef { name: name.clone(), sql: query.to_string(), plan });
+        self.catalog.views.insert(
+            name.clone(),
+            ViewDef {
+                name: name.clone(),
+                sql: query.to_string(),
+                plan,
+            },
+        );
         Ok(format!("View '{name}' created."))
     }
 
@@ -330,7 +402,11 @@ impl StreamPlanner {
         let mut dropped = Vec::new();
         for n in names {
             let name = normalize_name(n);
-            let exists = if view { self.catalog.views.contains_key(&name) } else { self.catalog.tables.contains_key(&name) };
+            let exists = if view {
+                self.catalog.views.contains_key(&name)
+            } else {
+                self.catalog.tables.contains_key(&name)
+            };
             if !exists {
                 if if_exists {
                     continue;
@@ -353,16 +429,25 @@ impl StreamPlanner {
             self.ctx.deregister_table(name.as_str())?;
             dropped.push(name);
         }
-        Ok(if dropped.is_empty() { "Nothing dropped.".into() } else { format!("Dropped {}.", dropped.join(", ")) })
+        Ok(if dropped.is_empty() {
+            "Nothing dropped.".into()
+        } else {
+            format!("Dropped {}.", dropped.join(", "))
+        })
     }
 
     /// Registers the window TVFs of a statement, plans the query with
     /// DataFusion, and unregisters them.
     pub async fn logical_plan(&mut self, query: &Query, window_tvfs: &[WindowTvf]) -> Result<LogicalPlan> {
-        self.plan_statement(Statement::Query(Box::new(query.clone())), window_tvfs).await
+        self.plan_statement(Statement::Query(Box::new(query.clone())), window_tvfs)
+            .await
     }
 
-    async fn plan_statement(&mut self, mut statement: Statement, window_tvfs: &[WindowTvf]) -> Result<LogicalPlan> {
+    async fn plan_statement(
+        &mut self,
+        mut statement: Statement,
+        window_tvfs: &[WindowTvf],
+    ) -> Result<LogicalPlan> {
         alias_window_tvfs(&mut statement, window_tvfs);
         let mut registered = Vec::new();
         let result = async {
@@ -372,7 +457,9 @@ impl StreamPlanner {
                 registered.push(tvf.placeholder.clone());
             }
             let state = self.ctx.state();
-            let plan = state.statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
+            let plan = state
+                .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+                .await?;
             state.optimize(&plan)
         }
         .await;
@@ -390,10 +477,7 @@ impl StreamPlanner {
         } else if let Some(view) = self.catalog.views.get(&input_name) {
             view.plan.clone()
         } else {
-            return plan_err!(
-                "{}: table or view '{input_name}' does not exist",
-                tvf.kind.name()
-            );
+            return plan_err!("{}: table or view '{input_name}' does not exist", tvf.kind.name());
         };
         let time_name = normalize_ident(&tvf.time_column);
         let schema = input.schema();
@@ -401,7 +485,12 @@ impl StreamPlanner {
             return plan_err!(
                 "{}: DESCRIPTOR({time_name}) names no column of '{input_name}' (columns: {})",
                 tvf.kind.name(),
-                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         };
         let time_type = schema.field(time_column).data_type().clone();
@@ -416,7 +505,10 @@ impl StreamPlanner {
         };
         let kind = window_args::window_kind(&self.ctx.state(), tvf)?;
         if let (DataType::Timestamp(TimeUnit::Second, _), true) = (&window_type, kind_has_subsecond(&kind)) {
-            return plan_err!("{}: durations below a second need a TIMESTAMP with sub-second precision", tvf.kind.name());
+            return plan_err!(
+                "{}: durations below a second need a TIMESTAMP with sub-second precision",
+                tvf.kind.name()
+            );
         }
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         for n in ["window_start", "window_end", "window_time"] {
@@ -425,7 +517,12 @@ impl StreamPlanner {
             }
             fields.push(Field::new(n, window_type.clone(), false));
         }
-        Ok(Arc::new(WindowTvfTable { kind, input, time_column, schema: Arc::new(Schema::new(fields)) }))
+        Ok(Arc::new(WindowTvfTable {
+            kind,
+            input,
+            time_column,
+            schema: Arc::new(Schema::new(fields)),
+        }))
     }
 
     /// Plans a query into a job graph (without its sink).
@@ -452,7 +549,10 @@ impl StreamPlanner {
                 self.catalog.tables.keys().cloned().collect::<Vec<_>>().join(", ")
             );
         };
-        let sink = def.sink.clone().map_err(|why| plan_datafusion_err!("table '{name}' cannot be written: {why}"))?;
+        let sink = def
+            .sink
+            .clone()
+            .map_err(|why| plan_datafusion_err!("table '{name}' cannot be written: {why}"))?;
         let insert = datafusion::sql::sqlparser::parser::Parser::new(&GenericDialect {})
             .try_with_sql(&format!(
                 "INSERT INTO \"{}\" {} SELECT 1",
@@ -460,7 +560,14 @@ impl StreamPlanner {
                 if columns.is_empty() {
                     String::new()
                 } else {
-                    format!("({})", columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "({})",
+                        columns
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 }
             ))?
             .parse_statement()?;
@@ -468,7 +575,9 @@ impl StreamPlanner {
             return plan_err!("internal: INSERT did not parse as INSERT");
         };
         insert.source = Some(Box::new(query.clone()));
-        let plan = self.plan_statement(Statement::Insert(insert), window_tvfs).await?;
+        let plan = self
+            .plan_statement(Statement::Insert(insert), window_tvfs)
+            .await?;
         let LogicalPlan::Dml(dml) = &plan else {
             return plan_err!("internal: INSERT did not plan as DML");
         };
@@ -480,13 +589,25 @@ impl StreamPlanner {
                 def.connector
             );
         }
-        Ok((PlannedQuery { logical_plan: plan.clone(), ..planned }, sink, def))
+        Ok((
+            PlannedQuery {
+                logical_plan: plan.clone(),
+                ..planned
+            },
+            sink,
+            def,
+        ))
     }
 
     /// Lowers an optimized logical plan.
     pub fn lower_plan(&self, plan: &LogicalPlan) -> Result<PlannedQuery> {
         let state = self.ctx.state();
-        let mut lowering = Lowering::new(&state, &self.catalog, self.config.parallelism(), self.config.max_parallelism());
+        let mut lowering = Lowering::new(
+            &state,
+            &self.catalog,
+            self.config.parallelism(),
+            self.config.max_parallelism(),
+        );
         lowering.default_idle_timeout = self.config.idle_timeout();
         let stream = lowering.lower(plan)?;
         let stream = lowering.finish(stream)?;
@@ -513,12 +634,22 @@ fn alias_window_tvfs(statement: &mut Statement, window_tvfs: &[WindowTvf]) {
     impl VisitorMut for Aliaser<'_> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, alias: alias @ None, .. } = factor {
+            if let TableFactor::Table {
+                name,
+                alias: alias @ None,
+                ..
+            } = factor
+            {
                 let placeholder = normalize_name(name);
-                if let Some(tvf) = self.0.iter().find(|t| t.placeholder == placeholder) {
-                    if let Some(input) = tvf.input.0.last().and_then(|p| p.as_ident()) {
-                        *alias = Some(TableAlias { explicit: true, name: input.clone(), columns: vec![], at: None });
-                    }
+                if let Some(tvf) = self.0.iter().find(|t| t.placeholder == placeholder)
+                    && let Some(input) = tvf.input.0.last().and_then(|p| p.as_ident())
+                {
+                    *alias = Some(TableAlias {
+                        explicit: true,
+                        name: input.clone(),
+                        columns: vec![],
+                        at: None,
+                    });
                 }
             }
             ControlFlow::Continue(())
@@ -536,4 +667,3 @@ fn kind_has_subsecond(kind: &WindowKind) -> bool {
         WindowKind::Session { gap } => sub(gap),
     }
 }
-

@@ -37,7 +37,10 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan_err!("table '{}' is a stream: it is read by a weir job, not by a batch scan", self.name)
+        plan_err!(
+            "table '{}' is a stream: it is read by a weir job, not by a batch scan",
+            self.name
+        )
     }
 }
 

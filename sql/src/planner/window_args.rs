@@ -25,7 +25,9 @@ fn duration_ns(state: &SessionState, tvf: &WindowTvf, what: &str, expr: &SqlExpr
         ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
             Some(v.days as i64 * NANOS_PER_DAY + v.nanoseconds)
         }
-        ScalarValue::IntervalDayTime(Some(v)) => Some(v.days as i64 * NANOS_PER_DAY + v.milliseconds as i64 * 1_000_000),
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(v.days as i64 * NANOS_PER_DAY + v.milliseconds as i64 * 1_000_000)
+        }
         ScalarValue::DurationSecond(Some(v)) => Some(v * 1_000_000_000),
         ScalarValue::DurationMillisecond(Some(v)) => Some(v * 1_000_000),
         ScalarValue::DurationMicrosecond(Some(v)) => Some(v * 1_000),
@@ -54,16 +56,33 @@ pub fn window_kind(state: &SessionState, tvf: &WindowTvf) -> Result<WindowKind> 
         None => 0,
     };
     let kind = match tvf.kind {
-        TvfKind::Tumble => WindowKind::Tumble { size: duration_ns(state, tvf, "size", &tvf.size)?, offset },
+        TvfKind::Tumble => WindowKind::Tumble {
+            size: duration_ns(state, tvf, "size", &tvf.size)?,
+            offset,
+        },
         TvfKind::Hop => {
-            let Some(slide) = &tvf.slide else { return plan_err!("HOP needs a slide") };
-            WindowKind::Hop { slide: duration_ns(state, tvf, "slide", slide)?, size: duration_ns(state, tvf, "size", &tvf.size)?, offset }
+            let Some(slide) = &tvf.slide else {
+                return plan_err!("HOP needs a slide");
+            };
+            WindowKind::Hop {
+                slide: duration_ns(state, tvf, "slide", slide)?,
+                size: duration_ns(state, tvf, "size", &tvf.size)?,
+                offset,
+            }
         }
         TvfKind::Cumulate => {
-            let Some(step) = &tvf.step else { return plan_err!("CUMULATE needs a step") };
-            WindowKind::Cumulate { step: duration_ns(state, tvf, "step", step)?, max: duration_ns(state, tvf, "max size", &tvf.size)?, offset }
+            let Some(step) = &tvf.step else {
+                return plan_err!("CUMULATE needs a step");
+            };
+            WindowKind::Cumulate {
+                step: duration_ns(state, tvf, "step", step)?,
+                max: duration_ns(state, tvf, "max size", &tvf.size)?,
+                offset,
+            }
         }
-        TvfKind::Session => WindowKind::Session { gap: duration_ns(state, tvf, "gap", &tvf.size)? },
+        TvfKind::Session => WindowKind::Session {
+            gap: duration_ns(state, tvf, "gap", &tvf.size)?,
+        },
     };
     kind.validate()?;
     Ok(kind)

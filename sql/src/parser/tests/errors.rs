@@ -77,12 +77,7 @@ fn error_on_line_3_of_a_script() {
                   -- a comment; with a semicolon\n\
                   SELECT a FROM t WHERE;\n\
                   SELECT 1;";
-    assert_error(
-        script,
-        3,
-        22,
-        "Expected: an expression, found: end of statement",
-    );
+    assert_error(script, 3, 22, "Expected: an expression, found: end of statement");
 }
 
 #[test]
@@ -97,12 +92,7 @@ fn error_in_a_statement_that_starts_mid_line() {
 
 #[test]
 fn unknown_statement() {
-    assert_error(
-        "\n  SELEC 1",
-        2,
-        3,
-        "Expected: a statement (SELECT, INSERT INTO",
-    );
+    assert_error("\n  SELEC 1", 2, 3, "Expected: a statement (SELECT, INSERT INTO");
     assert_error("\n  SELEC 1", 2, 3, "found: SELEC");
 }
 
@@ -113,12 +103,7 @@ fn too_deeply_nested_expression_is_an_error_not_a_crash() {
     assert_error(&sql, 2, 1, "nested too deeply (recursion limit exceeded)");
     // weir's bracket limit, checked before sqlparser sees the statement
     let sql = format!("SELECT {}1{}", "(".repeat(300), ")".repeat(300));
-    assert_error(
-        &sql,
-        1,
-        72,
-        "nested too deeply (more than 64 levels of brackets)",
-    );
+    assert_error(&sql, 1, 72, "nested too deeply (more than 64 levels of brackets)");
 }
 
 #[test]
@@ -351,12 +336,7 @@ fn create_table_as_select() {
 
 #[test]
 fn create_table_without_name() {
-    assert_error(
-        "CREATE TABLE (a INT)",
-        1,
-        14,
-        "Expected: identifier, found: (",
-    );
+    assert_error("CREATE TABLE (a INT)", 1, 14, "Expected: identifier, found: (");
 }
 
 #[test]
@@ -597,12 +577,7 @@ fn set_with_spaces_in_unquoted_key() {
 
 #[test]
 fn set_with_trailing_garbage_after_quoted_value() {
-    assert_error(
-        "SET 'a' = 'b' c",
-        1,
-        15,
-        "Expected: end of statement, found: c",
-    );
+    assert_error("SET 'a' = 'b' c", 1, 15, "Expected: end of statement, found: c");
 }
 
 #[test]
@@ -623,12 +598,7 @@ fn insert_overwrite_and_missing_into() {
         8,
         "INSERT OVERWRITE is not supported",
     );
-    assert_error(
-        "INSERT t SELECT 1",
-        1,
-        8,
-        "Expected: INTO after INSERT, found: t",
-    );
+    assert_error("INSERT t SELECT 1", 1, 8, "Expected: INTO after INSERT, found: t");
 }
 
 #[test]
@@ -643,12 +613,7 @@ fn show_something_unknown() {
 
 #[test]
 fn drop_without_kind_or_name() {
-    assert_error(
-        "DROP t",
-        1,
-        6,
-        "Expected: TABLE or VIEW after DROP, found: t",
-    );
+    assert_error("DROP t", 1, 6, "Expected: TABLE or VIEW after DROP, found: t");
     assert_error(
         "DROP TABLE",
         1,
@@ -675,12 +640,7 @@ fn explain_of_ddl() {
         9,
         "Expected: a query or an INSERT statement after EXPLAIN, found: CREATE",
     );
-    assert_error(
-        "EXPLAIN PLAN SELECT 1",
-        1,
-        14,
-        "Expected: FOR after EXPLAIN PLAN",
-    );
+    assert_error("EXPLAIN PLAN SELECT 1", 1, 14, "Expected: FOR after EXPLAIN PLAN");
 }
 
 #[test]
@@ -695,12 +655,7 @@ fn error_inside_explained_query_keeps_its_position() {
 
 #[test]
 fn create_view_without_query() {
-    assert_error(
-        "CREATE VIEW v",
-        1,
-        14,
-        "Expected: AS, found: end of statement",
-    );
+    assert_error("CREATE VIEW v", 1, 14, "Expected: AS, found: end of statement");
 }
 
 #[test]

@@ -218,11 +218,7 @@ fn deep_but_allowed_nesting_does_not_overflow_the_stack() {
             check(&sql);
             for n in [40, 60, 200] {
                 check(&format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n)));
-                check(&format!(
-                    "SELECT * FROM {}t{}",
-                    "(".repeat(n),
-                    ")".repeat(n)
-                ));
+                check(&format!("SELECT * FROM {}t{}", "(".repeat(n), ")".repeat(n)));
                 check(&format!("SELECT {}1", "NOT ".repeat(n)));
                 check(&format!("SELECT {}1", "- ".repeat(n)));
                 check(&format!(

@@ -3,8 +3,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, DataType, DateTimeField, Expr, ObjectName, Query, SetExpr, TableFactor,
-    TimezoneInfo, visit_relations,
+    ColumnOption, DataType, DateTimeField, Expr, ObjectName, Query, SetExpr, TableFactor, TimezoneInfo,
+    visit_relations,
 };
 
 use super::one;
@@ -72,10 +72,7 @@ fn create_table_with_all_flink_extras() {
             .iter()
             .map(|o| o.option.clone())
             .collect::<Vec<_>>(),
-        [
-            ColumnOption::NotNull,
-            ColumnOption::Comment("the id".into())
-        ]
+        [ColumnOption::NotNull, ColumnOption::Comment("the id".into())]
     );
     assert_eq!(t.columns[1].data_type.to_string(), "DECIMAL(10,2)");
     assert_eq!(
@@ -180,9 +177,9 @@ fn create_table_flink_types() {
 
 #[test]
 fn quoted_identifiers() {
-    let WeirStatement::CreateTable(t) = one(
-        "CREATE TABLE `my table` (`select` INT, \"Mixed\" STRING, WATERMARK FOR `select` AS `select`)",
-    ) else {
+    let WeirStatement::CreateTable(t) =
+        one("CREATE TABLE `my table` (`select` INT, \"Mixed\" STRING, WATERMARK FOR `select` AS `select`)")
+    else {
         panic!()
     };
     assert_eq!(t.name.0[0].as_ident().unwrap().value, "my table");
@@ -212,11 +209,9 @@ fn plain_queries() {
 
 #[test]
 fn tumble_positional_with_alias() {
-    let (query, tvfs) = query_of(one(
-        "SELECT window_start, window_end, COUNT(*) FROM TABLE(\n\
+    let (query, tvfs) = query_of(one("SELECT window_start, window_end, COUNT(*) FROM TABLE(\n\
          TUMBLE(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES)) AS w\n\
-         GROUP BY window_start, window_end",
-    ));
+         GROUP BY window_start, window_end"));
     assert_eq!(tvfs.len(), 1);
     let tvf = &tvfs[0];
     assert_eq!(tvf.placeholder, "__weir_tvf_0");
@@ -288,18 +283,12 @@ fn tumble_with_offset_hop_session_cumulate() {
         "INTERVAL '5' MINUTE"
     );
     assert_eq!(tvfs[1].input.to_string(), "cat.db.t2");
-    assert_eq!(
-        tvfs[1].slide.as_ref().unwrap().to_string(),
-        "INTERVAL '5' SECOND"
-    );
+    assert_eq!(tvfs[1].slide.as_ref().unwrap().to_string(), "INTERVAL '5' SECOND");
     assert_eq!(tvfs[1].size.to_string(), "INTERVAL '1' MINUTE");
     assert_eq!(strings(&tvfs[2].partition_by), ["k"]);
     assert_eq!(tvfs[2].size.to_string(), "INTERVAL '30' SECOND");
     assert_eq!(strings(&tvfs[3].partition_by), ["k1", "k2"]);
-    assert_eq!(
-        tvfs[4].step.as_ref().unwrap().to_string(),
-        "INTERVAL '1' MINUTE"
-    );
+    assert_eq!(tvfs[4].step.as_ref().unwrap().to_string(), "INTERVAL '1' MINUTE");
     assert_eq!(tvfs[4].size.to_string(), "INTERVAL '1' DAY");
 }
 
@@ -372,10 +361,8 @@ fn insert_into() {
         columns,
         query,
         window_tvfs,
-    } = one(
-        "INSERT INTO db.sink (a, b) SELECT window_start, COUNT(*) FROM \
-         TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end",
-    )
+    } = one("INSERT INTO db.sink (a, b) SELECT window_start, COUNT(*) FROM \
+         TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end")
     else {
         panic!()
     };
@@ -413,9 +400,7 @@ fn create_view() {
     assert_eq!(relations(&query), ["__weir_tvf_0"]);
 
     let WeirStatement::CreateView {
-        or_replace,
-        columns,
-        ..
+        or_replace, columns, ..
     } = one("CREATE OR REPLACE VIEW v AS SELECT 1")
     else {
         panic!()
@@ -492,10 +477,7 @@ fn set_and_reset() {
         one("SET execution.checkpointing.interval = 10 s"),
         set("execution.checkpointing.interval", "10 s")
     );
-    assert_eq!(
-        one("SET `pipeline.name` = 'it''s'"),
-        set("pipeline.name", "it's")
-    );
+    assert_eq!(one("SET `pipeline.name` = 'it''s'"), set("pipeline.name", "it's"));
     assert_eq!(one("RESET"), WeirStatement::Reset { key: None });
     assert_eq!(
         one("reset 'parallelism.default'"),
