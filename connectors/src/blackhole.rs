@@ -55,12 +55,7 @@ pub struct BlackholeSink;
 
 #[async_trait]
 impl Operator for BlackholeSink {
-    async fn process_batch(
-        &mut self,
-        _input: usize,
-        _batch: RecordBatch,
-        _out: &mut Output,
-    ) -> Result<()> {
+    async fn process_batch(&mut self, _input: usize, _batch: RecordBatch, _out: &mut Output) -> Result<()> {
         Ok(())
     }
 }
@@ -88,8 +83,7 @@ mod tests {
             updating: false,
         };
         let mut sink = spec.create(&request, 0, 1).unwrap();
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
         let mut out = Output::default();
         sink.process_batch(0, batch, &mut out).await.unwrap();
         sink.finish(&mut out).await.unwrap();

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, LargeStringBuilder, RecordBatch, RecordBatchOptions, StringBuilder,
-    StringViewBuilder, TimestampMicrosecondArray, TimestampMillisecondArray,
-    TimestampNanosecondArray, TimestampSecondArray,
+    ArrayRef, LargeStringBuilder, RecordBatch, RecordBatchOptions, StringBuilder, StringViewBuilder,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
 };
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
@@ -31,10 +30,7 @@ impl ColumnKind {
     fn accepts(self, dt: &DataType) -> bool {
         match self {
             ColumnKind::BigInt => dt == &DataType::Int64,
-            ColumnKind::Varchar => matches!(
-                dt,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            ),
+            ColumnKind::Varchar => matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
             ColumnKind::Timestamp => matches!(dt, DataType::Timestamp(_, _)),
             ColumnKind::Money => matches!(dt, DataType::Float64 | DataType::Decimal128(_, _)),
         }
@@ -63,11 +59,14 @@ impl ColumnKind {
 /// A column a fixed-schema generator offers.
 #[derive(Debug, Clone, Copy)]
 pub struct ColumnDef {
+    /// The column's name, as Flink spells it.
     pub name: &'static str,
+    /// Its logical type.
     pub kind: ColumnKind,
 }
 
 impl ColumnDef {
+    /// A column `name` of `kind`.
     pub const fn new(name: &'static str, kind: ColumnKind) -> Self {
         ColumnDef { name, kind }
     }
@@ -79,9 +78,7 @@ impl ColumnDef {
 /// names `date_time`).
 pub fn names_match(name: &str, declared: &str) -> bool {
     fn strip(s: &str) -> impl Iterator<Item = u8> + '_ {
-        s.bytes()
-            .filter(|b| *b != b'_')
-            .map(|b| b.to_ascii_lowercase())
+        s.bytes().filter(|b| *b != b'_').map(|b| b.to_ascii_lowercase())
     }
     strip(name).eq(strip(declared))
 }
@@ -128,8 +125,11 @@ pub fn make_batch(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Re
 /// A builder of any of Arrow's string types.
 #[derive(Debug)]
 pub enum StrBuilder {
+    /// `Utf8`.
     Utf8(StringBuilder),
+    /// `LargeUtf8`.
     Large(LargeStringBuilder),
+    /// `Utf8View`.
     View(StringViewBuilder),
 }
 
@@ -139,9 +139,7 @@ impl StrBuilder {
     pub fn new(data_type: &DataType, rows: usize, bytes: usize) -> Option<Self> {
         Some(match data_type {
             DataType::Utf8 => StrBuilder::Utf8(StringBuilder::with_capacity(rows, bytes)),
-            DataType::LargeUtf8 => {
-                StrBuilder::Large(LargeStringBuilder::with_capacity(rows, bytes))
-            }
+            DataType::LargeUtf8 => StrBuilder::Large(LargeStringBuilder::with_capacity(rows, bytes)),
             DataType::Utf8View => StrBuilder::View(StringViewBuilder::with_capacity(rows)),
             _ => return None,
         })
@@ -178,29 +176,21 @@ impl StrBuilder {
 }
 
 /// A timestamp array of `data_type` (a `Timestamp`) from raw values in its unit.
-pub fn timestamp_array(
-    data_type: &DataType,
-    values: Vec<i64>,
-    nulls: Option<NullBuffer>,
-) -> ArrayRef {
+pub fn timestamp_array(data_type: &DataType, values: Vec<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
     let (unit, tz) = match data_type {
         DataType::Timestamp(unit, tz) => (*unit, tz.clone()),
         _ => (TimeUnit::Millisecond, None),
     };
     let values = ScalarBuffer::from(values);
     match unit {
-        TimeUnit::Second => {
-            Arc::new(TimestampSecondArray::new(values, nulls).with_timezone_opt(tz))
-        }
+        TimeUnit::Second => Arc::new(TimestampSecondArray::new(values, nulls).with_timezone_opt(tz)),
         TimeUnit::Millisecond => {
             Arc::new(TimestampMillisecondArray::new(values, nulls).with_timezone_opt(tz))
         }
         TimeUnit::Microsecond => {
             Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone_opt(tz))
         }
-        TimeUnit::Nanosecond => {
-            Arc::new(TimestampNanosecondArray::new(values, nulls).with_timezone_opt(tz))
-        }
+        TimeUnit::Nanosecond => Arc::new(TimestampNanosecondArray::new(values, nulls).with_timezone_opt(tz)),
     }
 }
 

@@ -15,6 +15,21 @@
 //! );
 //! ```
 //!
+//! # Types and kinds
+//!
+//! | type | `random` (default) | `sequence` |
+//! |---|---|---|
+//! | `TINYINT` .. `BIGINT`, unsigned | uniform in `min..=max` (default: the type's range) | `start + r` |
+//! | `FLOAT`, `DOUBLE` | uniform in `[min, max)` (default `[0, 1)`) | `start + r` |
+//! | `DECIMAL(p, s)` | uniform in `min..=max` (default `0 ..= 10^(p-s) - 10^-s`) | `start + r` |
+//! | `BOOLEAN` | true or false | — |
+//! | `VARCHAR` (`Utf8`, `LargeUtf8`, `Utf8View`) | `length` alphanumeric characters (default 10; `var-len`: 1 to `length`) | the digits of `start + r` |
+//! | `TIMESTAMP(p)` (any unit, any zone), `DATE` | the event clock minus up to `max-past` | — |
+//!
+//! A sequence needs `start`; `end` is optional and bounds the source (like
+//! `number-of-rows`); a sequence that runs out of its type's range fails.
+//! Any column may have a `null-rate`.
+//!
 //! # Rows, subtasks and determinism
 //!
 //! Rows are numbered globally `r = 0, 1, 2, ...`; subtask `i` of `p` produces
@@ -23,15 +38,16 @@
 //! set of rows produced is the same whatever the parallelism, and each
 //! subtask's output is reproducible. `number-of-rows` is split the same way
 //! (the subtasks' counts sum to it), and sequences are disjoint across
-//! subtasks (row `r` holds `start + r`).
+//! subtasks (row `r` holds `start + r`). Without `seed`, each run draws a
+//! fresh one, as Flink's DataGen is random.
 //!
 //! # Event time
 //!
 //! Timestamp and date columns follow an *event clock* that advances with the
 //! row number: row `r` is at `event-time.start + r * event-time.step`, minus
-//! a random amount in `[0, fields.#.max-past]` (Flink's option: "how far in
-//! the past"; it gives bounded out-of-orderness, so a watermark
-//! `ts - INTERVAL max-past` drops nothing). The step defaults to
+//! a random amount less than `fields.#.max-past` (by at least 1 ms; Flink's
+//! option: "how far in the past"). That is bounded out-of-orderness: a
+//! watermark `ts - INTERVAL max-past` never makes a row late. The step defaults to
 //! `1 s / rows-per-second`, so that event time tracks the wall clock, and
 //! `event-time.start` defaults to the wall-clock time at which the job starts
 //! — exactly Flink's "random timestamp in the past" when `max-past` is set.
@@ -42,13 +58,12 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, ArrowPrimitiveType, BooleanArray, Date32Array, Date64Array, Decimal128Array,
-    PrimitiveArray,
+    ArrayRef, ArrowPrimitiveType, BooleanArray, Date32Array, Date64Array, Decimal128Array, PrimitiveArray,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef,
-    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
 };
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result, plan_err};
@@ -56,11 +71,11 @@ use weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
 use crate::columns::{StrBuilder, make_batch, timestamp_array};
+use crate::options::{get_batch_size, get_per_second, get_rate};
 use crate::pacer::Pacer;
 use crate::random::{RowRng, fresh_seed, stream_key};
 use crate::time::{
-    DEFAULT_START_NS, StartTime, get_duration_ns, get_per_second, get_rate, get_start_time,
-    ns_to_unit,
+    DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_start_time, ns_to_unit,
 };
 
 /// The options of `datagen`.
@@ -105,10 +120,7 @@ const OPTIONS: &[OptionSpec] = &[
         "fields.#.start",
         "first value of a sequence (required for sequences)",
     ),
-    OptionSpec::new(
-        "fields.#.end",
-        "last value of a sequence (bounds the source)",
-    ),
+    OptionSpec::new("fields.#.end", "last value of a sequence (bounds the source)"),
     OptionSpec::new(
         "fields.#.null-rate",
         "fraction of null values, in [0, 1] (default 0)",
@@ -233,19 +245,10 @@ impl DatagenSpec {
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         options.check_known("datagen", OPTIONS, &columns)?;
 
-        let rows_per_second =
-            get_per_second(options, "rows-per-second")?.unwrap_or(DEFAULT_ROWS_PER_SECOND);
+        let rows_per_second = get_per_second(options, "rows-per-second")?.unwrap_or(DEFAULT_ROWS_PER_SECOND);
         let number_of_rows = options.get_u64("number-of-rows")?;
         let seed = options.get_u64("seed")?;
-        let batch_size = match options.get_u64("batch-size")? {
-            Some(0) => {
-                return plan_err!(
-                    "invalid value '0' for option 'batch-size': expected a positive integer"
-                );
-            }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            None => DEFAULT_BATCH_SIZE,
-        };
+        let batch_size = get_batch_size(options, "batch-size", DEFAULT_BATCH_SIZE)?;
         let limited = rows_per_second > 0.0;
         let start = get_start_time(options, "event-time.start")?.unwrap_or(if limited {
             StartTime::Now
@@ -262,8 +265,7 @@ impl DatagenSpec {
         let mut total_rows = number_of_rows;
         for field in schema.fields() {
             let (generator, bound) = field_gen(field.name(), field.data_type(), options)?;
-            let null_rate =
-                get_rate(options, &format!("fields.{}.null-rate", field.name()))?.unwrap_or(0.0);
+            let null_rate = get_rate(options, &format!("fields.{}.null-rate", field.name()))?.unwrap_or(0.0);
             if null_rate > 0.0 && !field.is_nullable() {
                 return plan_err!(
                     "option 'fields.{}.null-rate' cannot be used on NOT NULL column '{}'",
@@ -309,10 +311,7 @@ fn field_gen(name: &str, dt: &DataType, options: &ConnectorOptions) -> Result<(G
             dt,
             DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _)
         );
-    let string = matches!(
-        dt,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    );
+    let string = matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let temporal = matches!(
         dt,
         DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
@@ -324,18 +323,12 @@ fn field_gen(name: &str, dt: &DataType, options: &ConnectorOptions) -> Result<(G
         "max-past" => temporal,
         _ => true,
     };
-    for opt in [
-        "min", "max", "start", "end", "length", "var-len", "max-past",
-    ] {
+    for opt in ["min", "max", "start", "end", "length", "var-len", "max-past"] {
         if options.get(&key(opt)).is_some() && !applies(opt) {
             return plan_err!(
                 "option '{}' does not apply to column '{name}' of type {dt}{}",
                 key(opt),
-                if sequence {
-                    " with kind 'sequence'"
-                } else {
-                    ""
-                }
+                if sequence { " with kind 'sequence'" } else { "" }
             );
         }
     }
@@ -408,12 +401,7 @@ fn field_gen(name: &str, dt: &DataType, options: &ConnectorOptions) -> Result<(G
         DataType::Float32 | DataType::Float64 => {
             if sequence {
                 let (start, _, rows) = seq_bounds(-(1 << 53), 1 << 53)?;
-                return Ok((
-                    Gen::SeqFloat {
-                        start: start as f64,
-                    },
-                    rows,
-                ));
+                return Ok((Gen::SeqFloat { start: start as f64 }, rows));
             }
             let min = options.get_f64(&key("min"))?.unwrap_or(0.0);
             let max = options.get_f64(&key("max"))?.unwrap_or(1.0);
@@ -575,8 +563,7 @@ impl DatagenSource {
             let (key, null_key) = self.keys[c];
             let nulls = (field.null_rate > 0.0).then(|| {
                 NullBuffer::new(BooleanBuffer::collect_bool(rows.len, |k| {
-                    !RowRng::new(null_key, rows.first + k as u64 * rows.step)
-                        .chance(field.null_rate)
+                    !RowRng::new(null_key, rows.first + k as u64 * rows.step).chance(field.null_rate)
                 }))
             });
             let clock = Clock {
@@ -639,46 +626,32 @@ fn generate_column(
     clock: Clock,
     scratch: &mut String,
 ) -> Result<ArrayRef> {
-    // An integer column of type `$t` whose values come from `$f(r) -> i128`.
+    // An integer column of the field's type, with values from `$f(r) -> Result<i128>`.
     macro_rules! ints {
         ($f:expr) => {{
             let f = $f;
             Ok(match field.data_type {
-                DataType::Int8 => Arc::new(primitive::<Int8Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as i8)
-                })?) as ArrayRef,
-                DataType::Int16 => Arc::new(primitive::<Int16Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as i16)
-                })?),
-                DataType::Int32 => Arc::new(primitive::<Int32Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as i32)
-                })?),
-                DataType::Int64 => Arc::new(primitive::<Int64Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as i64)
-                })?),
-                DataType::UInt8 => Arc::new(primitive::<UInt8Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as u8)
-                })?),
-                DataType::UInt16 => Arc::new(primitive::<UInt16Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as u16)
-                })?),
-                DataType::UInt32 => Arc::new(primitive::<UInt32Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as u32)
-                })?),
-                _ => Arc::new(primitive::<UInt64Type>(rows, nulls, |r| {
-                    f(r).map(|v| v as u64)
-                })?),
+                DataType::Int8 => {
+                    Arc::new(primitive::<Int8Type>(rows, nulls, |r| f(r).map(|v| v as i8))?) as ArrayRef
+                }
+                DataType::Int16 => Arc::new(primitive::<Int16Type>(rows, nulls, |r| f(r).map(|v| v as i16))?),
+                DataType::Int32 => Arc::new(primitive::<Int32Type>(rows, nulls, |r| f(r).map(|v| v as i32))?),
+                DataType::Int64 => Arc::new(primitive::<Int64Type>(rows, nulls, |r| f(r).map(|v| v as i64))?),
+                DataType::UInt8 => Arc::new(primitive::<UInt8Type>(rows, nulls, |r| f(r).map(|v| v as u8))?),
+                DataType::UInt16 => {
+                    Arc::new(primitive::<UInt16Type>(rows, nulls, |r| f(r).map(|v| v as u16))?)
+                }
+                DataType::UInt32 => {
+                    Arc::new(primitive::<UInt32Type>(rows, nulls, |r| f(r).map(|v| v as u32))?)
+                }
+                _ => Arc::new(primitive::<UInt64Type>(rows, nulls, |r| f(r).map(|v| v as u64))?),
             })
         }};
     }
     let seq = |start: i128, end: i128| {
         move |r: u64| {
             let v = start + i128::from(r);
-            if v > end {
-                Err(exhausted(field))
-            } else {
-                Ok(v)
-            }
+            if v > end { Err(exhausted(field)) } else { Ok(v) }
         }
     };
     match &field.generator {
@@ -691,9 +664,7 @@ fn generate_column(
             let (min, max) = (*min, *max);
             let f = move |r: u64| min + RowRng::new(key, r).next_f64() * (max - min);
             Ok(match field.data_type {
-                DataType::Float32 => {
-                    Arc::new(primitive::<Float32Type>(rows, nulls, |r| Ok(f(r) as f32))?)
-                }
+                DataType::Float32 => Arc::new(primitive::<Float32Type>(rows, nulls, |r| Ok(f(r) as f32))?),
                 _ => Arc::new(primitive::<Float64Type>(rows, nulls, |r| Ok(f(r)))?),
             })
         }
@@ -703,9 +674,7 @@ fn generate_column(
                 DataType::Float32 => Arc::new(primitive::<Float32Type>(rows, nulls, |r| {
                     Ok((start + r as f64) as f32)
                 })?),
-                _ => Arc::new(primitive::<Float64Type>(rows, nulls, |r| {
-                    Ok(start + r as f64)
-                })?),
+                _ => Arc::new(primitive::<Float64Type>(rows, nulls, |r| Ok(start + r as f64))?),
             })
         }
         Gen::RandomDecimal { min, max } => {
@@ -730,24 +699,17 @@ fn generate_column(
             Ok(Arc::new(BooleanArray::new(values, nulls)))
         }
         Gen::RandomString { length, var_len } => {
-            let mut b = StrBuilder::new(&field.data_type, rows.len, rows.len * length).ok_or_else(
-                || {
-                    DataFusionError::Internal(
-                        "datagen: string builder for a non-string type".into(),
-                    )
-                },
-            )?;
+            let mut b = StrBuilder::new(&field.data_type, rows.len, (rows.len * length).min(1 << 26))
+                .ok_or_else(|| {
+                    DataFusionError::Internal("datagen: string builder for a non-string type".into())
+                })?;
             for (k, r) in rows.iter().enumerate() {
                 if nulls.as_ref().is_some_and(|n| n.is_null(k)) {
                     b.append_null();
                     continue;
                 }
                 let mut rng = RowRng::new(key, r);
-                let len = if *var_len {
-                    1 + rng.index(*length)
-                } else {
-                    *length
-                };
+                let len = if *var_len { 1 + rng.index(*length) } else { *length };
                 random_alphanumeric(&mut rng, len, scratch);
                 b.append_value(scratch);
             }
@@ -756,12 +718,9 @@ fn generate_column(
         Gen::SeqString { start, end } => {
             use std::fmt::Write;
             let f = seq(*start, *end);
-            let mut b =
-                StrBuilder::new(&field.data_type, rows.len, rows.len * 8).ok_or_else(|| {
-                    DataFusionError::Internal(
-                        "datagen: string builder for a non-string type".into(),
-                    )
-                })?;
+            let mut b = StrBuilder::new(&field.data_type, rows.len, rows.len * 8).ok_or_else(|| {
+                DataFusionError::Internal("datagen: string builder for a non-string type".into())
+            })?;
             for (k, r) in rows.iter().enumerate() {
                 let v = f(r)?;
                 if nulls.as_ref().is_some_and(|n| n.is_null(k)) {
@@ -776,8 +735,8 @@ fn generate_column(
         }
         Gen::Clock { max_past_ns } => {
             let ns = |r: u64| {
-                let past = if *max_past_ns > 0 {
-                    RowRng::new(key, r).range_i64(0, *max_past_ns)
+                let past = if *max_past_ns > NANOS_PER_MILLI {
+                    RowRng::new(key, r).range_i64(0, *max_past_ns - NANOS_PER_MILLI)
                 } else {
                     0
                 };
@@ -874,11 +833,7 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
             Field::new("v", DataType::Utf8View, true),
             Field::new("day", DataType::Date32, true),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                false,
-            ),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
             Field::new(
                 "tz",
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -909,9 +864,7 @@ mod tests {
         DatagenSpec::try_new(schema(), &options(&kv))
     }
 
-    fn sorted_by_id(
-        batches: &[arrow::record_batch::RecordBatch],
-    ) -> arrow::record_batch::RecordBatch {
+    fn sorted_by_id(batches: &[arrow::record_batch::RecordBatch]) -> arrow::record_batch::RecordBatch {
         let all = arrow::compute::concat_batches(&schema(), batches).unwrap();
         let idx = arrow::compute::sort_to_indices(all.column(0), None, None).unwrap();
         let cols = all
@@ -935,9 +888,7 @@ mod tests {
         assert!(small.values().iter().all(|v| (-3..=3).contains(v)));
         let f = all.column(3).as_primitive::<Float64Type>();
         assert!(f.values().iter().all(|v| (10.0..20.0).contains(v)));
-        let d = all
-            .column(4)
-            .as_primitive::<arrow::datatypes::Decimal128Type>();
+        let d = all.column(4).as_primitive::<arrow::datatypes::Decimal128Type>();
         assert!(d.values().iter().all(|v| (-150..=150).contains(v)));
         let s = all.column(6).as_string::<i32>();
         let nulls = s.null_count();
@@ -958,7 +909,7 @@ mod tests {
             .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
         for (r, t) in ts.values().iter().enumerate() {
             let clock = 1_704_067_200_000 + r as i64;
-            assert!((clock - 5_000..=clock).contains(t), "row {r}: {t}");
+            assert!((clock - 4_999..=clock).contains(t), "row {r}: {t}");
         }
         assert_eq!(
             all.column(10).data_type(),
@@ -1039,19 +990,14 @@ mod tests {
         let err = |kv: &[(&str, &str)]| spec(kv).unwrap_err().to_string();
         let e = err(&[("rows-per-sec", "5")]);
         assert!(
-            e.contains("'rows-per-sec'")
-                && e.contains("rows-per-second")
-                && e.contains("fields.#.kind"),
+            e.contains("'rows-per-sec'") && e.contains("rows-per-second") && e.contains("fields.#.kind"),
             "{e}"
         );
         let e = err(&[("fields.nope.kind", "random")]);
         assert!(e.contains("'fields.nope.kind'"), "{e}");
         assert!(err(&[("fields.small.kind", "rand")]).contains("'fields.small.kind'"));
         assert!(err(&[("fields.small.max", "300")]).contains("'fields.small.max'"));
-        assert!(
-            err(&[("fields.small.min", "2"), ("fields.small.max", "1")])
-                .contains("'fields.small.max'")
-        );
+        assert!(err(&[("fields.small.min", "2"), ("fields.small.max", "1")]).contains("'fields.small.max'"));
         assert!(err(&[("fields.f.length", "3")]).contains("'fields.f.length'"));
         assert!(err(&[("fields.b.kind", "sequence")]).contains("'fields.b.kind'"));
         assert!(err(&[("fields.ts.kind", "sequence")]).contains("event clock"));
@@ -1087,10 +1033,7 @@ mod tests {
             panic!("expected a batch")
         };
         assert_eq!(b.num_rows(), 50);
-        assert!(matches!(
-            src.poll_next().await.unwrap(),
-            SourceEvent::Finished
-        ));
+        assert!(matches!(src.poll_next().await.unwrap(), SourceEvent::Finished));
     }
 
     #[tokio::test]

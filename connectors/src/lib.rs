@@ -25,11 +25,14 @@
 //! - Sinks receive their table's rows; an updating stream carries Flink's row
 //!   kinds in a trailing `_op` column ([`weir_engine::changelog`]).
 
+#![warn(missing_docs)]
+
 pub mod blackhole;
 pub mod columns;
 pub mod datagen;
 pub mod filesystem;
 pub mod nexmark;
+pub mod options;
 pub mod orders;
 pub mod pacer;
 pub mod print;

@@ -35,9 +35,10 @@
 //!
 //! # Disorder and late rows
 //!
-//! Each row's event time is moved back by a random amount up to
-//! `max-out-of-orderness` (default 2 s; a payment never before its order), so
-//! a watermark of `ts - INTERVAL '2' SECOND` or more drops nothing. With
+//! Each row's event time is moved back by a random amount less than
+//! `max-out-of-orderness` (by at least 1 ms; default 2 s; a payment never
+//! before its order), so a watermark of `ts - INTERVAL '2' SECOND` or more
+//! never makes a row late. With
 //! `late-rate`, that fraction of rows is moved back by a further 1 to 60 s:
 //! late rows, for demos of late data.
 //!
@@ -67,11 +68,11 @@ use weir_engine::source::{Source, SourceEvent, SourceSpec};
 use crate::columns::{
     ColumnDef, ColumnKind, StrBuilder, bind_columns, make_batch, timestamp_array, timestamp_unit,
 };
+use crate::options::{get_batch_size, get_per_second, get_rate};
 use crate::pacer::Pacer;
 use crate::random::{RowRng, stream_key};
 use crate::time::{
-    DEFAULT_START_NS, StartTime, get_duration_ns, get_per_second, get_rate, get_start_time,
-    ns_to_unit,
+    DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_start_time, ns_to_unit,
 };
 
 const OPTIONS: &[OptionSpec] = &[
@@ -80,10 +81,7 @@ const OPTIONS: &[OptionSpec] = &[
         "rows-per-second",
         "orders per second over all subtasks (default 10; 0 = unlimited)",
     ),
-    OptionSpec::new(
-        "number-of-rows",
-        "number of orders; the source is bounded if set",
-    ),
+    OptionSpec::new("number-of-rows", "number of orders; the source is bounded if set"),
     OptionSpec::new(
         "seed",
         "seed of the random values (default 0); orders and payments must share it",
@@ -254,8 +252,8 @@ impl Model {
         if self.late_rate > 0.0 && r.chance(self.late_rate) {
             self.disorder_ns
                 .saturating_add(SECOND_NS + r.range_i64(0, 59 * SECOND_NS))
-        } else if self.disorder_ns > 0 {
-            r.range_i64(0, self.disorder_ns)
+        } else if self.disorder_ns > NANOS_PER_MILLI {
+            r.range_i64(0, self.disorder_ns - NANOS_PER_MILLI)
         } else {
             0
         }
@@ -320,10 +318,7 @@ impl OrdersSpec {
     /// Validates `options` against `schema`.
     pub fn try_new(schema: SchemaRef, options: &ConnectorOptions) -> Result<Self> {
         options.check_known("orders", OPTIONS, &[])?;
-        let payments = options
-            .get_enum("kind", &["orders", "payments"])?
-            .as_deref()
-            == Some("payments");
+        let payments = options.get_enum("kind", &["orders", "payments"])?.as_deref() == Some("payments");
         let table = if payments { PAYMENTS } else { ORDERS };
         let what = if payments {
             "the payments table"
@@ -348,8 +343,7 @@ impl OrdersSpec {
             }
         }
 
-        let rows_per_second =
-            get_per_second(options, "rows-per-second")?.unwrap_or(DEFAULT_ROWS_PER_SECOND);
+        let rows_per_second = get_per_second(options, "rows-per-second")?.unwrap_or(DEFAULT_ROWS_PER_SECOND);
         let limited = rows_per_second > 0.0;
         let start = get_start_time(options, "event-time.start")?.unwrap_or(if limited {
             StartTime::Now
@@ -363,29 +357,18 @@ impl OrdersSpec {
         };
         let customers = match options.get_u64("customers")? {
             Some(0) => {
-                return plan_err!(
-                    "invalid value '0' for option 'customers': expected a positive integer"
-                );
+                return plan_err!("invalid value '0' for option 'customers': expected a positive integer");
             }
             Some(n) => n,
             None => DEFAULT_CUSTOMERS,
         };
-        let max_delay_ns =
-            get_duration_ns(options, "payment.max-delay")?.unwrap_or(DEFAULT_MAX_DELAY_NS);
+        let max_delay_ns = get_duration_ns(options, "payment.max-delay")?.unwrap_or(DEFAULT_MAX_DELAY_NS);
         if payments && max_delay_ns / step_ns.max(1) > MAX_PENDING_PAYMENTS {
             return plan_err!(
                 "option 'payment.max-delay' spans more than {MAX_PENDING_PAYMENTS} orders (at one order every {step_ns} ns): the payments of that many orders would be held in memory; lower it, or raise 'event-time.step'"
             );
         }
-        let batch_size = match options.get_u64("batch-size")? {
-            Some(0) => {
-                return plan_err!(
-                    "invalid value '0' for option 'batch-size': expected a positive integer"
-                );
-            }
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            None => DEFAULT_BATCH_SIZE,
-        };
+        let batch_size = get_batch_size(options, "batch-size", DEFAULT_BATCH_SIZE)?;
         Ok(OrdersSpec {
             schema,
             payments,
@@ -398,13 +381,11 @@ impl OrdersSpec {
                 seed: options.get_u64("seed")?.unwrap_or(0),
                 start_ns: 0,
                 step_ns,
-                disorder_ns: get_duration_ns(options, "max-out-of-orderness")?
-                    .unwrap_or(DEFAULT_DISORDER_NS),
+                disorder_ns: get_duration_ns(options, "max-out-of-orderness")?.unwrap_or(DEFAULT_DISORDER_NS),
                 late_rate: get_rate(options, "late-rate")?.unwrap_or(0.0),
                 customers,
                 max_delay_ns,
-                unpaid_rate: get_rate(options, "payment.unpaid-rate")?
-                    .unwrap_or(DEFAULT_UNPAID_RATE),
+                unpaid_rate: get_rate(options, "payment.unpaid-rate")?.unwrap_or(DEFAULT_UNPAID_RATE),
             },
         })
     }
@@ -481,17 +462,13 @@ impl OrdersSource {
         for (field, col) in self.schema.fields().iter().zip(&self.columns) {
             let dt = field.data_type();
             let array: ArrayRef = match col {
-                Col::OrderId | Col::PaymentId => Arc::new(Int64Array::from_iter_values(
-                    ks.iter().map(|k| *k as i64 + 1),
-                )),
-                Col::CustomerId => Arc::new(Int64Array::from_iter_values(
-                    ks.iter().map(|k| m.customer(*k)),
-                )),
+                Col::OrderId | Col::PaymentId => {
+                    Arc::new(Int64Array::from_iter_values(ks.iter().map(|k| *k as i64 + 1)))
+                }
+                Col::CustomerId => Arc::new(Int64Array::from_iter_values(ks.iter().map(|k| m.customer(*k)))),
                 Col::Product | Col::Method => {
                     let mut b = StrBuilder::new(dt, ks.len(), ks.len() * 10).ok_or_else(|| {
-                        DataFusionError::Internal(
-                            "orders: string column of a non-string type".into(),
-                        )
+                        DataFusionError::Internal("orders: string column of a non-string type".into())
                     })?;
                     for k in ks {
                         b.append_value(if *col == Col::Product {
@@ -513,18 +490,14 @@ impl OrdersSource {
                                     .with_precision_and_scale(*p, *s)?,
                             )
                         }
-                        _ => Arc::new(Float64Array::from_iter_values(
-                            cents.map(|c| c as f64 / 100.0),
-                        )),
+                        _ => Arc::new(Float64Array::from_iter_values(cents.map(|c| c as f64 / 100.0))),
                     }
                 }
                 Col::OrderTime => {
                     let unit = timestamp_unit(dt);
                     timestamp_array(
                         dt,
-                        ks.iter()
-                            .map(|k| ns_to_unit(m.order_time(*k), unit))
-                            .collect(),
+                        ks.iter().map(|k| ns_to_unit(m.order_time(*k), unit)).collect(),
                         None,
                     )
                 }
@@ -603,9 +576,7 @@ mod tests {
     use crate::test_util::{collect, options};
     use arrow::array::{Array, AsArray};
     use arrow::compute::concat_batches;
-    use arrow::datatypes::{
-        Field, Float64Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType,
-    };
+    use arrow::datatypes::{Field, Float64Type, Int64Type, Schema, TimeUnit, TimestampMillisecondType};
     use std::collections::HashMap;
 
     fn orders_schema() -> SchemaRef {
@@ -657,24 +628,14 @@ mod tests {
         assert!(spec.is_bounded());
         let mut out = Vec::new();
         for i in 0..parallelism {
-            out.push(
-                concat_batches(
-                    &spec.schema(),
-                    &collect(&spec, i, parallelism).await.unwrap(),
-                )
-                .unwrap(),
-            );
+            out.push(concat_batches(&spec.schema(), &collect(&spec, i, parallelism).await.unwrap()).unwrap());
         }
         out
     }
 
     #[tokio::test]
     async fn payments_match_orders() {
-        let orders = concat_batches(
-            &orders_schema(),
-            &run("orders", orders_schema(), &[], 1).await,
-        )
-        .unwrap();
+        let orders = concat_batches(&orders_schema(), &run("orders", orders_schema(), &[], 1).await).unwrap();
         let payments = run("payments", payments_schema(), &[], 1).await.remove(0);
         assert_eq!(orders.num_rows(), 2000);
         let ids = orders.column(0).as_primitive::<Int64Type>();
@@ -704,9 +665,7 @@ mod tests {
         let amounts = payments
             .column(2)
             .as_primitive::<arrow::datatypes::Decimal128Type>();
-        let pay_time = payments
-            .column(4)
-            .as_primitive::<TimestampMillisecondType>();
+        let pay_time = payments.column(4).as_primitive::<TimestampMillisecondType>();
         let mut max_seen = i64::MIN;
         for i in 0..n {
             let id = order_ids.value(i);
@@ -719,10 +678,7 @@ mod tests {
             assert!(t >= order_clock && t >= order_time, "paid before the order");
             assert!(t <= order_clock + 60_000, "paid too late");
             // Ordered by payment time up to 2 s of disorder.
-            assert!(
-                t >= max_seen.saturating_sub(2_000),
-                "disorder beyond the bound"
-            );
+            assert!(t > max_seen.saturating_sub(2_000), "disorder beyond the bound");
             max_seen = max_seen.max(t);
         }
         assert!(
@@ -738,10 +694,7 @@ mod tests {
     #[tokio::test]
     async fn deterministic_and_split_over_subtasks() {
         let one = run("payments", payments_schema(), &[], 1).await.remove(0);
-        assert_eq!(
-            one,
-            run("payments", payments_schema(), &[], 1).await.remove(0)
-        );
+        assert_eq!(one, run("payments", payments_schema(), &[], 1).await.remove(0));
         let parts = run("payments", payments_schema(), &[], 3).await;
         let mut ids: Vec<i64> = parts
             .iter()
@@ -763,14 +716,9 @@ mod tests {
 
     #[tokio::test]
     async fn late_rows_and_in_order_rows() {
-        let ordered = run(
-            "orders",
-            orders_schema(),
-            &[("max-out-of-orderness", "0 s")],
-            1,
-        )
-        .await
-        .remove(0);
+        let ordered = run("orders", orders_schema(), &[("max-out-of-orderness", "0 s")], 1)
+            .await
+            .remove(0);
         let t = ordered.column(4).as_primitive::<TimestampMillisecondType>();
         assert!(t.values().windows(2).all(|w| w[0] < w[1]));
         let late = run("orders", orders_schema(), &[("late-rate", "0.1")], 1)
@@ -780,35 +728,22 @@ mod tests {
         let late_rows = (0..t.len())
             .filter(|i| t.value(*i) < 1_704_067_200_000 + *i as i64 * 100 - 2_000)
             .count();
-        assert!(
-            (100..300).contains(&late_rows),
-            "{late_rows} late rows of 2000"
-        );
+        assert!((100..300).contains(&late_rows), "{late_rows} late rows of 2000");
     }
 
     #[test]
     fn option_errors() {
         let err = |schema: SchemaRef, kv: &[(&str, &str)]| {
-            OrdersSpec::try_new(schema, &options(kv))
-                .unwrap_err()
-                .to_string()
+            OrdersSpec::try_new(schema, &options(kv)).unwrap_err().to_string()
         };
         let e = err(orders_schema(), &[("kinds", "orders")]);
-        assert!(
-            e.contains("'kinds'") && e.contains("payment.max-delay"),
-            "{e}"
-        );
+        assert!(e.contains("'kinds'") && e.contains("payment.max-delay"), "{e}");
         assert!(err(orders_schema(), &[("kind", "refunds")]).contains("'kind'"));
         let e = err(payments_schema(), &[]);
-        assert!(
-            e.contains("payment_id") && e.contains("orders table"),
-            "{e}"
-        );
+        assert!(e.contains("payment_id") && e.contains("orders table"), "{e}");
         assert!(err(orders_schema(), &[("late-rate", "5")]).contains("'late-rate'"));
         assert!(err(orders_schema(), &[("customers", "0")]).contains("'customers'"));
-        assert!(
-            err(orders_schema(), &[("payment.max-delay", "later")]).contains("'payment.max-delay'")
-        );
+        assert!(err(orders_schema(), &[("payment.max-delay", "later")]).contains("'payment.max-delay'"));
         let far = [
             ("kind", "payments"),
             ("payment.max-delay", "1000 d"),
@@ -833,9 +768,7 @@ mod tests {
         .unwrap();
         let before = crate::time::now_ns() / 1_000_000;
         let batches = collect(&spec, 0, 1).await.unwrap();
-        let t = batches[0]
-            .column(4)
-            .as_primitive::<TimestampMillisecondType>();
+        let t = batches[0].column(4).as_primitive::<TimestampMillisecondType>();
         assert!(t.value(0) >= before - 2_000 && t.null_count() == 0);
     }
 }

@@ -50,10 +50,7 @@ impl Connector for PrintConnector {
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         options.check_known("print", OPTIONS, &columns)?;
         Ok(Arc::new(PrintSpec {
-            identifier: options
-                .get("print-identifier")
-                .unwrap_or_default()
-                .to_string(),
+            identifier: options.get("print-identifier").unwrap_or_default().to_string(),
             standard_error: options.get_bool("standard-error")?.unwrap_or(false),
         }))
     }
@@ -129,8 +126,7 @@ pub fn format_batch(prefix: &str, batch: &RecordBatch, out: &mut String) -> Resu
             if i > 0 {
                 out.push_str(", ");
             }
-            write!(out, "{}", f.value(row))
-                .map_err(|e| DataFusionError::Execution(format!("print: {e}")))?;
+            write!(out, "{}", f.value(row)).map_err(|e| DataFusionError::Execution(format!("print: {e}")))?;
         }
         out.push_str("]\n");
     }
@@ -139,12 +135,7 @@ pub fn format_batch(prefix: &str, batch: &RecordBatch, out: &mut String) -> Resu
 
 #[async_trait]
 impl Operator for PrintSink {
-    async fn process_batch(
-        &mut self,
-        _input: usize,
-        batch: RecordBatch,
-        _out: &mut Output,
-    ) -> Result<()> {
+    async fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -154,8 +145,7 @@ impl Operator for PrintSink {
             std::io::stderr().lock().write_all(self.buffer.as_bytes())
         } else {
             let mut out = std::io::stdout().lock();
-            out.write_all(self.buffer.as_bytes())
-                .and_then(|()| out.flush())
+            out.write_all(self.buffer.as_bytes()).and_then(|()| out.flush())
         };
         written.map_err(|e| DataFusionError::Execution(format!("print sink: cannot write: {e}")))
     }

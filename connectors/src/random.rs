@@ -125,10 +125,7 @@ mod tests {
     fn rows_are_pure_functions_of_key_and_index() {
         let key = stream_key(42, 3);
         let a: Vec<u64> = (0..100).map(|i| RowRng::new(key, i).next_u64()).collect();
-        let b: Vec<u64> = (0..100)
-            .rev()
-            .map(|i| RowRng::new(key, i).next_u64())
-            .collect();
+        let b: Vec<u64> = (0..100).rev().map(|i| RowRng::new(key, i).next_u64()).collect();
         assert_eq!(a, b.into_iter().rev().collect::<Vec<_>>());
         assert_ne!(RowRng::new(stream_key(42, 4), 0).next_u64(), a[0]);
         assert_ne!(RowRng::new(stream_key(43, 3), 0).next_u64(), a[0]);

@@ -12,11 +12,7 @@ use weir_engine::source::{SourceEvent, SourceSpec};
 
 /// Options from key/value pairs.
 pub fn options(kv: &[(&str, &str)]) -> ConnectorOptions {
-    ConnectorOptions::new(
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+    ConnectorOptions::new(kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
 }
 
 /// The context of subtask `subtask` of `parallelism`.
@@ -34,30 +30,19 @@ pub fn ctx(subtask: usize, parallelism: usize) -> OperatorContext {
 }
 
 /// Runs subtask `subtask` of `parallelism` of a bounded source to its end.
-pub async fn collect(
-    spec: &dyn SourceSpec,
-    subtask: usize,
-    parallelism: usize,
-) -> Result<Vec<RecordBatch>> {
+pub async fn collect(spec: &dyn SourceSpec, subtask: usize, parallelism: usize) -> Result<Vec<RecordBatch>> {
     collect_with(spec, &ctx(subtask, parallelism)).await
 }
 
 /// Runs the subtask of `ctx` of a bounded source to its end.
-pub async fn collect_with(
-    spec: &dyn SourceSpec,
-    ctx: &OperatorContext,
-) -> Result<Vec<RecordBatch>> {
+pub async fn collect_with(spec: &dyn SourceSpec, ctx: &OperatorContext) -> Result<Vec<RecordBatch>> {
     let mut source = spec.create(ctx.subtask, ctx.parallelism)?;
     source.open(ctx).await?;
     let mut out = Vec::new();
     for _ in 0..1_000_000 {
         match source.poll_next().await? {
             SourceEvent::Batch(b) => {
-                assert_eq!(
-                    b.schema(),
-                    spec.schema(),
-                    "batches have the source's schema"
-                );
+                assert_eq!(b.schema(), spec.schema(), "batches have the source's schema");
                 out.push(b);
             }
             SourceEvent::Idle => {}

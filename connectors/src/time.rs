@@ -73,28 +73,6 @@ pub fn get_duration_ns(options: &ConnectorOptions, key: &str) -> Result<Option<i
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)))
 }
 
-/// Reads a probability option (a number in `[0, 1]`).
-pub fn get_rate(options: &ConnectorOptions, key: &str) -> Result<Option<f64>> {
-    match options.get_f64(key)? {
-        Some(p) if !(0.0..=1.0).contains(&p) => {
-            plan_err!("invalid value '{p}' for option '{key}': expected a number between 0 and 1")
-        }
-        other => Ok(other),
-    }
-}
-
-/// Reads a rate option (units per second, `>= 0`; 0 means unlimited).
-pub fn get_per_second(options: &ConnectorOptions, key: &str) -> Result<Option<f64>> {
-    match options.get_f64(key)? {
-        Some(r) if !(r.is_finite() && r >= 0.0) => {
-            plan_err!(
-                "invalid value '{r}' for option '{key}': expected a number >= 0 (0 = unlimited)"
-            )
-        }
-        other => Ok(other),
-    }
-}
-
 /// Converts nanoseconds since the epoch to `unit` (flooring).
 #[inline]
 pub fn ns_to_unit(ns: i64, unit: TimeUnit) -> i64 {
@@ -152,12 +130,5 @@ mod tests {
         assert_eq!(ns_to_unit(-1, TimeUnit::Millisecond), -1);
         assert_eq!(ms_to_unit(1_500, TimeUnit::Second), 1);
         assert_eq!(ms_to_unit(2, TimeUnit::Microsecond), 2_000);
-    }
-
-    #[test]
-    fn rates_are_validated() {
-        assert!(get_rate(&opts("r", "1.5"), "r").is_err());
-        assert_eq!(get_rate(&opts("r", "0.25"), "r").unwrap(), Some(0.25));
-        assert!(get_per_second(&opts("r", "-1"), "r").is_err());
     }
 }

@@ -162,7 +162,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" | "day" | "days" => 86_400_000.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(value * unit_ms / 1000.0))
+    Duration::try_from_secs_f64(value * unit_ms / 1000.0).ok()
 }
 
 /// What a sink needs to know to be created.
@@ -267,6 +267,7 @@ mod tests {
         assert_eq!(parse_duration("1 min"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("ten"), None);
         assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("1000000000000000000000000 d"), None, "overflow is an error, not a panic");
     }
 
     #[test]

@@ -125,6 +125,10 @@ impl Operator for Recorder {
 }
 
 fn source_node(name: &str, spec: TestSource) -> Node {
+    source_node_idle(name, spec, None)
+}
+
+fn source_node_idle(name: &str, spec: TestSource, idle_timeout: Option<Duration>) -> Node {
     let watermark = WatermarkStrategy {
         expr: Arc::new(Column::new("ts", 1)),
         column: "ts".into(),
@@ -136,7 +140,7 @@ fn source_node(name: &str, spec: TestSource) -> Node {
         kind: NodeKind::Source {
             spec: Arc::new(spec),
             watermark: Some(watermark),
-            idle_timeout: None,
+            idle_timeout,
         },
         schema: schema(),
         num_inputs: 0,
@@ -328,4 +332,52 @@ async fn cancel_aborts_an_unbounded_job() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     job.cancel();
     assert_eq!(job.wait().await.unwrap(), JobStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn an_idle_source_stops_holding_back_the_watermark() {
+    let r = recorder(None);
+    // `quiet` emits one row (t = 0 s) then nothing; `busy` advances to 50 s.
+    let quiet = TestSource {
+        batches: 1,
+        pause: Duration::from_millis(1),
+        endless: true,
+        offset: 0,
+    };
+    let busy = TestSource {
+        batches: 50,
+        pause: Duration::from_millis(4),
+        endless: true,
+        offset: 1,
+    };
+    let mut graph = two_input_graph(quiet, busy, r.clone());
+    graph.nodes[0] = source_node_idle("a", graph_source(0), Some(Duration::from_millis(30)));
+    let job = start_job(graph, "j5".into()).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    job.cancel();
+    job.wait().await.unwrap();
+    let events = r.events.lock().clone();
+    let max_wm = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Watermark(w) = e {
+                Some(*w)
+            } else {
+                None
+            }
+        })
+        .max();
+    assert!(
+        max_wm.is_some_and(|w| w >= 10_000_000_000),
+        "with the quiet source idle, the busy one drives the watermark: {max_wm:?}"
+    );
+}
+
+fn graph_source(offset: i64) -> TestSource {
+    TestSource {
+        batches: 1,
+        pause: Duration::from_millis(1),
+        endless: true,
+        offset,
+    }
 }

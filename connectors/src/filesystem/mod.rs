@@ -48,10 +48,7 @@ const COMMON_OPTIONS: &[OptionSpec] = &[
         "path",
         "a file or directory (required); the sink writes into the directory",
     ),
-    OptionSpec::new(
-        "format",
-        "'json' (JSON lines), 'csv' or 'parquet' (required)",
-    ),
+    OptionSpec::new("format", "'json' (JSON lines), 'csv' or 'parquet' (required)"),
     OptionSpec::new(
         "sink.rolling-policy.file-size",
         "roll to a new part file past this size (default 128 MB)",
@@ -115,31 +112,42 @@ impl TimestampStandard {
 /// The options of the `json` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonOptions {
+    /// `json.ignore-parse-errors`: skip (and count) malformed lines.
     pub ignore_parse_errors: bool,
+    /// `json.fail-on-missing-field`: a line without some column is malformed.
     pub fail_on_missing_field: bool,
+    /// `json.timestamp-format.standard`: how the sink writes timestamps.
     pub timestamp_standard: TimestampStandard,
 }
 
 /// The options of the `csv` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvOptions {
+    /// `csv.field-delimiter`.
     pub delimiter: u8,
+    /// `csv.quote-character`.
     pub quote: u8,
+    /// `csv.ignore-parse-errors`: skip (and count) malformed records.
     pub ignore_parse_errors: bool,
+    /// `csv.header`: the sink writes a header line, the source skips one.
     pub header: bool,
 }
 
 /// The options of the `parquet` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParquetOptions {
+    /// `parquet.compression`: snappy (else uncompressed).
     pub snappy: bool,
 }
 
 /// A file format with its options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
+    /// JSON lines.
     Json(JsonOptions),
+    /// CSV (RFC 4180 quoting).
     Csv(CsvOptions),
+    /// Parquet.
     Parquet(ParquetOptions),
 }
 
@@ -157,7 +165,9 @@ impl Format {
 /// The validated options of a `filesystem` table.
 #[derive(Debug, Clone)]
 pub struct FileSystemOptions {
+    /// `path`: a file or directory to read, the directory to write into.
     pub path: PathBuf,
+    /// `format` and its options.
     pub format: Format,
     /// The sink rolls to a new part file once a file reaches this size.
     pub rolling_file_size: u64,
@@ -178,9 +188,7 @@ fn single_byte(options: &ConnectorOptions, key: &str, default: u8) -> Result<u8>
 /// `mb`, `gb`, `tb` (1024-based, also `k`, `m`, ...); bytes without unit.
 pub fn parse_memory_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let value: u64 = num.parse().ok()?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
@@ -204,11 +212,7 @@ impl FileSystemOptions {
             Some("parquet") => PARQUET_OPTIONS,
             _ => &[],
         };
-        let valid: Vec<OptionSpec> = COMMON_OPTIONS
-            .iter()
-            .chain(format_options)
-            .cloned()
-            .collect();
+        let valid: Vec<OptionSpec> = COMMON_OPTIONS.iter().chain(format_options).cloned().collect();
         options.check_known("filesystem", &valid, columns)?;
         let Some(format_name) = format_name else {
             return plan_err!("missing required option 'format': one of json, csv, parquet");
@@ -216,12 +220,8 @@ impl FileSystemOptions {
         let path = PathBuf::from(options.required("path")?);
         let format = match format_name.as_str() {
             "json" => Format::Json(JsonOptions {
-                ignore_parse_errors: options
-                    .get_bool("json.ignore-parse-errors")?
-                    .unwrap_or(false),
-                fail_on_missing_field: options
-                    .get_bool("json.fail-on-missing-field")?
-                    .unwrap_or(false),
+                ignore_parse_errors: options.get_bool("json.ignore-parse-errors")?.unwrap_or(false),
+                fail_on_missing_field: options.get_bool("json.fail-on-missing-field")?.unwrap_or(false),
                 timestamp_standard: match options
                     .get_enum("json.timestamp-format.standard", &["sql", "iso-8601"])?
                     .as_deref()
@@ -234,14 +234,10 @@ impl FileSystemOptions {
                 let options = CsvOptions {
                     delimiter: single_byte(options, "csv.field-delimiter", b',')?,
                     quote: single_byte(options, "csv.quote-character", b'"')?,
-                    ignore_parse_errors: options
-                        .get_bool("csv.ignore-parse-errors")?
-                        .unwrap_or(false),
+                    ignore_parse_errors: options.get_bool("csv.ignore-parse-errors")?.unwrap_or(false),
                     header: options.get_bool("csv.header")?.unwrap_or(false),
                 };
-                if options.delimiter == options.quote
-                    || options.delimiter == b'\n'
-                    || options.quote == b'\n'
+                if options.delimiter == options.quote || options.delimiter == b'\n' || options.quote == b'\n'
                 {
                     return plan_err!(
                         "options 'csv.field-delimiter' and 'csv.quote-character' must differ from each other and from a newline"

@@ -140,11 +140,7 @@ fn feed(
     Ok(())
 }
 
-fn check_rows(
-    batch: Option<RecordBatch>,
-    schema: &SchemaRef,
-    n: usize,
-) -> Result<RecordBatch, ArrowError> {
+fn check_rows(batch: Option<RecordBatch>, schema: &SchemaRef, n: usize) -> Result<RecordBatch, ArrowError> {
     let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
     if batch.num_rows() != n {
         return Err(ArrowError::ParseError(format!(
@@ -171,18 +167,14 @@ impl RecordDecoder for JsonDecoder {
                 .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
             {
                 let object: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(line)
-                        .map_err(|e| ArrowError::JsonError(e.to_string()))?;
+                    serde_json::from_slice(line).map_err(|e| ArrowError::JsonError(e.to_string()))?;
                 if let Some(f) = self
                     .schema
                     .fields()
                     .iter()
                     .find(|f| !object.contains_key(f.name()))
                 {
-                    return Err(ArrowError::JsonError(format!(
-                        "missing field '{}'",
-                        f.name()
-                    )));
+                    return Err(ArrowError::JsonError(format!("missing field '{}'", f.name())));
                 }
             }
         }
@@ -235,15 +227,7 @@ pub fn decode_chunk(
     skipped: &mut u64,
 ) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
-    decode_range(
-        decoder,
-        chunk,
-        &chunk.records,
-        file,
-        on_error,
-        skipped,
-        &mut out,
-    )?;
+    decode_range(decoder, chunk, &chunk.records, file, on_error, skipped, &mut out)?;
     Ok(out)
 }
 
@@ -330,26 +314,11 @@ mod tests {
             .read_chunk(100, &mut chunk)
             .unwrap();
         let mut skipped = 0;
-        let err = decode_chunk(
-            &decoder,
-            &chunk,
-            Path::new("f.json"),
-            OnError::Fail,
-            &mut skipped,
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("f.json:3: malformed record"),
-            "{err}"
-        );
-        let batches = decode_chunk(
-            &decoder,
-            &chunk,
-            Path::new("f.json"),
-            OnError::Skip,
-            &mut skipped,
-        )
-        .unwrap();
+        let err =
+            decode_chunk(&decoder, &chunk, Path::new("f.json"), OnError::Fail, &mut skipped).unwrap_err();
+        assert!(err.to_string().contains("f.json:3: malformed record"), "{err}");
+        let batches =
+            decode_chunk(&decoder, &chunk, Path::new("f.json"), OnError::Skip, &mut skipped).unwrap();
         assert_eq!(skipped, 2);
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 4);

@@ -157,12 +157,9 @@ impl FormatWriter {
                 } else {
                     Compression::UNCOMPRESSED
                 };
-                let props = WriterProperties::builder()
-                    .set_compression(compression)
-                    .build();
+                let props = WriterProperties::builder().set_compression(compression).build();
                 FormatWriter::Parquet(
-                    ArrowWriter::try_new(out, Arc::clone(schema), Some(props))
-                        .map_err(parquet_error)?,
+                    ArrowWriter::try_new(out, Arc::clone(schema), Some(props)).map_err(parquet_error)?,
                 )
             }
         })
@@ -195,9 +192,8 @@ impl FormatWriter {
             FormatWriter::Csv(w) => w.into_inner(),
             FormatWriter::Parquet(w) => w.into_inner().map_err(parquet_error)?,
         };
-        out.sync().map_err(|e| {
-            DataFusionError::Execution(format!("filesystem sink: cannot sync a part file: {e}"))
-        })
+        out.sync()
+            .map_err(|e| DataFusionError::Execution(format!("filesystem sink: cannot sync a part file: {e}")))
     }
 }
 
@@ -326,11 +322,7 @@ impl FileSink {
 /// The rows of `batch`, which must all be inserts.
 fn insert_rows(batch: &RecordBatch) -> Result<RecordBatch> {
     let (rows, ops) = split_ops(batch);
-    if let Some(i) = ops
-        .values()
-        .iter()
-        .position(|op| *op != RowKind::Insert as i8)
-    {
+    if let Some(i) = ops.values().iter().position(|op| *op != RowKind::Insert as i8) {
         let kind = RowKind::from_i8(ops.value(i))?;
         return Err(DataFusionError::Execution(format!(
             "the filesystem sink is append-only but received a {} row; write updating results into a connector that accepts changelogs",
@@ -343,27 +335,20 @@ fn insert_rows(batch: &RecordBatch) -> Result<RecordBatch> {
 #[async_trait]
 impl Operator for FileSink {
     async fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| self.sink_error("create directory", &self.dir, e))
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.sink_error("create directory", &self.dir, e))
     }
 
-    async fn process_batch(
-        &mut self,
-        _input: usize,
-        batch: RecordBatch,
-        _out: &mut Output,
-    ) -> Result<()> {
+    async fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
         let rows = insert_rows(&batch)?;
         if rows.num_rows() == 0 {
             return Ok(());
         }
         // The rows in the table's own schema (names, nullability).
-        let rows = RecordBatch::try_new(Arc::clone(&self.schema), rows.columns().to_vec())
-            .map_err(|e| {
-                DataFusionError::Execution(format!(
-                    "filesystem sink: rows do not match the table's schema: {e}"
-                ))
-            })?;
+        let rows = RecordBatch::try_new(Arc::clone(&self.schema), rows.columns().to_vec()).map_err(|e| {
+            DataFusionError::Execution(format!(
+                "filesystem sink: rows do not match the table's schema: {e}"
+            ))
+        })?;
         if self.in_progress.is_none() {
             self.in_progress = Some(self.open_part()?);
         }

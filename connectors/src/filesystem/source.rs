@@ -27,9 +27,7 @@ use weir_engine::metrics::OperatorMetrics;
 use weir_engine::operator::OperatorContext;
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
-use super::records::{
-    Chunk, CsvDecoder, JsonDecoder, OnError, RecordDecoder, RecordReader, decode_chunk,
-};
+use super::records::{Chunk, CsvDecoder, JsonDecoder, OnError, RecordDecoder, RecordReader, decode_chunk};
 use super::{FileSystemOptions, Format};
 
 /// Records per chunk (and so, at most, rows per batch).
@@ -50,10 +48,7 @@ impl FileSourceSpec {
 }
 
 fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Execution(format!(
-        "filesystem: cannot {what} '{}': {e}",
-        path.display()
-    ))
+    DataFusionError::Execution(format!("filesystem: cannot {what} '{}': {e}", path.display()))
 }
 
 fn is_hidden(path: &Path) -> bool {
@@ -186,8 +181,7 @@ impl FileSource {
                 reader: RecordReader::new(BufReader::with_capacity(1 << 16, file), None),
             }),
             Format::Csv(o) => {
-                let mut reader =
-                    RecordReader::new(BufReader::with_capacity(1 << 16, file), Some(o.quote));
+                let mut reader = RecordReader::new(BufReader::with_capacity(1 << 16, file), Some(o.quote));
                 if o.header {
                     let mut header = Chunk::default();
                     reader
@@ -293,8 +287,7 @@ impl FileSource {
                     }
                 };
                 let mut skipped = 0;
-                let batches =
-                    decode_chunk(decoder.as_ref(), &self.chunk, path, on_error, &mut skipped)?;
+                let batches = decode_chunk(decoder.as_ref(), &self.chunk, path, on_error, &mut skipped)?;
                 if skipped > 0 {
                     tracing::warn!(file = %path.display(), skipped, "filesystem source skipped malformed records");
                     if let Some(m) = &self.metrics {

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array,
-    RecordBatch, StringArray, TimestampMicrosecondArray, TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    StringArray, StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -34,10 +34,7 @@ fn options_are_validated_per_format() {
     .unwrap();
     assert!(matches!(
         ok.format,
-        Format::Csv(CsvOptions {
-            delimiter: b';',
-            ..
-        })
+        Format::Csv(CsvOptions { delimiter: b';', .. })
     ));
     // A JSON option with the CSV format is unknown; the valid ones are listed.
     let e = check(&[
@@ -69,13 +66,9 @@ fn options_are_validated_per_format() {
             .to_string()
             .contains("'format'")
     );
-    let e = check(&[
-        ("path", "x"),
-        ("format", "csv"),
-        ("csv.field-delimiter", ";;"),
-    ])
-    .unwrap_err()
-    .to_string();
+    let e = check(&[("path", "x"), ("format", "csv"), ("csv.field-delimiter", ";;")])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("'csv.field-delimiter'"), "{e}");
     let e = check(&[
         ("path", "x"),
@@ -125,6 +118,7 @@ fn schema() -> SchemaRef {
         ),
         Field::new("day", DataType::Date32, true),
         Field::new("price", DataType::Decimal128(10, 2), true),
+        Field::new("tag", DataType::Utf8View, true),
     ]))
 }
 
@@ -184,6 +178,12 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
             .with_precision_and_scale(10, 2)
             .unwrap(),
         ),
+        Arc::new(StringViewArray::from(
+            ids.iter()
+                .zip(&present)
+                .map(|(i, p)| p.then(|| format!("tag-{}", i % 4)))
+                .collect::<Vec<_>>(),
+        )),
     ];
     let b = RecordBatch::try_new(schema(), cols).unwrap();
     assert_eq!(b.num_rows(), n);
@@ -192,11 +192,7 @@ fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
 
 fn table_options(dir: &Path, format: &str, extra: &[(&str, &str)]) -> ConnectorOptions {
     let path = dir.to_str().unwrap();
-    let mut kv = vec![
-        ("connector", "filesystem"),
-        ("path", path),
-        ("format", format),
-    ];
+    let mut kv = vec![("connector", "filesystem"), ("path", path), ("format", format)];
     kv.extend_from_slice(extra);
     options(&kv)
 }
@@ -229,11 +225,7 @@ async fn write(
     Ok(())
 }
 
-async fn read(
-    schema: SchemaRef,
-    options: &ConnectorOptions,
-    parallelism: usize,
-) -> Result<RecordBatch> {
+async fn read(schema: SchemaRef, options: &ConnectorOptions, parallelism: usize) -> Result<RecordBatch> {
     let spec = FileSystemConnector.source(schema.clone(), options)?;
     assert!(spec.is_bounded());
     let mut batches = Vec::new();
@@ -269,8 +261,7 @@ async fn round_trip(format: &str, extra: &[(&str, &str)]) {
         "{files:?}"
     );
     // One subtask or two: the same rows (files in name order, so subtask 0's first).
-    let expected =
-        concat_batches(&schema(), &[batch(0..10), batch(10..25), batch(25..30)]).unwrap();
+    let expected = concat_batches(&schema(), &[batch(0..10), batch(10..25), batch(25..30)]).unwrap();
     assert_eq!(read(schema(), &opts, 1).await.unwrap(), expected);
     assert_eq!(read(schema(), &opts, 2).await.unwrap(), expected);
 }
@@ -296,10 +287,7 @@ async fn json_timestamps_are_written_as_flink_sql() {
     let text = std::fs::read_to_string(file).unwrap();
     let first = text.lines().next().unwrap();
     assert!(first.contains(r#""ts":"2024-01-01 00:00:05""#), "{first}");
-    assert!(
-        first.contains(r#""ltz":"2024-01-01 00:00:05+00:00""#),
-        "{first}"
-    );
+    assert!(first.contains(r#""ltz":"2024-01-01 00:00:05+00:00""#), "{first}");
     let second = text.lines().nth(1).unwrap();
     assert!(
         second.contains(r#""name":null"#) && second.contains(r#""ts":null"#),
@@ -310,11 +298,7 @@ async fn json_timestamps_are_written_as_flink_sql() {
 #[tokio::test]
 async fn csv_round_trip() {
     round_trip("csv", &[]).await;
-    round_trip(
-        "csv",
-        &[("csv.header", "true"), ("csv.field-delimiter", ";")],
-    )
-    .await;
+    round_trip("csv", &[("csv.header", "true"), ("csv.field-delimiter", ";")]).await;
 }
 
 #[tokio::test]
@@ -342,13 +326,9 @@ async fn parquet_sink_is_readable_with_the_parquet_crate() {
         Field::new("id", DataType::Utf8, false),
         Field::new("missing", DataType::Int32, true),
     ]));
-    let part = read(
-        subset.clone(),
-        &table_options(dir.path(), "parquet", &[]),
-        1,
-    )
-    .await
-    .unwrap();
+    let part = read(subset.clone(), &table_options(dir.path(), "parquet", &[]), 1)
+        .await
+        .unwrap();
     assert_eq!(
         part.column(1)
             .as_any()
@@ -358,11 +338,7 @@ async fn parquet_sink_is_readable_with_the_parquet_crate() {
         "19"
     );
     assert_eq!(part.column(2).null_count(), 20);
-    let strict = Arc::new(Schema::new(vec![Field::new(
-        "missing",
-        DataType::Int32,
-        false,
-    )]));
+    let strict = Arc::new(Schema::new(vec![Field::new("missing", DataType::Int32, false)]));
     let err = read(strict, &table_options(dir.path(), "parquet", &[]), 1)
         .await
         .unwrap_err()
@@ -411,11 +387,7 @@ async fn json_timestamps_in_all_forms() {
     // With json.fail-on-missing-field, line 6 lacks 'ts'.
     let err = read(
         ts_schema(),
-        &table_options(
-            dir.path(),
-            "json",
-            &[("json.fail-on-missing-field", "true")],
-        ),
+        &table_options(dir.path(), "json", &[("json.fail-on-missing-field", "true")]),
         1,
     )
     .await
@@ -452,11 +424,7 @@ async fn csv_timestamps_and_quoted_newlines() {
         Field::new("id", DataType::Int64, false),
         Field::new("s", DataType::Utf8, true),
     ]));
-    std::fs::write(
-        dir.path().join("in.csv"),
-        "1,\"two\nlines\"\nx,bad\n3,three\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("in.csv"), "1,\"two\nlines\"\nx,bad\n3,three\n").unwrap();
     let err = read(schema.clone(), &table_options(dir.path(), "csv", &[]), 1)
         .await
         .unwrap_err()
@@ -539,10 +507,7 @@ async fn files_are_split_over_subtasks_and_hidden_files_skipped() {
             })
             .collect()
     };
-    assert_eq!(
-        ids(collect(spec.as_ref(), 0, 2).await.unwrap()),
-        vec![1, 2, 4]
-    );
+    assert_eq!(ids(collect(spec.as_ref(), 0, 2).await.unwrap()), vec![1, 2, 4]);
     assert_eq!(ids(collect(spec.as_ref(), 1, 2).await.unwrap()), vec![3]);
     assert_eq!(
         ids(collect(spec.as_ref(), 3, 4).await.unwrap()),
@@ -561,11 +526,7 @@ async fn files_are_split_over_subtasks_and_hidden_files_skipped() {
 #[tokio::test]
 async fn part_files_go_from_in_progress_to_pending_to_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = table_options(
-        dir.path(),
-        "json",
-        &[("sink.rolling-policy.file-size", "1kb")],
-    );
+    let opts = table_options(dir.path(), "json", &[("sink.rolling-policy.file-size", "1kb")]);
     let spec = FileSystemConnector.sink(schema(), &opts).unwrap();
     let mut sink = spec
         .create(
@@ -609,9 +570,7 @@ async fn part_files_go_from_in_progress_to_pending_to_committed() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert_eq!(waiting.len(), 1, "{waiting:?}");
-    sink.process_batch(0, batch(40..41), &mut out)
-        .await
-        .unwrap();
+    sink.process_batch(0, batch(40..41), &mut out).await.unwrap();
     // A failure: close without finish deletes the in-progress file.
     sink.close().await.unwrap();
     assert!(
@@ -647,17 +606,9 @@ async fn sink_rejects_retractions() {
         .unwrap();
     sink.open(&ctx(0, 1)).await.unwrap();
     let mut out = Output::default();
-    let inserts = attach_ops(
-        &batch(0..2),
-        Arc::new(arrow::array::Int8Array::from(vec![0, 0])),
-    )
-    .unwrap();
+    let inserts = attach_ops(&batch(0..2), Arc::new(arrow::array::Int8Array::from(vec![0, 0]))).unwrap();
     sink.process_batch(0, inserts, &mut out).await.unwrap();
-    let deletes = attach_ops(
-        &batch(0..2),
-        Arc::new(arrow::array::Int8Array::from(vec![0, 3])),
-    )
-    .unwrap();
+    let deletes = attach_ops(&batch(0..2), Arc::new(arrow::array::Int8Array::from(vec![0, 3]))).unwrap();
     let err = sink
         .process_batch(0, deletes, &mut out)
         .await
@@ -668,11 +619,7 @@ async fn sink_rejects_retractions() {
 
 #[test]
 fn options_are_listed_for_the_registry() {
-    let names: Vec<&str> = FileSystemConnector
-        .options()
-        .iter()
-        .map(|o| o.name)
-        .collect();
+    let names: Vec<&str> = FileSystemConnector.options().iter().map(|o| o.name).collect();
     for n in [
         "path",
         "format",

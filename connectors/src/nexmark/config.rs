@@ -24,14 +24,19 @@ const PERSON_ID_LEAD: u64 = 10;
 const AUCTION_ID_LEAD: u64 = 10;
 /// Hot sellers, bidders and auctions are the first of each batch of this many.
 pub const HOT_SELLER_RATIO: u64 = 100;
+/// See [`HOT_SELLER_RATIO`].
 pub const HOT_BIDDER_RATIO: u64 = 100;
+/// See [`HOT_SELLER_RATIO`].
 pub const HOT_AUCTION_RATIO: u64 = 100;
 
 /// The three kinds of Nexmark events, each a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    /// A new person (a seller or bidder).
     Person,
+    /// A new auction.
     Auction,
+    /// A bid on an auction.
     Bid,
 }
 
@@ -50,8 +55,11 @@ impl EventKind {
 /// its arguments and these parameters.
 #[derive(Debug, Clone)]
 pub struct GeneratorConfig {
+    /// Persons among every `total_proportion()` events (1).
     pub person_proportion: u64,
+    /// Auctions among every `total_proportion()` events (3).
     pub auction_proportion: u64,
+    /// Bids among every `total_proportion()` events (46).
     pub bid_proportion: u64,
     /// Event time of event 0, in milliseconds since the epoch.
     pub base_time_ms: i64,
@@ -59,13 +67,21 @@ pub struct GeneratorConfig {
     pub inter_event_delay_ns: f64,
     /// Event times are moved back by a random amount up to this (0: in order).
     pub max_out_of_order_ms: i64,
+    /// Bids go to one of the last this many auctions (100).
     pub num_in_flight_auctions: u64,
+    /// Sellers and bidders are among the last this many persons (1000).
     pub num_active_people: u64,
+    /// `1 - 1/ratio` of the bids go to a hot auction (2).
     pub hot_auction_ratio: u64,
+    /// `1 - 1/ratio` of the auctions are by a hot seller (4).
     pub hot_sellers_ratio: u64,
+    /// `1 - 1/ratio` of the bids are by a hot bidder (4).
     pub hot_bidders_ratio: u64,
+    /// Average size of a person in bytes, reached with `extra` (200).
     pub avg_person_byte_size: u64,
+    /// Average size of an auction in bytes, reached with `extra` (500).
     pub avg_auction_byte_size: u64,
+    /// Average size of a bid in bytes, reached with `extra` (100).
     pub avg_bid_byte_size: u64,
 }
 
@@ -149,8 +165,7 @@ impl GeneratorConfig {
     /// Milliseconds of event time between `numInFlightAuctions` auctions: the
     /// average length of an auction is this horizon.
     pub fn auction_horizon_ms(&self) -> i64 {
-        let events =
-            self.num_in_flight_auctions * self.total_proportion() / self.auction_proportion;
+        let events = self.num_in_flight_auctions * self.total_proportion() / self.auction_proportion;
         (events as f64 * self.inter_event_delay_ns / 1e6) as i64
     }
 

@@ -71,11 +71,7 @@ impl EventLayout {
                     );
                 }
                 EventColumn::DateTime
-            } else if let Some(kind) = KINDS
-                .iter()
-                .copied()
-                .find(|k| names_match(k.table_name(), name))
-            {
+            } else if let Some(kind) = KINDS.iter().copied().find(|k| names_match(k.table_name(), name)) {
                 let DataType::Struct(fields) = dt else {
                     return plan_err!(
                         "column '{name}' of nexmark table 'event' is declared as {dt} but must be a ROW of the {} columns",
@@ -93,10 +89,7 @@ impl EventLayout {
                 EventColumn::Row {
                     kind,
                     fields: fields.clone(),
-                    columns: bound
-                        .into_iter()
-                        .map(|i| table_columns(kind)[i].1)
-                        .collect(),
+                    columns: bound.into_iter().map(|i| table_columns(kind)[i].1).collect(),
                 }
             } else {
                 return plan_err!(
@@ -109,23 +102,17 @@ impl EventLayout {
     }
 
     /// The columns of `schema` (the schema bound) for the events `ns`.
-    pub fn generate(
-        &self,
-        generator: &Generator,
-        schema: &Schema,
-        ns: &[u64],
-    ) -> Result<Vec<ArrayRef>> {
+    pub fn generate(&self, generator: &Generator, schema: &Schema, ns: &[u64]) -> Result<Vec<ArrayRef>> {
         let config = generator.config();
         let mut out = Vec::with_capacity(self.columns.len());
         for (field, column) in schema.fields().iter().zip(&self.columns) {
             let array: ArrayRef = match column {
                 EventColumn::EventType => {
-                    let types =
-                        Int64Array::from_iter_values(ns.iter().map(|n| match config.kind(*n) {
-                            EventKind::Person => 0,
-                            EventKind::Auction => 1,
-                            EventKind::Bid => 2,
-                        }));
+                    let types = Int64Array::from_iter_values(ns.iter().map(|n| match config.kind(*n) {
+                        EventKind::Person => 0,
+                        EventKind::Auction => 1,
+                        EventKind::Bid => 2,
+                    }));
                     cast(&types, field.data_type())?
                 }
                 // The event time does not depend on the kind.
@@ -207,9 +194,7 @@ mod tests {
             }
         }
         let persons = columns[1].as_struct();
-        let ids = persons
-            .column(0)
-            .as_primitive::<arrow::datatypes::Int64Type>();
+        let ids = persons.column(0).as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(ids.value(50), 1001);
         assert_eq!(columns[4].len(), 100);
         assert_eq!(columns[3].as_struct().column(0).len(), 100);
@@ -217,16 +202,9 @@ mod tests {
 
     #[test]
     fn bad_columns_are_explained() {
-        let err = |fields: Vec<Field>| {
-            EventLayout::bind(&Schema::new(fields))
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |fields: Vec<Field>| EventLayout::bind(&Schema::new(fields)).unwrap_err().to_string();
         let e = err(vec![Field::new("kind", DataType::Int32, false)]);
-        assert!(
-            e.contains("'kind'") && e.contains("event_type, person"),
-            "{e}"
-        );
+        assert!(e.contains("'kind'") && e.contains("event_type, person"), "{e}");
         let e = err(vec![Field::new("bid", DataType::Int64, true)]);
         assert!(e.contains("ROW"), "{e}");
         let e = err(vec![Field::new(

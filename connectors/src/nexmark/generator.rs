@@ -13,19 +13,18 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field};
 
 use super::config::{
-    EventKind, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, GeneratorConfig,
-    HOT_AUCTION_RATIO, HOT_BIDDER_RATIO, HOT_SELLER_RATIO, NUM_CATEGORIES, next_extra_len,
-    next_price,
+    EventKind, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, GeneratorConfig, HOT_AUCTION_RATIO,
+    HOT_BIDDER_RATIO, HOT_SELLER_RATIO, NUM_CATEGORIES, next_extra_len, next_price,
 };
-use super::strings::{
-    CHANNELS_NUMBER, HOT_CHANNELS, LAST_NAMES, Pools, US_CITIES, US_STATES, pools,
-};
+use super::strings::{CHANNELS_NUMBER, HOT_CHANNELS, LAST_NAMES, Pools, US_CITIES, US_STATES, pools};
 use crate::columns::{ColumnDef, ColumnKind, StrBuilder, timestamp_array, timestamp_unit};
 use crate::random::{RowRng, stream_key};
 use crate::time::ms_to_unit;
 
-/// A column of one of the Nexmark tables.
+/// A column of one of the Nexmark tables, named as the column (`PersonId`
+/// and `AuctionId` are the `id` of `person` and `auction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
 pub enum Col {
     PersonId,
     Name,
@@ -157,10 +156,10 @@ impl Generator {
     #[inline]
     fn date_time_ms(&self, disorder_key: u64, n: u64) -> i64 {
         let t = self.config.timestamp_ms(n);
-        if self.config.max_out_of_order_ms > 0 {
-            t.saturating_sub(
-                RowRng::new(disorder_key, n).range_i64(0, self.config.max_out_of_order_ms),
-            )
+        if self.config.max_out_of_order_ms > 1 {
+            // Less than the bound: a watermark `date_time - bound` makes no event late.
+            let max = self.config.max_out_of_order_ms - 1;
+            t.saturating_sub(RowRng::new(disorder_key, n).range_i64(0, max))
         } else {
             t
         }
@@ -185,9 +184,7 @@ impl Generator {
             }
             Col::EmailAddress => {
                 let k = key(stream::EMAIL);
-                strings(dt, ns, 16, |n| {
-                    &p.emails[RowRng::new(k, n).index(p.emails.len())]
-                })
+                strings(dt, ns, 16, |n| &p.emails[RowRng::new(k, n).index(p.emails.len())])
             }
             Col::CreditCard => {
                 let k = key(stream::CARD);
@@ -197,15 +194,11 @@ impl Generator {
             }
             Col::City => {
                 let k = key(stream::CITY);
-                strings(dt, ns, 8, |n| {
-                    US_CITIES[RowRng::new(k, n).index(US_CITIES.len())]
-                })
+                strings(dt, ns, 8, |n| US_CITIES[RowRng::new(k, n).index(US_CITIES.len())])
             }
             Col::State => {
                 let k = key(stream::STATE);
-                strings(dt, ns, 2, |n| {
-                    US_STATES[RowRng::new(k, n).index(US_STATES.len())]
-                })
+                strings(dt, ns, 2, |n| US_STATES[RowRng::new(k, n).index(US_STATES.len())])
             }
             Col::ItemName => {
                 let k = key(stream::ITEM_NAME);
@@ -307,16 +300,10 @@ impl Generator {
             }
             Col::Extra => {
                 let (s, fixed, avg) = match kind {
-                    EventKind::Person => (
-                        stream::PERSON_EXTRA,
-                        PERSON_FIXED_SIZE,
-                        c.avg_person_byte_size,
-                    ),
-                    EventKind::Auction => (
-                        stream::AUCTION_EXTRA,
-                        AUCTION_FIXED_SIZE,
-                        c.avg_auction_byte_size,
-                    ),
+                    EventKind::Person => (stream::PERSON_EXTRA, PERSON_FIXED_SIZE, c.avg_person_byte_size),
+                    EventKind::Auction => {
+                        (stream::AUCTION_EXTRA, AUCTION_FIXED_SIZE, c.avg_auction_byte_size)
+                    }
                     EventKind::Bid => (stream::BID_EXTRA, BID_FIXED_SIZE, c.avg_bid_byte_size),
                 };
                 let k = key(s);
@@ -346,12 +333,7 @@ fn ints(ns: &[u64], f: impl Fn(u64) -> i64) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(ns.iter().map(|&n| f(n))))
 }
 
-fn strings<'a>(
-    dt: &DataType,
-    ns: &[u64],
-    avg_len: usize,
-    mut f: impl FnMut(u64) -> &'a str,
-) -> ArrayRef {
+fn strings<'a>(dt: &DataType, ns: &[u64], avg_len: usize, mut f: impl FnMut(u64) -> &'a str) -> ArrayRef {
     let Some(mut b) = StrBuilder::new(dt, ns.len(), ns.len() * avg_len) else {
         // Unreachable: column types are checked when the table is created.
         return Arc::new(arrow::array::new_null_array(dt, ns.len()));

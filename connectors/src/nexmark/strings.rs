@@ -54,7 +54,9 @@ pub struct Pools {
     pub letters: String,
     /// `FIRST_NAMES x LAST_NAMES`, as "First Last".
     pub names: Vec<String>,
+    /// `<3..7 letters>@<3..5 letters>.com`.
     pub emails: Vec<String>,
+    /// `dddd dddd dddd dddd`.
     pub credit_cards: Vec<String>,
     /// Channel names: the 4 hot ones, then `channel-0 .. channel-9999`.
     pub channels: Vec<String>,
@@ -171,11 +173,7 @@ mod tests {
         assert_eq!(p.names.len(), 99);
         assert_eq!(p.channels.len(), 4 + CHANNELS_NUMBER);
         assert_eq!(p.urls.len(), p.channels.len());
-        assert!(
-            p.emails
-                .iter()
-                .all(|e| e.ends_with(".com") && e.contains('@'))
-        );
+        assert!(p.emails.iter().all(|e| e.ends_with(".com") && e.contains('@')));
         assert!(p.credit_cards.iter().all(|c| c.len() == 19));
         assert!(p.letters.bytes().all(|b| b.is_ascii_lowercase()));
         let mut rng = RowRng::new(1, 1);
