@@ -82,6 +82,8 @@ impl From<SqlError> for Error {
 /// Strips DataFusion's "Error during planning: " style prefixes, keeping the cause.
 fn clean(e: &DataFusionError) -> String {
     let text = match e {
+        // DataFusion's optimizer names its rule; the user wants the cause.
+        DataFusionError::Context(ctx, inner) if ctx.starts_with("Optimizer rule") => return clean(inner),
         DataFusionError::Context(ctx, inner) => return format!("{ctx}: {}", clean(inner)),
         DataFusionError::Plan(m) | DataFusionError::Execution(m) | DataFusionError::Internal(m) => m.clone(),
         DataFusionError::SchemaError(..) | DataFusionError::ArrowError(..) | DataFusionError::SQL(..) => {
@@ -102,10 +104,10 @@ impl From<DataFusionError> for Error {
             Some(span) if span.start.line > 0 => (Some(span.start.line), Some(span.start.column)),
             _ => (None, None),
         };
+        // Running jobs report failures as `Execution` errors (see `JobHandle::wait`);
+        // anything else comes from planning a statement.
         let kind = match e.find_root() {
-            DataFusionError::Execution(_) | DataFusionError::ArrowError(..) | DataFusionError::IoError(_) => {
-                ErrorKind::Execution
-            }
+            DataFusionError::Execution(_) => ErrorKind::Execution,
             _ => ErrorKind::Plan,
         };
         Error {
