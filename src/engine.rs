@@ -218,6 +218,8 @@ impl Engine {
                 with_savepoint,
                 cancel,
             } => {
+                // Stopping waits for the job: do not block other statements meanwhile.
+                drop(planner);
                 let job = self
                     .job(&job_id)
                     .ok_or_else(|| Error::plan(format!("no job with id '{job_id}' (see SHOW JOBS)")))?;
