@@ -11,7 +11,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use weir_engine::connector::{Connector, ConnectorRegistry, SinkRequest};
+use weir_engine::connector::{Connector, ConnectorRegistry, SinkRequest, SinkSpec};
+use weir_sql::catalog::TableDef;
 use weir_engine::operator::Operator;
 use weir_engine::operators::collect::CollectSink;
 use weir_engine::operators::factory::FnOperatorFactory;
@@ -244,10 +245,11 @@ impl Engine {
                 Ok(StatementResult::Ok(format!("Job '{job_id}' stopped ({status}).")))
             }
             WeirStatement::Explain { query } => {
-                let (planned, sink_note) = match *query {
+                let (planned, sink_note, sink_parallelism) = match *query {
                     WeirStatement::Query { query, window_tvfs } => (
                         planner.plan_query(&query, &window_tvfs).await?,
                         "Sink: collect (query result)".to_string(),
+                        1,
                     ),
                     WeirStatement::Insert {
                         table,
@@ -255,10 +257,11 @@ impl Engine {
                         query,
                         window_tvfs,
                     } => {
-                        let (planned, _, def) = planner
+                        let (planned, sink, def) = planner
                             .plan_insert(&table, &columns, &query, &window_tvfs)
                             .await?;
-                        (planned, format!("Sink: {}[{}]", def.name, def.connector))
+                        let p = sink_parallelism(&def, sink.as_ref(), &planned);
+                        (planned, format!("Sink: {}[{}]", def.name, def.connector), p)
                     }
                     _ => return Err(Error::plan("EXPLAIN takes a query or an INSERT")),
                 };
@@ -268,7 +271,7 @@ impl Engine {
                     FnOperatorFactory::new("explain", |_, _| {
                         Err(datafusion::common::DataFusionError::Plan("explain only".into()))
                     }),
-                    1,
+                    sink_parallelism,
                 );
                 Ok(StatementResult::Text(format!(
                     "== Optimized Logical Plan ==\n{logical}\n\n== Job Graph ==\n{}",
@@ -359,10 +362,7 @@ impl Engine {
         window_tvfs: &[WindowTvf],
     ) -> Result<JobHandle> {
         let (planned, sink, def) = planner.plan_insert(table, columns, query, window_tvfs).await?;
-        let mut parallelism = def.sink_parallelism.unwrap_or(planned.tail_parallelism);
-        if let Some(max) = sink.max_parallelism() {
-            parallelism = parallelism.min(max.max(1));
-        }
+        let parallelism = sink_parallelism(&def, sink.as_ref(), &planned);
         let request = SinkRequest {
             schema: def.schema.clone(),
             updating: planned.updating,
@@ -462,6 +462,15 @@ impl Engine {
         ]);
         RecordBatch::try_new(Arc::new(schema), columns).expect("columns match the schema")
     }
+}
+
+/// A sink's parallelism: `sink.parallelism`, else its input's, capped by the connector.
+fn sink_parallelism(def: &TableDef, sink: &dyn SinkSpec, planned: &PlannedQuery) -> usize {
+    let mut parallelism = def.sink_parallelism.unwrap_or(planned.tail_parallelism);
+    if let Some(max) = sink.max_parallelism() {
+        parallelism = parallelism.min(max.max(1));
+    }
+    parallelism
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of epoch milliseconds.
