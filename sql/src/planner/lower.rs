@@ -617,7 +617,9 @@ impl<'a> Lowering<'a> {
             .map(|e| e.schema_name().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let (factory, name): (Arc<dyn OperatorFactory>, String) = match input.pending {
+        // The session aggregate is its own operator; the others differ only in where windows come from.
+        type Built = (Arc<dyn OperatorFactory>, String);
+        let windows_and_name: std::result::Result<Built, (WindowSource, String)> = match input.pending {
             Some(PendingWindow {
                 kind: WindowKind::Session { gap },
                 time_column,
@@ -630,21 +632,21 @@ impl<'a> Lowering<'a> {
                         &input.schema,
                     )?,
                     keys: keys.clone(),
-                    key_schema,
-                    aggregates,
-                    group_columns,
+                    key_schema: key_schema.clone(),
+                    aggregates: aggregates.clone(),
+                    group_columns: group_columns.clone(),
                     output_schema: output_schema.clone(),
                 });
                 let name = format!(
                     "WindowAggregate(window=[{}], groupBy=[{key_names}], select=[{agg_names}])",
                     WindowKind::Session { gap }
                 );
-                (
+                Ok((
                     FnOperatorFactory::new("session-aggregate", move |_, _| {
                         Ok(Box::new(SessionAggregate::new(config.clone())) as Box<dyn Operator>)
                     }),
                     name,
-                )
+                ))
             }
             Some(PendingWindow {
                 kind, time_column, ..
@@ -658,17 +660,7 @@ impl<'a> Lowering<'a> {
                 };
                 let name =
                     format!("WindowAggregate(window=[{kind}], groupBy=[{key_names}], select=[{agg_names}])");
-                (
-                    self.window_aggregate_factory(
-                        windows,
-                        keys.clone(),
-                        key_schema,
-                        aggregates,
-                        group_columns,
-                        output_schema.clone(),
-                    ),
-                    name,
-                )
+                Err((windows, name))
             }
             None => {
                 let col = |idx: Option<usize>| -> Result<Arc<dyn PhysicalExpr>> {
@@ -685,18 +677,22 @@ impl<'a> Lowering<'a> {
                 let name = format!(
                     "WindowAggregate(window=[window_start, window_end], groupBy=[{key_names}], select=[{agg_names}])"
                 );
-                (
-                    self.window_aggregate_factory(
-                        windows,
-                        keys.clone(),
-                        key_schema,
-                        aggregates,
-                        group_columns,
-                        output_schema.clone(),
-                    ),
-                    name,
-                )
+                Err((windows, name))
             }
+        };
+        let (factory, name): (Arc<dyn OperatorFactory>, String) = match windows_and_name {
+            Ok(f) => f,
+            Err((windows, name)) => (
+                self.window_aggregate_factory(
+                    windows,
+                    keys.clone(),
+                    key_schema,
+                    aggregates,
+                    group_columns,
+                    output_schema.clone(),
+                ),
+                name,
+            ),
         };
         let node = self.add_node(
             "window-aggregate",
