@@ -13,6 +13,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchemaRef, Result, plan_err};
 use datafusion::datasource::DefaultTableSource;
 use datafusion::execution::SessionState;
@@ -182,6 +183,14 @@ impl<'a> Lowering<'a> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
+        let subquery = expr
+            .exists(|e| Ok(matches!(e, Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::Exists(_))))?;
+        if subquery {
+            return plan_err!(
+                "subqueries in expressions (IN (SELECT ...), EXISTS, scalar subqueries) are not supported \
+                 in streaming queries: {expr}"
+            );
+        }
         self.state.create_physical_expr(expr.clone(), schema)
     }
 

@@ -6,7 +6,7 @@ mod lower;
 mod providers;
 mod window_args;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -192,6 +192,18 @@ impl StreamPlanner {
             );
         }
         let schema = self.column_schema(&stmt.columns).await?;
+        // As in Flink, primary key columns are NOT NULL.
+        let primary_key: Vec<String> = stmt.primary_key.iter().map(normalize_ident).collect();
+        let schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let key = primary_key.contains(f.name());
+                    f.as_ref().clone().with_nullable(f.is_nullable() && !key)
+                })
+                .collect::<Vec<_>>(),
+        ));
         let mut options = BTreeMap::new();
         for (k, v) in &stmt.options {
             options.insert(k.clone(), v.clone());
@@ -279,7 +291,6 @@ impl StreamPlanner {
             };
             return plan_err!("{}", msg.trim_start_matches("Error during planning: "));
         }
-        let primary_key = stmt.primary_key.iter().map(normalize_ident).collect();
         let def = TableDef {
             name: name.clone(),
             schema: schema.clone(),
@@ -314,13 +325,26 @@ impl StreamPlanner {
         if columns.is_empty() {
             return plan_err!("a table needs at least one column");
         }
+        use datafusion::sql::sqlparser::ast::DataType as SqlType;
         let cols = columns
             .iter()
-            .map(|c| c.to_string())
+            .map(|c| {
+                let mut c = c.clone();
+                c.data_type = match c.data_type {
+                    // Flink's BYTES / VARBINARY are DataFusion's BYTEA.
+                    SqlType::Bytes(_) | SqlType::Varbinary(_) | SqlType::Binary(_) => SqlType::Bytea,
+                    // Flink's TIMESTAMP without precision is TIMESTAMP(6).
+                    SqlType::Timestamp(None, tz) => SqlType::Timestamp(Some(6), tz),
+                    other => other,
+                };
+                c.to_string()
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("CREATE TABLE weir_ddl_probe ({cols})");
-        let state = self.ctx.state();
+        let mut state = self.ctx.state();
+        // TIMESTAMP WITH LOCAL TIME ZONE takes the session zone: UTC instants.
+        state.config_mut().options_mut().execution.time_zone = Some("UTC".into());
         let stmt = state.sql_to_statement(&sql, &datafusion::config::Dialect::Generic)?;
         let plan = state.statement_to_plan(stmt).await?;
         match plan {
@@ -450,11 +474,38 @@ impl StreamPlanner {
     ) -> Result<LogicalPlan> {
         alias_window_tvfs(&mut statement, window_tvfs);
         let mut registered = Vec::new();
+        let ctes: Vec<(String, Query)> = match &statement {
+            Statement::Query(q) => with_clauses(q),
+            Statement::Insert(i) => i.source.as_deref().map(with_clauses).unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let result = async {
+            // Window TVFs over tables and views first; then the statement's
+            // CTEs (which may use those), then the TVFs over CTEs.
+            let mut cte_plans = HashMap::new();
+            let mut pending: Vec<&WindowTvf> = Vec::new();
             for tvf in window_tvfs {
-                let provider = self.window_tvf_table(tvf).await?;
+                if ctes.iter().any(|(n, _)| *n == normalize_name(&tvf.input)) {
+                    pending.push(tvf);
+                    continue;
+                }
+                let provider = self.window_tvf_table(tvf, &cte_plans).await?;
                 self.ctx.register_table(tvf.placeholder.as_str(), provider)?;
                 registered.push(tvf.placeholder.clone());
+            }
+            if !pending.is_empty() {
+                for (name, query) in &ctes {
+                    let state = self.ctx.state();
+                    let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query.clone()))));
+                    if let Ok(plan) = state.statement_to_plan(stmt).await {
+                        cte_plans.insert(name.clone(), plan);
+                    }
+                }
+                for tvf in pending {
+                    let provider = self.window_tvf_table(tvf, &cte_plans).await?;
+                    self.ctx.register_table(tvf.placeholder.as_str(), provider)?;
+                    registered.push(tvf.placeholder.clone());
+                }
             }
             let state = self.ctx.state();
             let plan = state
@@ -469,15 +520,24 @@ impl StreamPlanner {
         result
     }
 
-    async fn window_tvf_table(&self, tvf: &WindowTvf) -> Result<Arc<dyn TableProvider>> {
+    async fn window_tvf_table(
+        &self,
+        tvf: &WindowTvf,
+        ctes: &HashMap<String, LogicalPlan>,
+    ) -> Result<Arc<dyn TableProvider>> {
         let input_name = normalize_name(&tvf.input);
-        let input = if self.catalog.tables.contains_key(&input_name) {
+        let input = if let Some(plan) = ctes.get(&input_name) {
+            plan.clone()
+        } else if self.catalog.tables.contains_key(&input_name) {
             let provider = self.ctx.table_provider(input_name.as_str()).await?;
             LogicalPlanBuilder::scan(input_name.as_str(), provider_as_source(provider), None)?.build()?
         } else if let Some(view) = self.catalog.views.get(&input_name) {
             view.plan.clone()
         } else {
-            return plan_err!("{}: table or view '{input_name}' does not exist", tvf.kind.name());
+            return plan_err!(
+                "{}: no table, view or WITH query named '{input_name}'",
+                tvf.kind.name()
+            );
         };
         let time_name = normalize_ident(&tvf.time_column);
         let schema = input.schema();
@@ -581,6 +641,7 @@ impl StreamPlanner {
         let LogicalPlan::Dml(dml) = &plan else {
             return plan_err!("internal: INSERT did not plan as DML");
         };
+        check_insert_types(&name, &dml.input, &def.schema)?;
         let planned = self.lower_plan(&dml.input)?;
         if planned.updating && !sink.accepts_changelog() {
             return plan_err!(
@@ -621,6 +682,58 @@ impl StreamPlanner {
             lowering_graph: lowering.into_graph(String::new()),
         })
     }
+}
+
+/// The CTEs of a query's WITH clause, by normalised name, in order.
+fn with_clauses(query: &Query) -> Vec<(String, Query)> {
+    query
+        .with
+        .as_ref()
+        .map(|w| w.cte_tables.iter().map(|c| (normalize_ident(&c.alias.name), (*c.query).clone())).collect())
+        .unwrap_or_default()
+}
+
+/// The broad kind of a type, for Flink's rule that `INSERT` converts
+/// implicitly only within a kind (numbers to numbers, text to text, ...).
+fn type_family(t: &DataType) -> &'static str {
+    match t {
+        DataType::Null => "null",
+        DataType::Boolean => "boolean",
+        t if t.is_numeric() => "numeric",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "character string",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
+            "binary string"
+        }
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => "datetime",
+        DataType::Time32(_) | DataType::Time64(_) => "time",
+        DataType::Interval(_) | DataType::Duration(_) => "interval",
+        _ => "other",
+    }
+}
+
+/// Rejects an `INSERT` whose query columns cannot be converted implicitly
+/// to the table's (DataFusion would cast them, and fail only at run time).
+fn check_insert_types(table: &str, input: &LogicalPlan, schema: &Schema) -> Result<()> {
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+    let LogicalPlan::Projection(p) = input else { return Ok(()) };
+    for (i, e) in p.expr.iter().enumerate() {
+        let inner = match e.clone().unalias() {
+            Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => *expr,
+            _ => continue,
+        };
+        let from = inner.get_type(p.input.schema())?;
+        let Some(field) = schema.fields().get(i) else { continue };
+        let (a, b) = (type_family(&from), type_family(field.data_type()));
+        if a != b && a != "null" {
+            return plan_err!(
+                "INSERT INTO '{table}': column '{}' is {} but the query gives {} ({a}); cast it explicitly",
+                field.name(),
+                field.data_type(),
+                from
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Gives every window TVF without an alias its input's name as alias, so
