@@ -280,8 +280,9 @@ async fn cumulate_per_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_per_key() {
-    // Sessions with a 1 s gap: a row starts a new session when it is at least
-    // the gap after the previous row of its key; a session is [first, last + gap).
+    // Sessions with a 1 s gap: a row starts a new session when it is more than
+    // the gap after the previous row of its key (touching windows merge, as in
+    // Flink); a session is [first, last + gap).
     crosscheck(
         "SESSION per key",
         "SELECT window_start, window_end, k, count(*), sum(amount)
@@ -289,7 +290,7 @@ async fn session_per_key() {
          GROUP BY window_start, window_end, k",
         "SELECT min(ts), max(ts) + INTERVAL '1 second', k, count(*), sum(amount)
          FROM (SELECT ts, k, amount,
-                      sum(CASE WHEN prev IS NULL OR prev + INTERVAL '1 second' <= ts THEN 1 ELSE 0 END)
+                      sum(CASE WHEN prev IS NULL OR prev + INTERVAL '1 second' < ts THEN 1 ELSE 0 END)
                         OVER (PARTITION BY k ORDER BY ts, id ROWS UNBOUNDED PRECEDING) AS session
                FROM (SELECT ts, k, amount, id, lag(ts) OVER (PARTITION BY k ORDER BY ts, id) AS prev FROM t))
          GROUP BY k, session",

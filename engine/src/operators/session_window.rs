@@ -1,5 +1,5 @@
-//! Session-window aggregation: per key, rows less than `gap` apart share a
-//! window `[first, last + gap)`; a session is emitted once the watermark
+//! Session-window aggregation: per key, rows at most `gap` apart share a
+//! window `[first, last + gap)` (windows that touch merge, as in Flink); a session is emitted once the watermark
 //! passes its end.
 
 use std::sync::Arc;
@@ -109,7 +109,7 @@ impl SessionAggregate {
                 (None, _) => false,
             };
             match sessions.last_mut() {
-                Some(s) if same_key && t < s.1 => s.1 = s.1.max(t + self.config.gap),
+                Some(s) if same_key && t <= s.1 => s.1 = s.1.max(t + self.config.gap),
                 _ => sessions.push((t, t + self.config.gap, r)),
             }
             session_of[r as usize] = sessions.len() - 1;

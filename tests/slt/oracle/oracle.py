@@ -41,7 +41,7 @@ def sessions(rows, gap, key):
         rs = sorted(rs, key=lambda r: r['ts'])
         cur = None
         for r in rs:
-            if cur and r['ts'] < cur[2]:
+            if cur and r['ts'] <= cur[2]:  # touching windows merge, as in Flink
                 cur[2] = max(cur[2], r['ts'] + gap); cur[3].append(r)
             else:
                 cur = [k, r['ts'], r['ts'] + gap, [r]]
