@@ -2,7 +2,7 @@
 //! emitted when the watermark passes the end of a window; rows whose every
 //! window has already fired are dropped and counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, UInt32Array};
@@ -64,6 +64,38 @@ pub struct WindowAggregateConfig {
     pub output_schema: SchemaRef,
 }
 
+/// The rows of one batch per window, in order of first appearance.
+///
+/// A batch usually spans a few windows and consecutive rows mostly share
+/// theirs, so a short list searched from the last hit beats hashing every row.
+#[derive(Default)]
+struct WindowRows {
+    windows: Vec<((EventTime, EventTime), Vec<u32>)>,
+    last: usize,
+}
+
+impl WindowRows {
+    fn clear(&mut self) {
+        self.windows.clear();
+        self.last = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, window: (EventTime, EventTime), row: u32) {
+        let n = self.windows.len();
+        for k in 0..n {
+            let i = (self.last + k) % n;
+            if self.windows[i].0 == window {
+                self.windows[i].1.push(row);
+                self.last = i;
+                return;
+            }
+        }
+        self.windows.push((window, vec![row]));
+        self.last = n;
+    }
+}
+
 /// The groups and accumulators of one open window.
 struct WindowState {
     groups: Option<Box<dyn GroupValues>>,
@@ -82,7 +114,7 @@ pub struct WindowAggregate {
     windows: BTreeMap<(EventTime, EventTime), WindowState>,
     watermark: Option<EventTime>,
     metrics: Option<Arc<OperatorMetrics>>,
-    assignment: HashMap<(EventTime, EventTime), Vec<u32>>,
+    assignment: WindowRows,
     group_indices: Vec<usize>,
 }
 
@@ -93,7 +125,7 @@ impl WindowAggregate {
             windows: BTreeMap::new(),
             watermark: None,
             metrics: None,
-            assignment: HashMap::new(),
+            assignment: WindowRows::default(),
             group_indices: Vec::new(),
         }
     }
@@ -193,9 +225,7 @@ impl Operator for WindowAggregate {
         let keys = evaluate_exprs(&self.config.keys, &batch)?;
         let inputs = evaluate_inputs(&self.config.aggregates, &batch)?;
 
-        for rows in self.assignment.values_mut() {
-            rows.clear();
-        }
+        self.assignment.clear();
         let (mut late, mut null_time) = (0u64, 0u64);
         let watermark = self.watermark;
         match &self.config.windows {
@@ -213,7 +243,7 @@ impl Operator for WindowAggregate {
                             return;
                         }
                         assigned = true;
-                        self.assignment.entry((start, end)).or_default().push(row as u32);
+                        self.assignment.push((start, end), row as u32);
                     });
                     if !assigned {
                         late += 1;
@@ -230,7 +260,7 @@ impl Operator for WindowAggregate {
                         late += 1;
                     } else {
                         let w = (starts.value(row), ends.value(row));
-                        self.assignment.entry(w).or_default().push(row as u32);
+                        self.assignment.push(w, row as u32);
                     }
                 }
             }
@@ -240,10 +270,8 @@ impl Operator for WindowAggregate {
             OperatorMetrics::add(&m.records_skipped, null_time);
         }
         let mut assignment = std::mem::take(&mut self.assignment);
-        for (&window, rows) in assignment.iter_mut() {
-            if rows.is_empty() {
-                continue;
-            }
+        for (window, rows) in assignment.windows.iter_mut() {
+            let window = *window;
             if rows.len() == n {
                 self.update(window, &keys, &inputs, n)?;
             } else {
@@ -253,8 +281,6 @@ impl Operator for WindowAggregate {
                 self.update(window, &k, &inp, idx.len())?;
             }
         }
-        // Keep the map small: windows that got no rows in this batch are forgotten.
-        assignment.retain(|_, rows| rows.capacity() > 0);
         self.assignment = assignment;
         Ok(())
     }
