@@ -12,11 +12,11 @@ use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use weir_engine::connector::{Connector, ConnectorRegistry, SinkRequest, SinkSpec};
-use weir_sql::catalog::TableDef;
 use weir_engine::operator::Operator;
 use weir_engine::operators::collect::CollectSink;
 use weir_engine::operators::factory::FnOperatorFactory;
 use weir_engine::runtime::{JobHandle, start_job};
+use weir_sql::catalog::TableDef;
 use weir_sql::parser::{DropKind, WeirStatement, WindowTvf, parse_statements};
 use weir_sql::planner::{PlannedQuery, StreamPlanner, normalize_name};
 

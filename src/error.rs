@@ -103,10 +103,17 @@ fn clean(e: &DataFusionError) -> String {
 /// which is noise for a user whose statement is at fault.
 fn tidy(text: &str) -> String {
     let mut t = text;
-    for prefix in ["Error during planning: ", "Internal error: ", "This feature is not implemented: "] {
+    for prefix in [
+        "Error during planning: ",
+        "Internal error: ",
+        "This feature is not implemented: ",
+    ] {
         t = t.trim_start_matches(prefix);
     }
-    let t = t.split(" This issue was likely caused by a bug").next().unwrap_or(t);
+    let t = t
+        .split(" This issue was likely caused by a bug")
+        .next()
+        .unwrap_or(t);
     let t = t.split(".\nThis issue was likely caused").next().unwrap_or(t);
     t.trim_end().to_string()
 }

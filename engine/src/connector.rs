@@ -267,7 +267,11 @@ mod tests {
         assert_eq!(parse_duration("1 min"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("ten"), None);
         assert_eq!(parse_duration("5 parsecs"), None);
-        assert_eq!(parse_duration("1000000000000000000000000 d"), None, "overflow is an error, not a panic");
+        assert_eq!(
+            parse_duration("1000000000000000000000000 d"),
+            None,
+            "overflow is an error, not a panic"
+        );
     }
 
     #[test]

@@ -183,8 +183,12 @@ impl<'a> Lowering<'a> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
-        let subquery = expr
-            .exists(|e| Ok(matches!(e, Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::Exists(_))))?;
+        let subquery = expr.exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::Exists(_)
+            ))
+        })?;
         if subquery {
             return plan_err!(
                 "subqueries in expressions (IN (SELECT ...), EXISTS, scalar subqueries) are not supported \

@@ -689,7 +689,12 @@ fn with_clauses(query: &Query) -> Vec<(String, Query)> {
     query
         .with
         .as_ref()
-        .map(|w| w.cte_tables.iter().map(|c| (normalize_ident(&c.alias.name), (*c.query).clone())).collect())
+        .map(|w| {
+            w.cte_tables
+                .iter()
+                .map(|c| (normalize_ident(&c.alias.name), (*c.query).clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -715,14 +720,18 @@ fn type_family(t: &DataType) -> &'static str {
 /// to the table's (DataFusion would cast them, and fail only at run time).
 fn check_insert_types(table: &str, input: &LogicalPlan, schema: &Schema) -> Result<()> {
     use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
-    let LogicalPlan::Projection(p) = input else { return Ok(()) };
+    let LogicalPlan::Projection(p) = input else {
+        return Ok(());
+    };
     for (i, e) in p.expr.iter().enumerate() {
         let inner = match e.clone().unalias() {
             Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => *expr,
             _ => continue,
         };
         let from = inner.get_type(p.input.schema())?;
-        let Some(field) = schema.fields().get(i) else { continue };
+        let Some(field) = schema.fields().get(i) else {
+            continue;
+        };
         let (a, b) = (type_family(&from), type_family(field.data_type()));
         if a != b && a != "null" {
             return plan_err!(
