@@ -96,6 +96,9 @@ pub struct Lowering<'a> {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
     names: HashMap<String, usize>,
+    /// Source nodes by table: a table read twice in one job is read once, and
+    /// both readers see the same rows and watermarks (Flink's source reuse).
+    sources: HashMap<String, (NodeId, usize)>,
 }
 
 impl<'a> Lowering<'a> {
@@ -114,6 +117,7 @@ impl<'a> Lowering<'a> {
             nodes: Vec::new(),
             edges: Vec::new(),
             names: HashMap::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -461,6 +465,16 @@ impl<'a> Lowering<'a> {
                 schema: table.schema.clone(),
             }) as Arc<dyn TableProvider>),
         )?;
+        if let Some(&(node, parallelism)) = self.sources.get(&table.name) {
+            return Ok(Stream {
+                node,
+                schema: logical,
+                updating: false,
+                parallelism,
+                pending: None,
+                window: WindowColumns::default(),
+            });
+        }
         let watermark = match &def.watermark {
             Some(w) => {
                 let expr = self.state.create_logical_expr(&w.expr_sql, &logical)?;
@@ -501,6 +515,7 @@ impl<'a> Lowering<'a> {
             parallelism,
             0,
         );
+        self.sources.insert(table.name.clone(), (node, parallelism));
         Ok(Stream {
             node,
             schema: logical,
