@@ -18,6 +18,7 @@ pub mod operator;
 pub mod source;
 
 pub use datafusion;
+pub mod checkpoint;
 pub mod exchange;
 pub mod graph;
 pub mod operators;
