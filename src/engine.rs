@@ -12,10 +12,11 @@ use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use weir_engine::connector::{Connector, ConnectorRegistry, SinkRequest, SinkSpec};
+use weir_engine::metrics::OperatorMetricsSummary;
 use weir_engine::operator::Operator;
 use weir_engine::operators::collect::CollectSink;
 use weir_engine::operators::factory::FnOperatorFactory;
-use weir_engine::runtime::{JobHandle, start_job};
+use weir_engine::runtime::{JobHandle, JobStatus, start_job};
 use weir_sql::catalog::TableDef;
 use weir_sql::parser::{DropKind, WeirStatement, WindowTvf, parse_statements};
 use weir_sql::planner::{PlannedQuery, StreamPlanner, normalize_name};
@@ -407,24 +408,25 @@ impl Engine {
     fn jobs_table(&self) -> RecordBatch {
         let jobs = self.jobs();
         let ts = |j: &JobHandle| {
-            let secs = j
+            let ms = j
                 .started()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            chrono_like(secs)
+            chrono_like(ms)
         };
-        let sum = |j: &JobHandle, f: fn(&weir_engine::metrics::OperatorMetricsSummary) -> u64| -> u64 {
-            j.metrics().iter().map(f).sum()
-        };
-        let emitted = |j: &JobHandle| j.metrics().last().map(|m| m.rows_in).unwrap_or(0);
-        let read = |j: &JobHandle| {
-            j.metrics()
-                .iter()
+        // One read of each job's counters and status, so a row is consistent.
+        let metrics: Vec<Vec<OperatorMetricsSummary>> = jobs.iter().map(|j| j.metrics()).collect();
+        let statuses: Vec<JobStatus> = jobs.iter().map(|j| j.status()).collect();
+        let sum =
+            |f: fn(&OperatorMetricsSummary) -> u64| metrics.iter().map(move |m| m.iter().map(f).sum::<u64>());
+        let read = metrics.iter().map(|m| {
+            m.iter()
                 .filter(|m| m.operator_name.starts_with("Source") || m.operator_name == "Values")
                 .map(|m| m.rows_out)
                 .sum::<u64>()
-        };
+        });
+        let written = metrics.iter().map(|m| m.last().map(|m| m.rows_in).unwrap_or(0));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(
                 jobs.iter().map(|j| j.id().to_string()),
@@ -433,19 +435,15 @@ impl Engine {
                 jobs.iter().map(|j| j.name().to_string()),
             )),
             Arc::new(StringArray::from_iter_values(
-                jobs.iter().map(|j| j.status().name().to_string()),
+                statuses.iter().map(|s| s.name().to_string()),
             )),
             Arc::new(StringArray::from_iter_values(jobs.iter().map(ts))),
-            Arc::new(UInt64Array::from_iter_values(jobs.iter().map(read))),
-            Arc::new(UInt64Array::from_iter_values(jobs.iter().map(emitted))),
-            Arc::new(UInt64Array::from_iter_values(
-                jobs.iter().map(|j| sum(j, |m| m.late_rows_dropped)),
-            )),
-            Arc::new(UInt64Array::from_iter_values(
-                jobs.iter().map(|j| sum(j, |m| m.records_skipped)),
-            )),
-            Arc::new(StringArray::from_iter(jobs.iter().map(|j| match j.status() {
-                weir_engine::runtime::JobStatus::Failed(m) => Some(m),
+            Arc::new(UInt64Array::from_iter_values(read)),
+            Arc::new(UInt64Array::from_iter_values(written)),
+            Arc::new(UInt64Array::from_iter_values(sum(|m| m.late_rows_dropped))),
+            Arc::new(UInt64Array::from_iter_values(sum(|m| m.records_skipped))),
+            Arc::new(StringArray::from_iter(statuses.iter().map(|s| match s {
+                JobStatus::Failed(m) => Some(m.clone()),
                 _ => None,
             }))),
         ];

@@ -128,12 +128,6 @@ pub fn split_ops(batch: &RecordBatch) -> (RecordBatch, Int8Array) {
     }
 }
 
-/// Whether the stream of `schema` may contain retractions (`-U`/`-D`). An
-/// updating stream may; in weir all updating streams are treated so.
-pub fn has_retractions(schema: &Schema) -> bool {
-    is_updating(schema)
-}
-
 /// Appends a row-kind column to `rows`.
 pub fn attach_ops(rows: &RecordBatch, ops: ArrayRef) -> Result<RecordBatch> {
     let schema = with_op_column(rows.schema_ref());

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::graph::Partitioning;
 use crate::key_group::{hash_keys, key_group_of, subtask_of_key_group};
 use crate::message::Message;
+use crate::operators::aggregates::evaluate_exprs;
 
 /// The sending side of one edge, from one upstream subtask.
 #[derive(Debug)]
@@ -59,10 +60,7 @@ impl OutputEdge {
                 if n == 1 {
                     return self.send_to(0, Message::Batch(batch)).await;
                 }
-                let key_arrays = keys
-                    .iter()
-                    .map(|k| k.evaluate(&batch).and_then(|v| v.into_array(batch.num_rows())))
-                    .collect::<Result<Vec<_>>>()?;
+                let key_arrays = evaluate_exprs(keys, &batch)?;
                 hash_keys(&key_arrays, batch.num_rows(), &mut self.hashes)?;
                 self.indices.resize_with(n, Vec::new);
                 for idx in &mut self.indices {

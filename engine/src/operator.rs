@@ -33,6 +33,23 @@ pub struct OperatorContext {
     pub metrics: Arc<OperatorMetrics>,
 }
 
+impl OperatorContext {
+    /// Adds which operator and subtask failed to an error (`what` is
+    /// "operator" or "source").
+    pub fn error_context(
+        &self,
+        what: &str,
+        e: datafusion::common::DataFusionError,
+    ) -> datafusion::common::DataFusionError {
+        e.context(format!(
+            "{what} {} (subtask {}/{})",
+            self.operator_name,
+            self.subtask + 1,
+            self.parallelism
+        ))
+    }
+}
+
 /// What an operator emits while handling one hook.
 ///
 /// The runtime drains it after each hook and routes the messages to the next

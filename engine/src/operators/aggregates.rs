@@ -65,11 +65,7 @@ pub struct AggregateInput {
 impl AggregateInput {
     /// The rows at `indices` of these inputs.
     pub fn take(&self, indices: &UInt32Array) -> Result<AggregateInput> {
-        let values = self
-            .values
-            .iter()
-            .map(|v| take(v.as_ref(), indices, None).map_err(DataFusionError::from))
-            .collect::<Result<Vec<_>>>()?;
+        let values = take_all(&self.values, indices)?;
         let filter = match &self.filter {
             Some(f) => Some(
                 take(f, indices, None)?

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
 use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
@@ -259,9 +259,4 @@ impl Operator for WindowJoin {
         out.emit_watermark(watermark);
         Ok(())
     }
-}
-
-/// Whether two key types can be compared after a cast of the right to the left.
-pub fn comparable(left: &DataType, right: &DataType) -> bool {
-    left == right || arrow::compute::can_cast_types(right, left)
 }

@@ -21,12 +21,7 @@ pub struct Chain {
 }
 
 fn with_operator(ctx: &OperatorContext, e: DataFusionError) -> DataFusionError {
-    e.context(format!(
-        "operator {} (subtask {}/{})",
-        ctx.operator_name,
-        ctx.subtask + 1,
-        ctx.parallelism
-    ))
+    ctx.error_context("operator", e)
 }
 
 impl Chain {

@@ -36,12 +36,7 @@ pub struct SourceTask {
 }
 
 fn in_source(ctx: &OperatorContext, e: DataFusionError) -> DataFusionError {
-    e.context(format!(
-        "source {} (subtask {}/{})",
-        ctx.operator_name,
-        ctx.subtask + 1,
-        ctx.parallelism
-    ))
+    ctx.error_context("source", e)
 }
 
 impl SourceTask {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchemaRef, Result, plan_err};
 use datafusion::datasource::DefaultTableSource;
@@ -428,7 +427,7 @@ impl<'a> Lowering<'a> {
             let base_len = input.schema.fields().len();
             Stream {
                 node: input.node,
-                schema: table_scan_schema(scan, &provider)?,
+                schema: scan.projected_schema.clone(),
                 updating: false,
                 parallelism: input.parallelism,
                 pending: Some(PendingWindow {
@@ -458,13 +457,7 @@ impl<'a> Lowering<'a> {
             Ok(spec) => spec.clone(),
             Err(why) => return plan_err!("table '{}' cannot be read: {why}", def.name),
         };
-        let logical = table_scan_schema(
-            scan,
-            &(Arc::new(StreamTable {
-                name: table.name.clone(),
-                schema: table.schema.clone(),
-            }) as Arc<dyn TableProvider>),
-        )?;
+        let logical = scan.projected_schema.clone();
         if let Some(&(node, parallelism)) = self.sources.get(&table.name) {
             return Ok(Stream {
                 node,
@@ -974,11 +967,6 @@ impl<'a> Lowering<'a> {
             })
             .collect()
     }
-}
-
-/// The schema a table scan produces (qualified by the scan's table name).
-fn table_scan_schema(scan: &TableScan, _provider: &Arc<dyn TableProvider>) -> Result<DFSchemaRef> {
-    Ok(scan.projected_schema.clone())
 }
 
 /// Whether `expr` references a column at index `>= base_len` of `schema`.
