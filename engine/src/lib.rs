@@ -16,6 +16,7 @@ pub mod message;
 pub mod metrics;
 pub mod operator;
 pub mod source;
+pub mod state;
 
 pub use datafusion;
 pub mod checkpoint;

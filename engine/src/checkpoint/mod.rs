@@ -1,4 +1,6 @@
-//! Checkpointing: the coordinator's decision logic (pure), with the runtime
-//! wiring, state backends and storage to follow.
+//! Checkpointing: the coordinator's decision logic (pure), checkpoint storage,
+//! the `_metadata` format, and where snapshots go.
 
 pub mod coordinator;
+pub mod storage;
+pub mod targets;

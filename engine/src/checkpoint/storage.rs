@@ -1,0 +1,197 @@
+//! Where checkpoints and savepoints are written: a directory of an
+//! [`ObjectStore`] (the local filesystem today; any store `object_store`
+//! supports, e.g. S3, by URL).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::common::{DataFusionError, Result};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+fn store_error(what: &str, e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::External(format!("checkpoint storage: {what}: {e}").into())
+}
+
+/// A directory in an object store. Cheap to clone.
+///
+/// Every file of a checkpoint is named relative to one such directory (the
+/// job's checkpoint directory, or a savepoint directory), so a checkpoint can
+/// be read back from wherever that directory is.
+#[derive(Clone)]
+pub struct CheckpointStorage {
+    store: Arc<dyn ObjectStore>,
+    base: Path,
+    /// The directory as the user wrote it, for messages.
+    display: String,
+}
+
+impl std::fmt::Debug for CheckpointStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckpointStorage({})", self.display)
+    }
+}
+
+impl CheckpointStorage {
+    /// Storage rooted at `location`: a local path or a `file://` URL. The
+    /// directory is created if missing.
+    pub fn open(location: &str) -> Result<Self> {
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        if location.contains("://") && !location.starts_with("file://") {
+            return Err(DataFusionError::Configuration(format!(
+                "checkpoint storage '{location}': only local paths and file:// URLs are built in"
+            )));
+        }
+        std::fs::create_dir_all(path).map_err(|e| store_error(&format!("creating {path}"), e))?;
+        let abs = std::fs::canonicalize(path).map_err(|e| store_error(path, e))?;
+        let store = LocalFileSystem::new_with_prefix(&abs).map_err(|e| store_error(path, e))?;
+        Ok(CheckpointStorage {
+            store: Arc::new(store),
+            base: Path::default(),
+            display: abs.display().to_string(),
+        })
+    }
+
+    /// The subdirectory `dir` of this one.
+    pub fn child(&self, dir: &str) -> Self {
+        CheckpointStorage {
+            store: self.store.clone(),
+            base: self.path(dir),
+            display: format!("{}/{dir}", self.display),
+        }
+    }
+
+    /// The directory, for messages (an absolute local path for local storage).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn path(&self, relative: &str) -> Path {
+        let mut p = self.base.clone();
+        for part in relative.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// Writes `data` to `relative`, atomically (readers see all of it or nothing).
+    pub async fn put(&self, relative: &str, data: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(relative), PutPayload::from_bytes(data))
+            .await
+            .map_err(|e| store_error(&format!("writing {relative}"), e))?;
+        Ok(())
+    }
+
+    /// Reads all of `relative`.
+    pub async fn get(&self, relative: &str) -> Result<Bytes> {
+        let r = self
+            .store
+            .get(&self.path(relative))
+            .await
+            .map_err(|e| store_error(&format!("reading {relative}"), e))?;
+        r.bytes()
+            .await
+            .map_err(|e| store_error(&format!("reading {relative}"), e))
+    }
+
+    /// Whether `relative` exists, and its size.
+    pub async fn size_of(&self, relative: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(relative)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(&format!("reading {relative}"), e)),
+        }
+    }
+
+    /// Deletes `relative`; a missing file is not an error.
+    pub async fn delete(&self, relative: &str) -> Result<()> {
+        match self.store.delete(&self.path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(&format!("deleting {relative}"), e)),
+        }
+    }
+
+    /// Deletes every file under `relative` (a directory).
+    pub async fn delete_dir(&self, relative: &str) -> Result<()> {
+        for f in self.list(relative).await? {
+            self.delete(&f).await?;
+        }
+        if let Some(local) = self.local_path(relative) {
+            // object_store leaves empty directories behind on local disks.
+            let _ = std::fs::remove_dir_all(local);
+        }
+        Ok(())
+    }
+
+    /// The files under directory `relative`, as paths relative to this storage.
+    pub async fn list(&self, relative: &str) -> Result<Vec<String>> {
+        let prefix = self.path(relative);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| store_error(&format!("listing {relative}"), e))?;
+        let base = self.base.as_ref();
+        Ok(metas
+            .into_iter()
+            .map(|m| {
+                let full = m.location.as_ref().to_string();
+                full.strip_prefix(base)
+                    .map(|s| s.trim_start_matches('/').to_string())
+                    .unwrap_or(full)
+            })
+            .collect())
+    }
+
+    /// The names of the subdirectories of `relative`.
+    pub async fn list_dirs(&self, relative: &str) -> Result<Vec<String>> {
+        let prefix = self.path(relative);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| store_error(&format!("listing {relative}"), e))?;
+        Ok(listing
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(|s| s.to_string()))
+            .collect())
+    }
+
+    /// The local path of `relative`, when the storage is a local directory.
+    pub fn local_path(&self, relative: &str) -> Option<std::path::PathBuf> {
+        let mut p = std::path::PathBuf::from(&self.display);
+        for part in relative.split('/').filter(|s| !s.is_empty()) {
+            p.push(part);
+        }
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_get_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = CheckpointStorage::open(dir.path().to_str().unwrap()).unwrap();
+        let job = s.child("job");
+        job.put("chk-1/a", Bytes::from_static(b"hello")).await.unwrap();
+        job.put("chk-2/b", Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(job.get("chk-1/a").await.unwrap().as_ref(), b"hello");
+        assert_eq!(job.size_of("chk-1/a").await.unwrap(), Some(5));
+        assert_eq!(job.size_of("chk-1/zz").await.unwrap(), None);
+        let mut dirs = job.list_dirs("").await.unwrap();
+        dirs.sort();
+        assert_eq!(dirs, vec!["chk-1", "chk-2"]);
+        assert_eq!(job.list("chk-1").await.unwrap(), vec!["chk-1/a"]);
+        job.delete_dir("chk-1").await.unwrap();
+        assert_eq!(job.list_dirs("").await.unwrap(), vec!["chk-2"]);
+        assert!(!dir.path().join("job/chk-1").exists());
+    }
+}

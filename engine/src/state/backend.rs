@@ -1,0 +1,159 @@
+//! The [`KeyedStateBackend`] trait and the handles of its snapshots.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::Result;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::key_group::KeyGroupRange;
+use crate::message::CheckpointId;
+
+/// Where one snapshot of a subtask goes.
+///
+/// Files are named relative to [`storage`](Self::storage) (the directory that
+/// holds the `_metadata`'s parent: the job's checkpoint directory, or the
+/// savepoint directory), so a snapshot can be restored from wherever that
+/// directory is copied.
+#[derive(Debug, Clone)]
+pub struct SnapshotTarget {
+    pub checkpoint_id: CheckpointId,
+    pub storage: CheckpointStorage,
+    /// Directory, relative to `storage`, for files owned by this snapshot alone
+    /// (`chk-7`, or `` for a savepoint).
+    pub exclusive_dir: String,
+    /// Directory, relative to `storage`, for files shared between
+    /// incremental checkpoints (`shared`); `None` for savepoints, which are
+    /// self-contained, and when incremental checkpoints are off.
+    pub shared_dir: Option<String>,
+    /// Write the canonical format (a [`crate::state::write_kv_file`] file),
+    /// readable by every backend: savepoints use it, so a savepoint taken
+    /// with one backend restores into the other.
+    pub canonical: bool,
+}
+
+/// One file of a keyed-state snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Path relative to the checkpoint's storage directory.
+    pub path: String,
+    /// Size in bytes: a file of any other size is truncated or corrupt.
+    pub size: u64,
+    /// The file's own name inside the backend (e.g. an SST file's name).
+    pub name: String,
+    /// Whether the file lives in the shared directory (reused across checkpoints).
+    pub shared: bool,
+}
+
+/// The durable snapshot of one subtask's keyed state, as listed in `_metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateHandle {
+    /// `hashmap` (the canonical format, which every backend reads) or
+    /// `rocksdb` (native RocksDB files).
+    pub backend: String,
+    /// The key groups it holds: `start..end`.
+    pub key_groups: (usize, usize),
+    pub files: Vec<StateFile>,
+    /// Number of entries (keys) it holds.
+    pub entries: u64,
+}
+
+impl KeyedStateHandle {
+    /// Total size of its files.
+    pub fn size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Whether it holds any key group of `range`.
+    pub fn overlaps(&self, range: KeyGroupRange) -> bool {
+        self.key_groups.0 < range.end && range.start < self.key_groups.1
+    }
+}
+
+/// The asynchronous part of a snapshot: writes the files and returns the
+/// handle. Runs while the operator goes on processing.
+pub type PendingSnapshot = BoxFuture<'static, Result<KeyedStateHandle>>;
+
+/// Where a keyed state backend runs.
+#[derive(Debug, Clone)]
+pub struct StateScope {
+    pub job_name: String,
+    pub operator_id: String,
+    pub subtask: usize,
+    pub key_groups: KeyGroupRange,
+    pub max_parallelism: usize,
+    /// A local working directory for this subtask (RocksDB's files).
+    pub local_dir: PathBuf,
+}
+
+/// A key-value store partitioned by key group, owned by one operator subtask.
+///
+/// Keys and values are opaque bytes; every key belongs to one key group of the
+/// subtask's range (the one its grouping key hashes to), so that on restore
+/// at another parallelism each key group moves to its new owner whole.
+///
+/// # Lifecycle
+///
+/// Created empty or restored by a [`StateBackendFactory`]; read and written
+/// only from its operator's task (no locking needed); at each checkpoint
+/// barrier [`snapshot`](Self::snapshot) captures a consistent view
+/// synchronously and returns a future that writes it durably while processing
+/// continues. Dropped when the subtask ends.
+pub trait KeyedStateBackend: Send + Sync {
+    /// `hashmap` or `rocksdb`.
+    fn name(&self) -> &'static str;
+
+    /// The key groups this subtask owns.
+    fn key_groups(&self) -> KeyGroupRange;
+
+    fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()>;
+
+    fn delete(&mut self, key_group: usize, key: &[u8]) -> Result<()>;
+
+    /// Calls `f(key_group, key, value)` for every entry whose key starts with
+    /// `prefix`, in key group order and, within a key group, in key order.
+    fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<()>) -> Result<()>;
+
+    /// Number of entries.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate bytes held (keys + values), for metrics.
+    fn approximate_size(&self) -> u64;
+
+    /// Captures the current contents (synchronously, so later writes are not
+    /// in it) and returns the future that writes them to `target`.
+    fn snapshot(&mut self, target: SnapshotTarget) -> Result<PendingSnapshot>;
+
+    /// Checkpoint `id` is complete: snapshots before it will not be restored
+    /// by this process (a backend may release what only they used).
+    fn notify_checkpoint_complete(&mut self, _id: CheckpointId) {}
+}
+
+/// Creates a subtask's backend, empty or restored from snapshots.
+#[async_trait]
+pub trait StateBackendFactory: Send + Sync + std::fmt::Debug {
+    /// `hashmap` or `rocksdb` (the `state.backend.type` value).
+    fn name(&self) -> &'static str;
+
+    /// A backend for `scope`, holding the entries of `restore` whose key group
+    /// is in `scope.key_groups` (handles may cover other key groups too: on
+    /// rescale, one new subtask reads parts of several old ones). Each handle
+    /// comes with the storage its paths are relative to.
+    async fn create(
+        &self,
+        scope: &StateScope,
+        restore: &[(KeyedStateHandle, CheckpointStorage)],
+    ) -> Result<Box<dyn KeyedStateBackend>>;
+}
+
+/// A factory shared by every subtask of a job.
+pub type SharedBackendFactory = Arc<dyn StateBackendFactory>;

@@ -1,0 +1,131 @@
+//! Rows as keyed state: a [`RecordBatch`] per namespace and key group, stored
+//! as an Arrow IPC stream in a [`KeyedStateBackend`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::UInt32Array;
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::{DataFusionError, Result};
+
+use super::backend::KeyedStateBackend;
+
+/// Batches of rows kept under `(tag, namespace)` keys, one value per key group.
+///
+/// An operator uses one `BatchState` per kind of state (its `tag` byte keeps
+/// their keys apart) and a namespace per unit it writes and drops as a whole,
+/// e.g. a window's bounds. [`write`](Self::write) replaces a namespace's rows;
+/// [`delete`](Self::delete) drops them. Values are Arrow IPC streams, a
+/// stable, self-describing format.
+///
+/// The set of key groups written per namespace is kept in memory (and rebuilt
+/// by [`read_all`](Self::read_all) on restore), so a delete touches only them.
+#[derive(Debug)]
+pub struct BatchState {
+    tag: u8,
+    written: BTreeMap<Vec<u8>, BTreeSet<usize>>,
+}
+
+impl BatchState {
+    pub fn new(tag: u8) -> Self {
+        BatchState {
+            tag,
+            written: BTreeMap::new(),
+        }
+    }
+
+    fn key(&self, namespace: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(namespace.len() + 1);
+        k.push(self.tag);
+        k.extend_from_slice(namespace);
+        k
+    }
+
+    /// Replaces the rows of `namespace` with `batch`, whose row `i` belongs to
+    /// key group `key_groups[i]`.
+    pub fn write(
+        &mut self,
+        backend: &mut dyn KeyedStateBackend,
+        namespace: &[u8],
+        batch: &RecordBatch,
+        key_groups: &[usize],
+    ) -> Result<()> {
+        let mut rows: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+        for (i, kg) in key_groups.iter().enumerate() {
+            rows.entry(*kg).or_default().push(i as u32);
+        }
+        let key = self.key(namespace);
+        let before = self.written.remove(namespace).unwrap_or_default();
+        for kg in before.iter().filter(|kg| !rows.contains_key(kg)) {
+            backend.delete(*kg, &key)?;
+        }
+        let mut now = BTreeSet::new();
+        for (kg, idx) in rows {
+            let part = if idx.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                take_record_batch(batch, &UInt32Array::from(idx))?
+            };
+            backend.put(kg, &key, &encode(&part)?)?;
+            now.insert(kg);
+        }
+        if !now.is_empty() {
+            self.written.insert(namespace.to_vec(), now);
+        }
+        Ok(())
+    }
+
+    /// Drops the rows of `namespace`.
+    pub fn delete(&mut self, backend: &mut dyn KeyedStateBackend, namespace: &[u8]) -> Result<()> {
+        let key = self.key(namespace);
+        for kg in self.written.remove(namespace).unwrap_or_default() {
+            backend.delete(kg, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Every namespace's rows (all its key groups concatenated), in
+    /// namespace order. Also rebuilds the in-memory record of what is written.
+    pub fn read_all(&mut self, backend: &dyn KeyedStateBackend) -> Result<Vec<(Vec<u8>, RecordBatch)>> {
+        let mut parts: BTreeMap<Vec<u8>, Vec<RecordBatch>> = BTreeMap::new();
+        self.written.clear();
+        let written = &mut self.written;
+        backend.scan_prefix(&[self.tag], &mut |kg, key, value| {
+            let ns = key[1..].to_vec();
+            written.entry(ns.clone()).or_default().insert(kg);
+            parts.entry(ns).or_default().push(decode(value)?);
+            Ok(())
+        })?;
+        parts
+            .into_iter()
+            .map(|(ns, batches)| {
+                let batch = concat_batches(&batches[0].schema(), &batches)?;
+                Ok((ns, batch))
+            })
+            .collect()
+    }
+}
+
+fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(batch.get_array_memory_size() + 256);
+    let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;
+    w.write(batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(buf)
+}
+
+fn decode(bytes: &[u8]) -> Result<RecordBatch> {
+    let mut reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    let schema = reader.schema();
+    let mut batches = Vec::new();
+    for b in reader.by_ref() {
+        batches.push(b?);
+    }
+    if batches.is_empty() {
+        return Err(DataFusionError::Execution("empty state value".into()));
+    }
+    Ok(concat_batches(&schema, &batches)?)
+}

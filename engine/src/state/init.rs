@@ -1,0 +1,142 @@
+//! What an operator receives on start ([`StateInit`]) and hands over at a
+//! barrier ([`OperatorSnapshot`]).
+
+use std::sync::Arc;
+
+use datafusion::common::Result;
+use serde_json::Value;
+
+use super::backend::{KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SharedBackendFactory, StateScope};
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::targets::SnapshotTargets;
+use crate::message::{Barrier, CheckpointId};
+
+/// The state an operator subtask starts from: nothing (a fresh job), or what
+/// a checkpoint or savepoint recorded, redistributed to this subtask.
+///
+/// Given to [`crate::operator::Operator::initialize_state`] before `open`.
+pub struct StateInit {
+    scope: StateScope,
+    factory: SharedBackendFactory,
+    targets: Arc<SnapshotTargets>,
+    keyed_restore: Vec<(KeyedStateHandle, CheckpointStorage)>,
+    operator_state: Option<Vec<Value>>,
+    restored_from: Option<CheckpointId>,
+}
+
+impl StateInit {
+    /// `operator_state` is `None` for a fresh start and `Some` (possibly
+    /// empty) when restoring.
+    pub fn new(
+        scope: StateScope,
+        factory: SharedBackendFactory,
+        targets: Arc<SnapshotTargets>,
+        keyed_restore: Vec<(KeyedStateHandle, CheckpointStorage)>,
+        operator_state: Option<Vec<Value>>,
+        restored_from: Option<CheckpointId>,
+    ) -> Self {
+        StateInit {
+            scope,
+            factory,
+            targets,
+            keyed_restore,
+            operator_state,
+            restored_from,
+        }
+    }
+
+    /// The checkpoint (or savepoint) restored from, if any.
+    pub fn restored_from(&self) -> Option<CheckpointId> {
+        self.restored_from
+    }
+
+    /// Whether this start restores a checkpoint or savepoint.
+    pub fn is_restored(&self) -> bool {
+        self.restored_from.is_some()
+    }
+
+    /// The operator list state assigned to this subtask: `None` on a fresh
+    /// start; on restore, this subtask's share of every subtask's entries
+    /// (each entry goes to exactly one subtask; at unchanged parallelism,
+    /// subtask i gets what subtask i wrote).
+    pub fn take_operator_state(&mut self) -> Option<Vec<Value>> {
+        self.operator_state.take()
+    }
+
+    /// The subtask's keyed state, created by `state.backend.type`'s backend
+    /// and holding the restored entries of its key groups.
+    pub async fn keyed_state(&mut self) -> Result<KeyedState> {
+        let restore = std::mem::take(&mut self.keyed_restore);
+        let backend = self.factory.create(&self.scope, &restore).await.map_err(|e| {
+            e.context(format!(
+                "restoring keyed state of operator {} subtask {}",
+                self.scope.operator_id, self.scope.subtask
+            ))
+        })?;
+        Ok(KeyedState {
+            backend,
+            targets: self.targets.clone(),
+        })
+    }
+}
+
+/// A subtask's keyed state backend, with where its snapshots go.
+pub struct KeyedState {
+    backend: Box<dyn KeyedStateBackend>,
+    targets: Arc<SnapshotTargets>,
+}
+
+impl KeyedState {
+    /// The backend, to read and write entries.
+    pub fn backend(&mut self) -> &mut dyn KeyedStateBackend {
+        self.backend.as_mut()
+    }
+
+    /// The backend, to read entries.
+    pub fn backend_ref(&self) -> &dyn KeyedStateBackend {
+        self.backend.as_ref()
+    }
+
+    /// Starts the snapshot for `barrier` (call after writing every change).
+    pub fn snapshot(&mut self, barrier: Barrier) -> Result<PendingSnapshot> {
+        let target = self.targets.target_for(barrier)?;
+        self.backend.snapshot(target)
+    }
+}
+
+/// What an operator subtask records at a checkpoint barrier.
+#[derive(Default)]
+pub struct OperatorSnapshot {
+    /// Its keyed state's snapshot, if it has keyed state.
+    pub keyed: Option<PendingSnapshot>,
+    /// Its operator list state: entries redistributed over the subtasks on
+    /// restore (e.g. pending sink commits, source split positions).
+    pub operator_state: Vec<Value>,
+}
+
+impl std::fmt::Debug for OperatorSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorSnapshot")
+            .field("keyed", &self.keyed.is_some())
+            .field("operator_state", &self.operator_state)
+            .finish()
+    }
+}
+
+impl OperatorSnapshot {
+    /// A snapshot with keyed state only.
+    pub fn keyed(pending: PendingSnapshot) -> Self {
+        OperatorSnapshot {
+            keyed: Some(pending),
+            operator_state: Vec::new(),
+        }
+    }
+
+    /// A snapshot with operator list state only.
+    pub fn list(entries: Vec<Value>) -> Self {
+        OperatorSnapshot {
+            keyed: None,
+            operator_state: entries,
+        }
+    }
+}

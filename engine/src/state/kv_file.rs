@@ -1,0 +1,106 @@
+//! The canonical keyed-state file: every entry of a subtask's snapshot, in
+//! key group order. Written by the `hashmap` backend for checkpoints and by
+//! every backend for savepoints; read by every backend.
+//!
+//! Format, version 1 (all integers little-endian):
+//!
+//! ```text
+//! "WEIRKV01"
+//! entry*            key_group: u16, key_len: u32, key, value_len: u32, value
+//! footer            entry_count: u64, "WEIRKVOK"
+//! ```
+//!
+//! The footer makes a truncated file detectable even without `_metadata`'s size.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use datafusion::common::{DataFusionError, Result};
+
+const MAGIC: &[u8; 8] = b"WEIRKV01";
+const END: &[u8; 8] = b"WEIRKVOK";
+
+fn corrupt(what: &str) -> DataFusionError {
+    DataFusionError::Execution(format!("corrupt keyed state file: {what}"))
+}
+
+/// Serializes `entries` (`(key_group, key, value)`, in any order the caller
+/// wants preserved).
+pub fn write_kv_file<'a>(entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>, size_hint: usize) -> Bytes {
+    let mut buf = BytesMut::with_capacity(size_hint + 32);
+    buf.put_slice(MAGIC);
+    let mut count = 0u64;
+    for (kg, k, v) in entries {
+        buf.put_u16_le(kg as u16);
+        buf.put_u32_le(k.len() as u32);
+        buf.put_slice(k);
+        buf.put_u32_le(v.len() as u32);
+        buf.put_slice(v);
+        count += 1;
+    }
+    buf.put_u64_le(count);
+    buf.put_slice(END);
+    buf.freeze()
+}
+
+/// Parses a file written by [`write_kv_file`], calling `f` for each entry.
+/// Fails, before calling `f` at all, on a file that is truncated or corrupt.
+pub fn read_kv_file(data: &[u8], f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+    if data.len() < 24 || &data[..8] != MAGIC {
+        return Err(corrupt("bad header"));
+    }
+    if &data[data.len() - 8..] != END {
+        return Err(corrupt("missing footer (truncated?)"));
+    }
+    let body = &data[8..data.len() - 16];
+    let expected = u64::from_le_bytes(data[data.len() - 16..data.len() - 8].try_into().expect("8 bytes"));
+    // Validate the framing first, so a corrupt file is never half-applied.
+    let mut entries = Vec::new();
+    let mut pos = 0usize;
+    let take = |pos: &mut usize, n: usize| -> Result<&[u8]> {
+        let s = body.get(*pos..*pos + n).ok_or_else(|| corrupt("entry past the end"))?;
+        *pos += n;
+        Ok(s)
+    };
+    while pos < body.len() {
+        let kg = u16::from_le_bytes(take(&mut pos, 2)?.try_into().expect("2 bytes")) as usize;
+        let klen = u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4 bytes")) as usize;
+        let k = take(&mut pos, klen)?;
+        let vlen = u32::from_le_bytes(take(&mut pos, 4)?.try_into().expect("4 bytes")) as usize;
+        let v = take(&mut pos, vlen)?;
+        entries.push((kg, k, v));
+    }
+    if entries.len() as u64 != expected {
+        return Err(corrupt("entry count does not match the footer"));
+    }
+    for (kg, k, v) in entries {
+        f(kg, k, v)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation_is_detected() {
+        let entries: Vec<(usize, Vec<u8>, Vec<u8>)> =
+            vec![(0, b"a".to_vec(), b"1".to_vec()), (5, b"bb".to_vec(), vec![])];
+        let data = write_kv_file(entries.iter().map(|(g, k, v)| (*g, &k[..], &v[..])), 0);
+        let mut got = Vec::new();
+        read_kv_file(&data, &mut |g, k, v| {
+            got.push((g, k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, entries);
+        for cut in [1, 9, data.len() - 1] {
+            let mut called = false;
+            let r = read_kv_file(&data[..data.len() - cut], &mut |_, _, _| {
+                called = true;
+                Ok(())
+            });
+            assert!(r.is_err(), "cut {cut}");
+            assert!(!called);
+        }
+    }
+}

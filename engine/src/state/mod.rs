@@ -1,0 +1,28 @@
+//! Operator state: keyed state in a [`KeyedStateBackend`] (partitioned by key
+//! group, so it can be redistributed on rescale), operator list state (e.g.
+//! source positions, pending sink commits), and what an operator hands to the
+//! runtime at a checkpoint barrier ([`OperatorSnapshot`]) and receives on
+//! restore ([`StateInit`]).
+//!
+//! Operators keep their hot state in vectorized in-memory structures (DataFusion
+//! `GroupsAccumulator`s, buffered batches) and write what changed into the
+//! keyed backend at each barrier, as Arrow IPC values per key group
+//! ([`BatchState`]): a write-back cache in front of the backend. The backend
+//! then snapshots durably: `hashmap` writes a file per subtask, `rocksdb`
+//! takes a RocksDB checkpoint and uploads new SST files only (incremental).
+
+mod backend;
+mod batch_state;
+mod hashmap;
+mod init;
+mod kv_file;
+pub mod testing;
+
+pub use backend::{
+    KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SharedBackendFactory, SnapshotTarget, StateBackendFactory,
+    StateFile, StateScope,
+};
+pub use batch_state::BatchState;
+pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};
+pub use init::{KeyedState, OperatorSnapshot, StateInit};
+pub use kv_file::{read_kv_file, write_kv_file};
