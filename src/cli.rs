@@ -23,12 +23,27 @@ struct Args {
     /// Set a configuration key before running anything: --set parallelism.default=4
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Configuration file (TOML, Flink's key names: `execution.checkpointing.interval = "10 s"`,
+    /// or `[execution.checkpointing]` tables). Default: ./weir.toml if it exists.
+    #[arg(long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Start jobs from this savepoint or checkpoint (sets execution.savepoint.path).
+    #[arg(long = "restore", value_name = "PATH")]
+    restore: Option<String>,
+    /// Do not resume jobs from their latest checkpoint: start fresh
+    /// (sets execution.state-recovery.from-latest = false).
+    #[arg(long = "fresh", conflicts_with = "restore")]
+    fresh: bool,
     /// History file of the interactive shell.
     #[arg(long)]
     history: Option<PathBuf>,
 }
 
 fn main() {
+    // Crash tests configure protocol failpoints through FAILPOINTS (debug builds only).
+    #[cfg(debug_assertions)]
+    let _failpoints = fail::FailScenario::setup();
+    init_logging();
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,8 +55,44 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Log lines (checkpoint failures, restores, restarts) go to stderr;
+/// `RUST_LOG` selects them (default: warnings).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Precedence, lowest first: built-in defaults, the configuration file,
+/// command-line flags (`--set`, `--restore`, `--fresh`), then `SET` statements.
 async fn run(args: Args) -> i32 {
     let mut builder = Engine::builder();
+    let config_file = args.config.clone().or_else(|| {
+        let default = PathBuf::from("weir.toml");
+        default.exists().then_some(default)
+    });
+    if let Some(path) = &config_file {
+        match weir::config_file::read_config_file(path) {
+            Ok(pairs) => {
+                for (k, v) in pairs {
+                    builder = builder.with_config(k, v);
+                }
+            }
+            Err(e) => {
+                eprintln!("[ERROR] {e}");
+                return 2;
+            }
+        }
+    }
+    if let Some(path) = &args.restore {
+        builder = builder.with_config("execution.savepoint.path", path.clone());
+    }
+    if args.fresh {
+        builder = builder.with_config("execution.state-recovery.from-latest", "false");
+    }
     for kv in &args.set {
         let Some((k, v)) = kv.split_once('=') else {
             eprintln!("[ERROR] --set expects KEY=VALUE, got '{kv}'");

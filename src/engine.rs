@@ -11,12 +11,17 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
+use weir_engine::checkpoint::job_dir_name;
+use weir_engine::checkpoint::restore::{RestoreSource, latest_restorable};
+use weir_engine::checkpoint::stats::CheckpointStatus;
+use weir_engine::checkpoint::storage::CheckpointStorage;
 use weir_engine::connector::{Connector, ConnectorRegistry, SinkRequest, SinkSpec};
 use weir_engine::metrics::OperatorMetricsSummary;
 use weir_engine::operator::Operator;
 use weir_engine::operators::collect::CollectSink;
 use weir_engine::operators::factory::FnOperatorFactory;
-use weir_engine::runtime::{JobHandle, JobStatus, start_job};
+use weir_engine::runtime::{JobHandle, JobStatus, start_job, start_job_with};
+use weir_engine::state::{HashMapBackendFactory, StateBackendFactory};
 use weir_sql::catalog::TableDef;
 use weir_sql::parser::{DropKind, WeirStatement, WindowTvf, parse_statements};
 use weir_sql::planner::{PlannedQuery, StreamPlanner, normalize_name};
@@ -31,6 +36,7 @@ const RESULT_BUFFER: usize = 16;
 pub struct EngineBuilder {
     registry: ConnectorRegistry,
     config: Vec<(String, String)>,
+    backends: Vec<Arc<dyn StateBackendFactory>>,
 }
 
 impl EngineBuilder {
@@ -46,6 +52,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds a state backend (selected by `state.backend.type` = its name).
+    pub fn with_state_backend(mut self, backend: Arc<dyn StateBackendFactory>) -> Self {
+        self.backends.retain(|b| b.name() != backend.name());
+        self.backends.push(backend);
+        self
+    }
+
     /// Builds the engine; fails on an invalid configuration key or value.
     pub fn build(self) -> Result<Engine> {
         let mut planner = StreamPlanner::new(Arc::new(self.registry));
@@ -57,6 +70,7 @@ impl EngineBuilder {
                 planner: tokio::sync::Mutex::new(planner),
                 jobs: Mutex::new(BTreeMap::new()),
                 next_job: AtomicU64::new(1),
+                backends: self.backends,
             }),
         })
     }
@@ -66,6 +80,7 @@ struct Inner {
     planner: tokio::sync::Mutex<StreamPlanner>,
     jobs: Mutex<BTreeMap<String, JobHandle>>,
     next_job: AtomicU64,
+    backends: Vec<Arc<dyn StateBackendFactory>>,
 }
 
 /// A weir engine: a catalog, a session configuration, and the jobs it runs.
@@ -120,6 +135,7 @@ impl Engine {
         EngineBuilder {
             registry: builtin_connectors(),
             config: Vec::new(),
+            backends: builtin_state_backends(),
         }
     }
 
@@ -213,11 +229,43 @@ impl Engine {
                 Ok(StatementResult::Table(single_column("function name", names)))
             }
             WeirStatement::ShowJobs => Ok(StatementResult::Table(self.jobs_table())),
+            WeirStatement::ShowCheckpoints { job_id } => {
+                let jobs = match job_id {
+                    Some(id) => vec![
+                        self.job(&id)
+                            .ok_or_else(|| Error::plan(format!("no job with id '{id}' (see SHOW JOBS)")))?,
+                    ],
+                    None => self.jobs(),
+                };
+                Ok(StatementResult::Table(checkpoints_table(&jobs)))
+            }
+            WeirStatement::Trigger {
+                job_id,
+                savepoint,
+                directory,
+            } => {
+                drop(planner);
+                let job = self
+                    .job(&job_id)
+                    .ok_or_else(|| Error::plan(format!("no job with id '{job_id}' (see SHOW JOBS)")))?;
+                if savepoint {
+                    let path = job.trigger_savepoint(directory).await?;
+                    Ok(StatementResult::Ok(format!(
+                        "Savepoint of job '{job_id}' completed: {path}"
+                    )))
+                } else {
+                    let id = job.trigger_checkpoint().await?;
+                    Ok(StatementResult::Ok(format!(
+                        "Checkpoint {id} of job '{job_id}' completed."
+                    )))
+                }
+            }
             WeirStatement::Describe { name } => Ok(StatementResult::Table(describe(&planner, &name)?)),
             WeirStatement::Help => Ok(StatementResult::Text(crate::help::HELP.to_string())),
             WeirStatement::StopJob {
                 job_id,
                 with_savepoint,
+                savepoint_dir,
                 cancel,
             } => {
                 // Stopping waits for the job: do not block other statements meanwhile.
@@ -225,16 +273,17 @@ impl Engine {
                 let job = self
                     .job(&job_id)
                     .ok_or_else(|| Error::plan(format!("no job with id '{job_id}' (see SHOW JOBS)")))?;
-                if with_savepoint {
-                    return Err(Error::plan(
-                        "STOP JOB ... WITH SAVEPOINT needs checkpointing, which this version of weir does not have yet; \
-                         use STOP JOB without WITH SAVEPOINT",
-                    ));
-                }
                 if job.status().is_terminal() {
                     return Ok(StatementResult::Ok(format!(
                         "Job '{job_id}' has already ended ({}).",
                         job.status().name()
+                    )));
+                }
+                if with_savepoint {
+                    let path = job.stop_with_savepoint(savepoint_dir).await?;
+                    let status = job.wait().await.map(|s| s.name()).unwrap_or("FAILED");
+                    return Ok(StatementResult::Ok(format!(
+                        "Job '{job_id}' stopped ({status}) with savepoint {path}"
                     )));
                 }
                 if cancel {
@@ -308,6 +357,19 @@ impl Engine {
         }
     }
 
+    /// Plans a single `SELECT` without running it: its result schema, and
+    /// whether the result is updating (a changelog).
+    pub async fn describe_query(&self, sql: &str) -> Result<(arrow::datatypes::SchemaRef, bool)> {
+        let mut statements = parse_statements(sql)?;
+        let (Some(WeirStatement::Query { query, window_tvfs }), 1) = (statements.pop(), statements.len() + 1)
+        else {
+            return Err(Error::plan("expected exactly one SELECT query"));
+        };
+        let mut planner = self.inner.planner.lock().await;
+        let planned = planner.plan_query(&query, &window_tvfs).await?;
+        Ok((planned.schema.clone(), planned.updating))
+    }
+
     /// Submits a single `INSERT INTO ... SELECT ...` and returns its job.
     pub async fn submit(&self, sql: &str) -> Result<JobHandle> {
         match self.single(sql, "an INSERT INTO statement").await? {
@@ -377,9 +439,49 @@ impl Engine {
             .pipeline_name()
             .map(str::to_string)
             .unwrap_or_else(|| format!("insert-into_{}", def.name));
-        let job = start_job(graph, self.new_job_id())?;
+        let config = self.fault_tolerance(planner, &graph).await?;
+        let job = start_job_with(graph, self.new_job_id(), config)?;
+        if let Some(from) = job.restored_from() {
+            tracing::info!("job '{}' restored from {from}", job.name());
+        }
         self.register(&job);
         Ok(job)
+    }
+
+    /// The job's checkpoint, state and restart settings, with what it restores:
+    /// `execution.savepoint.path` if set, else (with a checkpoint directory
+    /// and `execution.state-recovery.from-latest`) the job's latest complete
+    /// checkpoint.
+    async fn fault_tolerance(
+        &self,
+        planner: &StreamPlanner,
+        graph: &weir_engine::graph::JobGraph,
+    ) -> Result<weir_engine::checkpoint::config::FaultToleranceConfig> {
+        let mut config = planner.config.fault_tolerance();
+        let backend = planner.config.state_backend();
+        config.backend = self
+            .inner
+            .backends
+            .iter()
+            .find(|b| b.name() == backend)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.inner.backends.iter().map(|b| b.name()).collect();
+                Error::plan(format!(
+                    "state backend '{backend}' is not available; available: {}",
+                    known.join(", ")
+                ))
+            })?;
+        let restore = if let Some(path) = planner.config.savepoint_path() {
+            Some(load_restore_path(&path).await?)
+        } else if let (Some(dir), true) = (&config.checkpoint_dir, planner.config.resume_from_latest()) {
+            let job_dir = CheckpointStorage::open(dir)?.child(&job_dir_name(&graph.name));
+            latest_restorable(&job_dir).await?
+        } else {
+            None
+        };
+        config.restore = restore.map(Arc::new);
+        Ok(config)
     }
 
     async fn start_query(
@@ -463,6 +565,96 @@ impl Engine {
 }
 
 /// A sink's parallelism: `sink.parallelism`, else its input's, capped by the connector.
+/// The state backends every engine has: `hashmap` and `rocksdb`.
+pub fn builtin_state_backends() -> Vec<Arc<dyn StateBackendFactory>> {
+    vec![
+        Arc::new(HashMapBackendFactory),
+        Arc::new(weir_state_rocksdb::RocksDbBackendFactory::default()),
+    ]
+}
+
+/// What `execution.savepoint.path` points at: a savepoint directory, a
+/// checkpoint's `chk-<n>` directory, or a job's checkpoint directory (its
+/// latest complete checkpoint).
+async fn load_restore_path(path: &str) -> Result<RestoreSource> {
+    let local = std::path::Path::new(path.strip_prefix("file://").unwrap_or(path));
+    if !local.exists() {
+        return Err(Error::plan(format!(
+            "execution.savepoint.path '{path}' does not exist"
+        )));
+    }
+    if local.join("_metadata").exists() {
+        let name = local.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("chk-")
+            && let Some(parent) = local.parent().and_then(|p| p.to_str())
+        {
+            return Ok(RestoreSource::load(&CheckpointStorage::open(parent)?, name).await?);
+        }
+        return Ok(RestoreSource::load(&CheckpointStorage::open(path)?, "").await?);
+    }
+    latest_restorable(&CheckpointStorage::open(path)?)
+        .await?
+        .ok_or_else(|| {
+            Error::plan(format!(
+                "execution.savepoint.path '{path}' holds no complete savepoint or checkpoint (no _metadata)"
+            ))
+        })
+}
+
+/// `SHOW CHECKPOINTS`: one row per checkpoint or savepoint of `jobs`.
+fn checkpoints_table(jobs: &[JobHandle]) -> RecordBatch {
+    let mut rows: Vec<[String; 11]> = Vec::new();
+    for j in jobs {
+        for c in j.checkpoints() {
+            let ms = c
+                .triggered
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let cause = match &c.status {
+                CheckpointStatus::Failed(why) => why.clone(),
+                _ => String::new(),
+            };
+            rows.push([
+                j.id().to_string(),
+                c.id.to_string(),
+                format!("{:?}", c.kind).to_uppercase(),
+                c.status.name().to_string(),
+                chrono_like(ms),
+                c.duration.map(|d| d.as_millis().to_string()).unwrap_or_default(),
+                c.state_size.to_string(),
+                c.alignment.as_millis().to_string(),
+                format!("{}/{}", c.acknowledged, c.total),
+                c.location.clone(),
+                cause,
+            ]);
+        }
+    }
+    let names = [
+        "job id",
+        "checkpoint id",
+        "type",
+        "status",
+        "triggered",
+        "duration ms",
+        "state size bytes",
+        "alignment ms",
+        "acknowledged",
+        "location",
+        "failure cause",
+    ];
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].clone()))) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(schema, columns).expect("columns match the schema")
+}
+
 fn sink_parallelism(def: &TableDef, sink: &dyn SinkSpec, planned: &PlannedQuery) -> usize {
     let mut parallelism = def.sink_parallelism.unwrap_or(planned.tail_parallelism);
     if let Some(max) = sink.max_parallelism() {

@@ -14,6 +14,14 @@ weir: streaming SQL. Statements end with ';'. Ctrl-C cancels a running query, Ct
   EXPLAIN SELECT ...;                     the operator graph, parallelism and partitioning
   SET 'parallelism.default' = '4';  SET;  RESET;  RESET 'key';
 
+Fault tolerance (Flink's keys; SET lists them all):
+  SET 'execution.checkpointing.interval' = '10 s';  SET 'execution.checkpointing.dir' = '/path';
+  SET 'state.backend.type' = 'hashmap' | 'rocksdb';  SET 'restart-strategy.type' = 'fixed-delay';
+  SHOW CHECKPOINTS [FOR JOB '<id>'];      TRIGGER CHECKPOINT '<id>';
+  TRIGGER SAVEPOINT '<id>' [TO '/dir'];   STOP JOB '<id>' WITH SAVEPOINT [TO '/dir'];
+  SET 'execution.savepoint.path' = '/dir/savepoint-...';  then INSERT: the job starts from it
+  A job with a checkpoint directory resumes from its latest checkpoint (weir --fresh: start over).
+
 Windows (Flink's window table functions), aggregated with GROUP BY window_start, window_end, ...:
   TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
   TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '1' MINUTE))

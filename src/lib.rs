@@ -27,13 +27,14 @@
 //! The crates behind it: [`weir_engine`] (runtime), [`weir_sql`] (parser and
 //! planner), [`weir_connectors`] (sources and sinks).
 
+pub mod config_file;
 mod engine;
 mod error;
 pub mod format;
 mod help;
 mod result;
 
-pub use engine::{Engine, EngineBuilder, builtin_connectors, sql_type};
+pub use engine::{Engine, EngineBuilder, builtin_connectors, builtin_state_backends, sql_type};
 pub use error::{Error, ErrorKind, Result};
 pub use result::{ChangeBatch, QueryResult, StatementResult};
 pub use weir_engine::changelog::RowKind;

@@ -46,14 +46,34 @@
 //!
 //! Every statement has a time limit ([`STATEMENT_TIMEOUT`]), so that an engine
 //! bug that makes a job hang fails one record instead of the whole suite.
+//!
+//! # Recovery passes
+//!
+//! Each file also runs in [`RECOVERY_PASSES`]: every append-only query runs
+//! as an `INSERT` into an exactly-once `filesystem` sink (Parquet) with
+//! checkpoints on, and its sources pause after their first batch; the pass
+//! takes a checkpoint, cancels the job (a kill: nothing is flushed), starts
+//! the same job again — which resumes from that checkpoint, at another
+//! parallelism in some passes — lets it finish, and reads the committed
+//! files back. The rows must equal the straight run's expected rows: no row
+//! lost or duplicated across the restore, with both state backends.
+//! (`-- --recovery` runs only these passes, `-- --straight` only the others.)
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use async_trait::async_trait;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
-use weir::arrow::datatypes::DataType;
-use weir::{Engine, StatementResult};
+use weir::arrow::datatypes::{DataType, SchemaRef};
+use weir::datafusion::common::Result as DfResult;
+use weir::weir_engine::connector::{Connector, ConnectorOptions, OptionSpec, SinkSpec};
+use weir::weir_engine::message::CheckpointId;
+use weir::weir_engine::operator::OperatorContext;
+use weir::weir_engine::source::{Source, SourceEvent, SourceSpec};
+use weir::{Engine, JobStatus, StatementResult};
 
 /// The longest one statement may take (a bounded query should take well under a second).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,6 +86,182 @@ const FINAL_STATE: &str = "-- weir: final state";
 
 /// The marker of files that only run at parallelism 1.
 const P1_ONLY: &str = "# weir: parallelism 1 only";
+
+/// The marker of files that skip the recovery passes.
+const NO_RECOVERY: &str = "# weir: no recovery pass";
+
+/// How a recovery pass runs each query: the state backend, and the
+/// parallelism before and after the restore.
+#[derive(Debug, Clone, Copy)]
+struct Recovery {
+    backend: &'static str,
+    before: usize,
+    after: usize,
+}
+
+/// The recovery passes every file runs (see the module docs).
+const RECOVERY_PASSES: [Recovery; 3] = [
+    Recovery {
+        backend: "hashmap",
+        before: 1,
+        after: 1,
+    },
+    Recovery {
+        backend: "rocksdb",
+        before: 2,
+        after: 2,
+    },
+    // Scaling up: with fewer subtasks than before, a source subtask would
+    // read several splits, and their rows interleave out of event-time order
+    // (per-split watermarks come with the Kafka source).
+    Recovery {
+        backend: "hashmap",
+        before: 2,
+        after: 3,
+    },
+];
+
+/// Holds sources back after their first batch while closed.
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    waiting: AtomicUsize,
+    opened: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+}
+
+/// Decrements the gate's count of waiting sources when a wait ends or is dropped.
+struct Waiting<'a>(&'a Gate);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A built-in connector whose sources stop at the gate.
+struct GatedConnector {
+    inner: Arc<dyn Connector>,
+    gate: Arc<Gate>,
+}
+
+impl Connector for GatedConnector {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        self.inner.options()
+    }
+
+    fn source(&self, schema: SchemaRef, options: &ConnectorOptions) -> DfResult<Arc<dyn SourceSpec>> {
+        Ok(Arc::new(GatedSourceSpec {
+            inner: self.inner.source(schema, options)?,
+            gate: self.gate.clone(),
+        }))
+    }
+
+    fn sink(&self, schema: SchemaRef, options: &ConnectorOptions) -> DfResult<Arc<dyn SinkSpec>> {
+        self.inner.sink(schema, options)
+    }
+}
+
+#[derive(Debug)]
+struct GatedSourceSpec {
+    inner: Arc<dyn SourceSpec>,
+    gate: Arc<Gate>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate")
+    }
+}
+
+impl SourceSpec for GatedSourceSpec {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.inner.is_bounded()
+    }
+
+    fn max_parallelism(&self) -> Option<usize> {
+        self.inner.max_parallelism()
+    }
+
+    fn create(&self, subtask: usize, parallelism: usize) -> DfResult<Box<dyn Source>> {
+        Ok(Box::new(GatedSource {
+            inner: self.inner.create(subtask, parallelism)?,
+            gate: self.gate.clone(),
+            batches: 0,
+        }))
+    }
+}
+
+struct GatedSource {
+    inner: Box<dyn Source>,
+    gate: Arc<Gate>,
+    batches: usize,
+}
+
+#[async_trait]
+impl Source for GatedSource {
+    async fn initialize_state(
+        &mut self,
+        ctx: &OperatorContext,
+        state: Option<Vec<serde_json::Value>>,
+    ) -> DfResult<()> {
+        self.inner.initialize_state(ctx, state).await
+    }
+
+    async fn open(&mut self, ctx: &OperatorContext) -> DfResult<()> {
+        self.inner.open(ctx).await
+    }
+
+    async fn poll_next(&mut self) -> DfResult<SourceEvent> {
+        if self.batches > 0 && self.gate.closed.load(Ordering::SeqCst) {
+            // Cancel-safe: the wait holds nothing; a dropped wait just waits again.
+            self.gate.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(&self.gate);
+            while self.gate.closed.load(Ordering::SeqCst) {
+                let opened = self.gate.opened.notified();
+                if !self.gate.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                opened.await;
+            }
+        }
+        let event = self.inner.poll_next().await?;
+        if matches!(event, SourceEvent::Batch(_)) {
+            self.batches += 1;
+        }
+        Ok(event)
+    }
+
+    async fn snapshot_state(&mut self, id: CheckpointId) -> DfResult<Vec<serde_json::Value>> {
+        self.inner.snapshot_state(id).await
+    }
+
+    async fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> DfResult<()> {
+        self.inner.notify_checkpoint_complete(id).await
+    }
+
+    async fn close(&mut self) -> DfResult<()> {
+        self.inner.close().await
+    }
+}
 
 /// An error of one statement, displayed as weir displays it (e.g.
 /// `Invalid statement at line 1, column 15: table 'nope' does not exist`).
@@ -91,6 +287,10 @@ struct WeirDb {
     engine: Engine,
     data_dir: String,
     tmp_dir: String,
+    recovery: Option<Recovery>,
+    gate: Arc<Gate>,
+    recovered_queries: Arc<AtomicUsize>,
+    next_recovery: usize,
 }
 
 fn column_type(t: &DataType) -> DefaultColumnType {
@@ -125,7 +325,148 @@ fn rows_output(
 }
 
 impl WeirDb {
+    /// Runs `sql` (an append-only query) through checkpoint, kill, restore
+    /// and finish; returns its rows. `None` if the query cannot go through a
+    /// file sink (then it runs straight).
+    async fn run_recovered(
+        &mut self,
+        sql: &str,
+        recovery: Recovery,
+    ) -> Result<Option<DBOutput<DefaultColumnType>>, WeirError> {
+        let Ok((schema, false)) = self.engine.describe_query(sql).await else {
+            return Ok(None);
+        };
+        let n = self.next_recovery;
+        self.next_recovery += 1;
+        let table = format!("__recovery_{n}");
+        let columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("`{}` {}", f.name(), weir::sql_type(f.data_type())))
+            .collect();
+        let create = format!(
+            "CREATE TABLE `{table}` ({}) WITH ('connector' = 'filesystem', 'path' = '{}/{table}', \
+             'format' = 'parquet')",
+            columns.join(", "),
+            self.tmp_dir
+        );
+        if self.engine.execute(&create).await.is_err() {
+            return Ok(None); // e.g. duplicate column names
+        }
+        let settings = [
+            (
+                "execution.checkpointing.dir",
+                format!("{}/checkpoints", self.tmp_dir),
+            ),
+            ("execution.checkpointing.interval", "1 h".to_string()),
+            (
+                "execution.checkpointing.externalized-checkpoint-retention",
+                "RETAIN_ON_CANCELLATION".to_string(),
+            ),
+            ("state.backend.type", recovery.backend.to_string()),
+            ("pipeline.name", format!("recovery-{n}")),
+            ("parallelism.default", recovery.before.to_string()),
+            ("restart-strategy.type", "none".to_string()),
+        ];
+        for (k, v) in &settings {
+            self.engine.execute(&format!("SET '{k}' = '{v}'")).await?;
+        }
+        let insert = format!("INSERT INTO `{table}` {sql}");
+        self.gate.close();
+        let job = self.engine.submit(&insert).await?;
+        // Wait until the sources wait at the gate (or the job ended first).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut stable = 0;
+        while !job.status().is_terminal() && Instant::now() < deadline && stable < 5 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            stable = if self.gate.waiting.load(Ordering::SeqCst) > 0 {
+                stable + 1
+            } else {
+                0
+            };
+        }
+        let checkpointed = !job.status().is_terminal();
+        if std::env::var_os("WEIR_SLT_DEBUG").is_some() {
+            eprintln!("recovery {n}: gate reached, checkpointing = {checkpointed}: {sql}");
+        }
+        if checkpointed {
+            job.trigger_checkpoint()
+                .await
+                .map_err(|e| WeirError(format!("recovery pass: checkpoint failed: {e}")))?;
+            job.cancel();
+            let _ = job.wait().await;
+        } else if job.wait().await.is_err() {
+            // A query that fails by itself: run it straight, for its error.
+            self.gate.open();
+            for (k, _) in &settings {
+                self.engine.execute(&format!("RESET '{k}'")).await?;
+            }
+            self.engine
+                .execute(&format!("SET 'parallelism.default' = '{}'", recovery.before))
+                .await?;
+            self.engine.execute(&format!("DROP TABLE `{table}`")).await?;
+            return Ok(None);
+        }
+        self.gate.open();
+        self.engine
+            .execute(&format!("SET 'parallelism.default' = '{}'", recovery.after))
+            .await?;
+        if std::env::var_os("WEIR_SLT_DEBUG").is_some() {
+            eprintln!("recovery {n}: first run over");
+        }
+        let resumed = self.engine.submit(&insert).await?;
+        if checkpointed && resumed.restored_from().is_none() {
+            return Err(WeirError(
+                "recovery pass: the second run did not restore the checkpoint".into(),
+            ));
+        }
+        let waited = tokio::time::timeout(Duration::from_secs(10), resumed.wait()).await;
+        let Ok(waited) = waited else {
+            let stats: Vec<String> = resumed
+                .checkpoints()
+                .iter()
+                .map(|c| format!("{} {} {}/{}", c.id, c.status.name(), c.acknowledged, c.total))
+                .collect();
+            return Err(WeirError(format!(
+                "recovery pass: the resumed job did not end; checkpoints: {stats:?}; metrics: {:?}",
+                resumed.metrics()
+            )));
+        };
+        match waited {
+            Ok(JobStatus::Finished) => {}
+            other => {
+                return Err(WeirError(format!(
+                    "recovery pass: the resumed job ended with {other:?}"
+                )));
+            }
+        }
+        for (k, _) in &settings {
+            self.engine.execute(&format!("RESET '{k}'")).await?;
+        }
+        self.engine
+            .execute(&format!("SET 'parallelism.default' = '{}'", recovery.before))
+            .await?;
+        let mut result = self.engine.query(&format!("SELECT * FROM `{table}`")).await?;
+        let mut batches = Vec::new();
+        while let Some(b) = result.next_batch().await {
+            batches.push(b?);
+        }
+        self.engine.execute(&format!("DROP TABLE `{table}`")).await?;
+        if checkpointed {
+            self.recovered_queries.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Some(rows_output(&batches, &schema)?))
+    }
+
     async fn run_statement(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, WeirError> {
+        if let Some(recovery) = self.recovery {
+            let head = sql.trim_start().to_ascii_uppercase();
+            if (head.starts_with("SELECT") || head.starts_with("WITH"))
+                && let Some(rows) = self.run_recovered(sql, recovery).await?
+            {
+                return Ok(rows);
+            }
+        }
         let mut results = self.engine.execute(sql).await?;
         if results.len() != 1 {
             return Err(WeirError(format!(
@@ -256,6 +597,8 @@ impl AsyncDB for WeirDb {
 struct Options {
     filters: Vec<String>,
     parallelisms: Vec<usize>,
+    recovery: bool,
+    straight: bool,
     list: bool,
     complete: bool,
 }
@@ -265,8 +608,11 @@ fn options() -> Options {
     let mut parallelisms = Vec::new();
     let mut list = false;
     let mut complete = false;
+    let (mut recovery, mut straight) = (false, false);
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
+            "--recovery" => recovery = true,
+            "--straight" => straight = true,
             "--p1" => parallelisms.push(1),
             "--p4" => parallelisms.push(4),
             "--list" => list = true,
@@ -279,9 +625,14 @@ fn options() -> Options {
     if parallelisms.is_empty() {
         parallelisms = PARALLELISMS.to_vec();
     }
+    if !recovery && !straight {
+        (recovery, straight) = (true, true);
+    }
     Options {
         filters,
         parallelisms,
+        recovery,
+        straight,
         list,
         complete,
     }
@@ -297,21 +648,43 @@ fn slt_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-async fn run_file(path: &Path, parallelism: usize, data_dir: &Path, complete: bool) -> Result<(), String> {
+async fn run_file(
+    path: &Path,
+    parallelism: usize,
+    recovery: Option<Recovery>,
+    data_dir: &Path,
+    complete: bool,
+    recovered_queries: Arc<AtomicUsize>,
+) -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
     let tmp_dir = tmp.path().to_string_lossy().into_owned();
     let data_dir = data_dir.to_string_lossy().into_owned();
     let mut runner = Runner::new(move || {
-        let engine = Engine::builder()
-            .with_config("parallelism.default", parallelism.to_string())
-            .build();
+        let gate = Arc::new(Gate::default());
+        let mut builder = Engine::builder().with_config("parallelism.default", parallelism.to_string());
+        if recovery.is_some() {
+            let registry = weir::builtin_connectors();
+            for name in registry.names() {
+                let inner = registry.get(name).expect("listed").clone();
+                builder = builder.with_connector(Arc::new(GatedConnector {
+                    inner,
+                    gate: gate.clone(),
+                }));
+            }
+        }
+        let engine = builder.build();
         let (data_dir, tmp_dir) = (data_dir.clone(), tmp_dir.clone());
+        let recovered_queries = recovered_queries.clone();
         async move {
             let engine = engine.map_err(WeirError::from)?;
             Ok::<_, WeirError>(WeirDb {
                 engine,
                 data_dir,
                 tmp_dir,
+                recovery,
+                gate,
+                recovered_queries,
+                next_recovery: 0,
             })
         }
     });
@@ -388,6 +761,7 @@ fn main() {
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut runs = 0;
+    let recovered_queries = Arc::new(AtomicUsize::new(0));
     for file in &files {
         let name = file
             .file_name()
@@ -396,18 +770,42 @@ fn main() {
             .into_owned();
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let p1_only = text.lines().take(10).any(|l| l.trim() == P1_ONLY);
-        for &p in &opts.parallelisms {
+        let no_recovery = text.lines().take(10).any(|l| l.trim().starts_with(NO_RECOVERY));
+        let mut passes: Vec<(usize, Option<Recovery>)> = Vec::new();
+        if opts.straight {
+            passes.extend(opts.parallelisms.iter().map(|p| (*p, None)));
+        }
+        if opts.recovery && !opts.complete && !no_recovery {
+            passes.extend(
+                RECOVERY_PASSES
+                    .iter()
+                    .filter(|r| !p1_only || (r.before == 1 && r.after == 1))
+                    .map(|r| (r.before, Some(*r))),
+            );
+        }
+        for (p, recovery) in passes {
             if (p1_only && p != 1) || (opts.complete && p != opts.parallelisms[0]) {
                 continue;
             }
             runs += 1;
             let t = Instant::now();
-            let result = runtime.block_on(run_file(file, p, &data_dir, opts.complete));
+            let what = match recovery {
+                None => format!("parallelism {p}"),
+                Some(r) => format!("recovery, {}, parallelism {} -> {}", r.backend, r.before, r.after),
+            };
+            let result = runtime.block_on(run_file(
+                file,
+                p,
+                recovery,
+                &data_dir,
+                opts.complete,
+                recovered_queries.clone(),
+            ));
             match result {
-                Ok(()) => println!("ok     {name} (parallelism {p}) in {:.1?}", t.elapsed()),
+                Ok(()) => println!("ok     {name} ({what}) in {:.1?}", t.elapsed()),
                 Err(e) => {
-                    println!("FAILED {name} (parallelism {p}) in {:.1?}", t.elapsed());
-                    failures.push(format!("{name} (parallelism {p}):\n{e}"));
+                    println!("FAILED {name} ({what}) in {:.1?}", t.elapsed());
+                    failures.push(format!("{name} ({what}):\n{e}"));
                 }
             }
         }
@@ -418,10 +816,12 @@ fn main() {
         println!("---- {f}\n");
     }
     println!(
-        "sqllogictests: {} of {runs} file runs passed, {} failed, in {:.1?}",
+        "sqllogictests: {} of {runs} file runs passed, {} failed, in {:.1?}; {} queries went through \
+         checkpoint -> kill -> restore -> finish",
         runs - failures.len(),
         failures.len(),
-        started.elapsed()
+        started.elapsed(),
+        recovered_queries.load(Ordering::Relaxed)
     );
     if !failures.is_empty() {
         std::process::exit(1);

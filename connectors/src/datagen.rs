@@ -41,6 +41,13 @@
 //! subtasks (row `r` holds `start + r`). Without `seed`, each run draws a
 //! fresh one, as Flink's DataGen is random.
 //!
+//! # Checkpoints
+//!
+//! Each subtask's share of the rows is a split ([`crate::split`]) whose
+//! position, seed and event-clock start are checkpointed ([`DatagenSource`]):
+//! a restored job resumes every split exactly where it was, at the same or
+//! another parallelism, with the same values (a drawn seed included).
+//!
 //! # Event time
 //!
 //! Timestamp and date columns follow an *event clock* that advances with the
@@ -67,13 +74,17 @@ use arrow::datatypes::{
 };
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result, plan_err};
+use serde_json::Value;
 use weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
+use weir_engine::message::CheckpointId;
+use weir_engine::operator::OperatorContext;
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
 use crate::columns::{StrBuilder, make_batch, timestamp_array};
 use crate::options::{get_batch_size, get_per_second, get_rate};
 use crate::pacer::Pacer;
 use crate::random::{RowRng, fresh_seed, stream_key};
+use crate::split::{SeqSplit, entry_i64, entry_u64, idle_forever, next_active};
 use crate::time::{
     DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_start_time, ns_to_unit,
 };
@@ -488,57 +499,75 @@ impl SourceSpec for DatagenSpec {
                 "datagen: subtask {subtask} out of range for parallelism {parallelism}"
             )));
         }
-        let seed = self.seed.unwrap_or_else(fresh_seed);
-        let p = parallelism as u64;
-        let local_total = self.total_rows.map(|n| {
-            if n > subtask as u64 {
-                (n - subtask as u64).div_ceil(p)
-            } else {
-                0
-            }
-        });
-        let keys = (0..self.fields.len() as u64)
-            .map(|c| (stream_key(seed, 2 * c), stream_key(seed, 2 * c + 1)))
-            .collect();
-        let pacer = Pacer::new(self.rows_per_second);
-        Ok(Box::new(DatagenSource {
+        let mut source = DatagenSource {
             schema: Arc::clone(&self.schema),
             fields: Arc::clone(&self.fields),
-            keys,
-            subtask: subtask as u64,
-            parallelism: p,
-            produced: 0,
-            local_total,
-            max_batch: pacer.batch_len(parallelism, self.batch_size),
-            pacer,
-            start_ns: self.start.resolve(),
+            total_rows: self.total_rows,
+            rows_per_second: self.rows_per_second,
+            batch_size: self.batch_size,
             step_ns: self.step_ns,
+            splits: Vec::new(),
+            cursor: 0,
             scratch: String::new(),
-        }))
+        };
+        // Drawn here, recorded in the split's state: a restore goes on with
+        // the same seed and event clock even when they were not fixed.
+        let seed = self.seed.unwrap_or_else(fresh_seed);
+        let split = source.split(
+            SeqSplit::fresh(subtask, parallelism),
+            seed,
+            self.start.resolve(),
+            false,
+        );
+        source.splits.push(split);
+        Ok(Box::new(source))
     }
 }
 
-/// One subtask of a `datagen` table: produces the rows `r ≡ subtask (mod
-/// parallelism)` in increasing order, in batches.
+/// One subtask of a `datagen` table: produces the rows of its splits, each
+/// in increasing row order, in batches (one split after the other,
+/// round-robin, when it owns several).
+///
+/// # State
+///
+/// One entry per split (see [`crate::split`]); on a fresh start subtask `i`
+/// of `p` owns split `i` of `p`, the rows `r ≡ i (mod p)`:
+///
+/// ```json
+/// {"split": 0, "splits": 2, "next": 2048, "seed": 7, "start_ns": 1704067200000000000}
+/// ```
+///
+/// `next` is the next global row number of the split; `seed` and `start_ns`
+/// (the event clock's row 0) are those the split was created with, so a
+/// restore produces the very rows the uninterrupted run would have, even
+/// without a `seed` option or with `event-time.start` = now. Rate limiting
+/// restarts at the restored position.
 ///
 /// Cancel-safe: `poll_next` waits for the rate limiter first, then generates
 /// and returns the batch without further waiting.
 pub struct DatagenSource {
     schema: SchemaRef,
     fields: Arc<[FieldGen]>,
+    /// Rows over all splits, if bounded.
+    total_rows: Option<u64>,
+    rows_per_second: f64,
+    batch_size: usize,
+    step_ns: i64,
+    splits: Vec<DatagenSplit>,
+    /// The split to read next (round-robin).
+    cursor: usize,
+    scratch: String,
+}
+
+/// A split of a `datagen` subtask and what generates it.
+struct DatagenSplit {
+    pos: SeqSplit,
+    seed: u64,
+    start_ns: i64,
     /// Per column: the stream keys of its values and of its nulls.
     keys: Vec<(u64, u64)>,
-    subtask: u64,
-    parallelism: u64,
-    /// Rows produced by this subtask so far.
-    produced: u64,
-    /// Rows this subtask produces in all, if bounded.
-    local_total: Option<u64>,
-    max_batch: usize,
     pacer: Pacer,
-    start_ns: i64,
-    step_ns: i64,
-    scratch: String,
+    max_batch: usize,
 }
 
 /// The global row numbers of a batch: `first + k * step` for `k` in `0..len`.
@@ -556,30 +585,51 @@ impl Rows {
     }
 }
 
+const DATAGEN: &str = "datagen";
+
 impl DatagenSource {
-    fn generate(&mut self, rows: Rows) -> Result<arrow::record_batch::RecordBatch> {
-        let mut columns = Vec::with_capacity(self.fields.len());
-        for (c, field) in self.fields.iter().enumerate() {
-            let (key, null_key) = self.keys[c];
+    /// A split at `pos`; `resumed` when restored (pacing restarts there).
+    fn split(&self, pos: SeqSplit, seed: u64, start_ns: i64, resumed: bool) -> DatagenSplit {
+        let keys = (0..self.fields.len() as u64)
+            .map(|c| (stream_key(seed, 2 * c), stream_key(seed, 2 * c + 1)))
+            .collect();
+        // Each split is paced on the global row numbers at the table's full
+        // rate, so that the splits together keep `rows-per-second` however
+        // they are spread over the subtasks.
+        let pacer = Pacer::resuming(self.rows_per_second, if resumed { pos.next } else { 0 });
+        DatagenSplit {
+            pos,
+            seed,
+            start_ns,
+            keys,
+            max_batch: pacer.batch_len(pos.splits as usize, self.batch_size),
+            pacer,
+        }
+    }
+
+    fn generate(
+        fields: &[FieldGen],
+        schema: &SchemaRef,
+        split: &DatagenSplit,
+        step_ns: i64,
+        rows: Rows,
+        scratch: &mut String,
+    ) -> Result<arrow::record_batch::RecordBatch> {
+        let mut columns = Vec::with_capacity(fields.len());
+        let clock = Clock {
+            start_ns: split.start_ns,
+            step_ns,
+        };
+        for (c, field) in fields.iter().enumerate() {
+            let (key, null_key) = split.keys[c];
             let nulls = (field.null_rate > 0.0).then(|| {
                 NullBuffer::new(BooleanBuffer::collect_bool(rows.len, |k| {
                     !RowRng::new(null_key, rows.first + k as u64 * rows.step).chance(field.null_rate)
                 }))
             });
-            let clock = Clock {
-                start_ns: self.start_ns,
-                step_ns: self.step_ns,
-            };
-            columns.push(generate_column(
-                field,
-                key,
-                rows,
-                nulls,
-                clock,
-                &mut self.scratch,
-            )?);
+            columns.push(generate_column(field, key, rows, nulls, clock, scratch)?);
         }
-        make_batch(&self.schema, columns, rows.len)
+        make_batch(schema, columns, rows.len)
     }
 }
 
@@ -794,24 +844,70 @@ fn random_alphanumeric(rng: &mut RowRng, len: usize, out: &mut String) {
 
 #[async_trait]
 impl Source for DatagenSource {
-    async fn poll_next(&mut self) -> Result<SourceEvent> {
-        let remaining = self.local_total.map_or(u64::MAX, |t| t - self.produced);
-        if remaining == 0 {
-            return Ok(SourceEvent::Finished);
+    async fn initialize_state(&mut self, _ctx: &OperatorContext, state: Option<Vec<Value>>) -> Result<()> {
+        let Some(entries) = state else {
+            return Ok(());
+        };
+        let mut splits = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let pos = SeqSplit::from_entry(DATAGEN, entry)?;
+            let seed = entry_u64(DATAGEN, entry, "seed")?;
+            let start_ns = entry_i64(DATAGEN, entry, "start_ns")?;
+            splits.push(self.split(pos, seed, start_ns, true));
         }
-        let len = (self.max_batch as u64).min(remaining) as usize;
+        self.splits = splits;
+        self.cursor = 0;
+        Ok(())
+    }
+
+    async fn poll_next(&mut self) -> Result<SourceEvent> {
+        let total = self.total_rows;
+        let Some(c) = next_active(self.splits.len(), self.cursor, |c| {
+            let s = &self.splits[c];
+            (s.pos.remaining(total) > 0).then_some(s.pos.next)
+        }) else {
+            return match total {
+                Some(_) => Ok(SourceEvent::Finished),
+                // Unbounded and no split: nothing to read, ever.
+                None => idle_forever().await,
+            };
+        };
+        let split = &mut self.splits[c];
+        let len = (split.max_batch as u64).min(split.pos.remaining(total)) as usize;
         let rows = Rows {
-            first: self.subtask + self.produced * self.parallelism,
-            step: self.parallelism,
+            first: split.pos.next,
+            step: split.pos.splits,
             len,
         };
         // Wait until the batch's last row is due, then produce it: nothing
         // is lost if this future is dropped while waiting.
         let last = rows.first + (len as u64 - 1) * rows.step;
-        self.pacer.wait_until_due(last + 1).await;
-        let batch = self.generate(rows)?;
-        self.produced += len as u64;
+        split.pacer.wait_until_due(last + 1).await;
+        let batch = Self::generate(
+            &self.fields,
+            &self.schema,
+            &self.splits[c],
+            self.step_ns,
+            rows,
+            &mut self.scratch,
+        )?;
+        self.splits[c].pos.advance(len as u64);
+        self.cursor = c + 1;
         Ok(SourceEvent::Batch(batch))
+    }
+
+    /// One entry per split: exactly after the last batch returned.
+    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<Vec<Value>> {
+        Ok(self
+            .splits
+            .iter()
+            .map(|s| {
+                let mut m = s.pos.to_entry();
+                m.insert("seed".into(), s.seed.into());
+                m.insert("start_ns".into(), s.start_ns.into());
+                Value::Object(m)
+            })
+            .collect())
     }
 }
 
@@ -1053,5 +1149,67 @@ mod tests {
         let batches = collect(&spec, 0, 1).await.unwrap();
         assert!(batches.iter().all(|b| b.num_rows() <= 4096));
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 100_000);
+    }
+
+    mod resume {
+        use super::*;
+        use crate::test_util::resume::{check_exact_resume, check_idle_without_splits, check_rescale, start};
+        use serde_json::json;
+
+        #[tokio::test]
+        async fn resumes_exactly_at_the_same_parallelism() {
+            let spec = spec(&[("number-of-rows", "10000"), ("batch-size", "300")]).unwrap();
+            let snapshots = check_exact_resume(&spec, 2, 3, None).await;
+            // Three batches of 300 rows of split 1 of 2: rows 1, 3, ..., 1799.
+            assert_eq!(
+                snapshots[1],
+                vec![json!({"split": 1, "splits": 2, "next": 1801, "seed": 7, "start_ns": DEFAULT_START_NS})]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_drawn_seed_and_a_wall_clock_start_are_kept() {
+            let mut spec = spec(&[("number-of-rows", "4000"), ("batch-size", "256")]).unwrap();
+            spec.seed = None;
+            spec.start = StartTime::Now;
+            check_exact_resume(&spec, 2, 2, None).await;
+        }
+
+        #[tokio::test]
+        async fn rescales_without_loss_or_duplicates() {
+            let spec = spec(&[("number-of-rows", "5000"), ("batch-size", "200")]).unwrap();
+            check_rescale(&spec, 2, 3, 4).await;
+            check_rescale(&spec, 2, 1, 4).await;
+            check_rescale(&spec, 3, 2, 2).await;
+            // Snapshots taken at the end restore to nothing left.
+            check_rescale(&spec, 2, 3, 100).await;
+            let mut none = start(&spec, 0, 1, Some(Vec::new())).await.unwrap();
+            assert!(matches!(none.poll_next().await.unwrap(), SourceEvent::Finished));
+        }
+
+        #[tokio::test]
+        async fn unbounded_resumes_and_waits_without_splits() {
+            let mut spec = spec(&[("batch-size", "100")]).unwrap();
+            spec.total_rows = None;
+            assert!(!spec.is_bounded());
+            check_exact_resume(&spec, 2, 3, Some(4)).await;
+            check_idle_without_splits(&spec).await;
+        }
+
+        #[tokio::test]
+        async fn bad_state_is_an_error() {
+            let spec = spec(&[]).unwrap();
+            let err = start(
+                &spec,
+                0,
+                1,
+                Some(vec![json!({"split": 0, "splits": 1, "next": 5})]),
+            )
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(err.contains("datagen") && err.contains("'seed'"), "{err}");
+        }
     }
 }

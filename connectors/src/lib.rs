@@ -8,8 +8,16 @@
 //! | `nexmark` | the Nexmark benchmark's persons, auctions and bids | | [`nexmark`] |
 //! | `orders` | the orders / payments demo streams | | [`orders`] |
 //! | `filesystem` | JSON lines, CSV, Parquet files (bounded) | JSON lines, CSV, Parquet | [`filesystem`] |
-//! | `print` | | rows to stdout, Flink's `+I[...]` form | [`print`] |
+//! | `print` | | rows to stdout, Flink's `+I[...]` form | [`print`](mod@print) |
 //! | `blackhole` | | discards everything | [`blackhole`] |
+//!
+//! # Checkpoints
+//!
+//! Every source resumes exactly from a checkpoint, at the same or another
+//! parallelism: its state is one entry per split, the split's position (see
+//! [`split`] for the generators, [`filesystem::source`] for files). The
+//! `filesystem` sink is exactly-once: a two-phase commit of part files
+//! ([`filesystem::sink`]). `print` and `blackhole` keep no state.
 //!
 //! Option names follow Flink's. Every connector validates its options when
 //! the table is created: unknown options are reported with the list of valid
@@ -37,6 +45,7 @@ pub mod orders;
 pub mod pacer;
 pub mod print;
 pub mod random;
+pub mod split;
 pub mod time;
 
 #[cfg(test)]

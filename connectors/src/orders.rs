@@ -50,7 +50,9 @@
 //! job starts, with a step of `1 s / rows-per-second`, so it tracks the wall
 //! clock; unthrottled (`'rows-per-second' = '0'`) it starts at 2024-01-01
 //! 00:00:00 UTC with a step of 100 ms. Set `event-time.start` for reproducible
-//! output at any rate. Subtask `i` of `p` handles the orders `k ≡ i (mod p)`.
+//! output at any rate. Subtask `i` of `p` handles the orders `k ≡ i (mod p)`:
+//! its split, checkpointed as its next order (see [`OrdersSource`]), so that a
+//! restored job resumes both tables exactly, at any parallelism.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -62,7 +64,10 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result, plan_err};
+use serde_json::Value;
 use weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
+use weir_engine::message::CheckpointId;
+use weir_engine::operator::OperatorContext;
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
 use crate::columns::{
@@ -71,6 +76,7 @@ use crate::columns::{
 use crate::options::{get_batch_size, get_per_second, get_rate};
 use crate::pacer::Pacer;
 use crate::random::{RowRng, stream_key};
+use crate::split::{SeqSplit, entry_i64, idle_forever, next_active};
 use crate::time::{
     DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_start_time, ns_to_unit,
 };
@@ -406,32 +412,50 @@ impl SourceSpec for OrdersSpec {
                 "orders: subtask {subtask} out of range for parallelism {parallelism}"
             )));
         }
-        let (i, p) = (subtask as u64, parallelism as u64);
-        let pacer = Pacer::new(self.rows_per_second);
-        Ok(Box::new(OrdersSource {
+        let mut source = OrdersSource {
             schema: Arc::clone(&self.schema),
             payments: self.payments,
             columns: self.columns.clone(),
-            model: Model {
-                start_ns: self.start.resolve(),
-                ..self.model.clone()
-            },
-            subtask: i,
-            parallelism: p,
-            processed: 0,
-            local_total: self
-                .number_of_rows
-                .map(|n| if n > i { (n - i).div_ceil(p) } else { 0 }),
-            max_batch: pacer.batch_len(parallelism, self.batch_size),
-            pacer,
-            pending: BinaryHeap::new(),
+            model: self.model.clone(),
+            number_of_rows: self.number_of_rows,
+            rows_per_second: self.rows_per_second,
+            batch_size: self.batch_size,
+            splits: Vec::new(),
+            cursor: 0,
             ready: Vec::new(),
-        }))
+        };
+        let split = source.split(
+            SeqSplit::fresh(subtask, parallelism),
+            self.start.resolve(),
+            false,
+            false,
+        );
+        source.splits.push(split);
+        Ok(Box::new(source))
     }
 }
 
-/// One subtask of an `orders` table: the orders `k ≡ subtask (mod
-/// parallelism)` in order, or their payments in payment-time order.
+/// One subtask of an `orders` table: the orders of its splits in order, or
+/// their payments in payment-time order (round-robin over the splits, one
+/// batch at a time, when it owns several).
+///
+/// # State
+///
+/// One entry per split ([`crate::split`]); on a fresh start subtask `i` of
+/// `p` owns split `i` of `p`, the orders `k ≡ i (mod p)`:
+///
+/// ```json
+/// {"split": 0, "splits": 2, "next": 4096, "start_ns": 1704067200000000000, "drained": false}
+/// ```
+///
+/// `next` is the split's next order; `start_ns` the resolved
+/// `event-time.start`; `drained` (payments) whether the payments still
+/// pending after the split's last order were emitted. The payments a split
+/// holds back are not recorded: they are recomputed on restore, as the paid
+/// orders before `next` whose payment clock is after the clock of the order
+/// before `next` (a scan back over `payment.max-delay` of orders, at most
+/// the bound that option is checked against). Everything else is a function
+/// of the order number. Rate limiting restarts at the restored position.
 ///
 /// Cancel-safe: `poll_next` waits for the rate limiter before advancing; a
 /// wait that is dropped leaves the state as it was after the last batch.
@@ -439,24 +463,152 @@ pub struct OrdersSource {
     schema: SchemaRef,
     payments: bool,
     columns: Vec<Col>,
+    /// The model, with a start time to be set per split.
     model: Model,
-    subtask: u64,
-    parallelism: u64,
-    /// Orders of this subtask processed so far.
-    processed: u64,
-    local_total: Option<u64>,
-    max_batch: usize,
-    pacer: Pacer,
-    /// Payments: `(payment clock, k)` of orders processed but not yet paid.
-    pending: BinaryHeap<Reverse<(i64, u64)>>,
+    number_of_rows: Option<u64>,
+    rows_per_second: f64,
+    batch_size: usize,
+    splits: Vec<OrdersSplit>,
+    /// The split to read next (round-robin).
+    cursor: usize,
     /// The orders (`k`) of the batch being built (reused).
     ready: Vec<u64>,
 }
 
+/// A split of an `orders` subtask.
+struct OrdersSplit {
+    pos: SeqSplit,
+    model: Model,
+    /// Its orders below `number-of-rows`, if bounded.
+    total: Option<u64>,
+    pacer: Pacer,
+    max_batch: usize,
+    /// Payments: `(payment clock, k)` of orders processed but not yet paid.
+    pending: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Payments: the last orders are processed and every payment emitted.
+    drained: bool,
+}
+
+impl OrdersSplit {
+    fn remaining(&self) -> u64 {
+        self.pos.remaining(self.total)
+    }
+
+    /// Whether the split has rows left to emit.
+    fn active(&self, payments: bool) -> bool {
+        self.remaining() > 0 || (payments && !self.drained)
+    }
+
+    /// The payments pending after the orders before `pos.next`: those of the
+    /// orders whose payment comes after the clock of the last of them (all
+    /// earlier ones have been emitted). Only the orders less than
+    /// `payment.max-delay` before it can be pending.
+    fn recompute_pending(&mut self) {
+        self.pending.clear();
+        if self.drained || self.pos.produced() == 0 {
+            return;
+        }
+        let step = self.pos.splits;
+        let last = self.pos.next - step;
+        let now = self.model.order_clock(last);
+        let mut k = last;
+        loop {
+            if self.model.order_clock(k).saturating_add(self.model.max_delay_ns) < now {
+                break;
+            }
+            if let Some(clock) = self.model.payment_clock(k)
+                && clock > now
+            {
+                self.pending.push(Reverse((clock, k)));
+            }
+            if k < self.pos.split + step {
+                break;
+            }
+            k -= step;
+        }
+    }
+}
+
+const ORDERS_SOURCE: &str = "orders";
+
 impl OrdersSource {
+    /// A split at `pos` whose clock starts at `start_ns`; `resumed` when
+    /// restored (pacing restarts there, pending payments are recomputed).
+    fn split(&self, pos: SeqSplit, start_ns: i64, drained: bool, resumed: bool) -> OrdersSplit {
+        // Paced on order numbers at the full rate: the splits together keep
+        // `rows-per-second` however they are spread over the subtasks.
+        let pacer = Pacer::resuming(self.rows_per_second, if resumed { pos.next } else { 0 });
+        let mut split = OrdersSplit {
+            pos,
+            model: Model {
+                start_ns,
+                ..self.model.clone()
+            },
+            total: self.number_of_rows,
+            max_batch: pacer.batch_len(pos.splits as usize, self.batch_size),
+            pacer,
+            pending: BinaryHeap::new(),
+            drained: drained || !self.payments,
+        };
+        if self.payments && resumed {
+            split.recompute_pending();
+        }
+        split
+    }
+
+    /// Fills `self.ready` with the next rows of split `c`: the next chunk of
+    /// orders, or the payments due once the next chunks are processed (none
+    /// only if the split just drained an empty heap). Cancel-safe: the only
+    /// wait comes before any change.
+    async fn advance_split(&mut self, c: usize) {
+        let payments = self.payments;
+        let split = &mut self.splits[c];
+        loop {
+            let remaining = split.remaining();
+            if remaining == 0 {
+                // Payments (an active split): the last orders are processed,
+                // pay everything still pending.
+                while let Some(Reverse((_, k))) = split.pending.pop() {
+                    self.ready.push(k);
+                }
+                split.drained = true;
+                return;
+            }
+            let len = (split.max_batch as u64).min(remaining);
+            let first = split.pos.next;
+            let last = split.pos.index(len - 1);
+            // Wait until the chunk's last order is due, then advance. Nothing
+            // below awaits, so a dropped wait loses nothing.
+            split.pacer.wait_until_due(last + 1).await;
+            split.pos.advance(len);
+            let orders = (0..len).map(|j| first + j * split.pos.splits);
+            if !payments {
+                self.ready.extend(orders);
+                return;
+            }
+            for k in orders {
+                if let Some(clock) = split.model.payment_clock(k) {
+                    split.pending.push(Reverse((clock, k)));
+                }
+            }
+            // Payments due by the clock of the last order processed: every
+            // later order (and so its payment) comes after it.
+            let now = split.model.order_clock(last);
+            while let Some(Reverse((clock, k))) = split.pending.peek().copied() {
+                if clock > now {
+                    break;
+                }
+                split.pending.pop();
+                self.ready.push(k);
+            }
+            if !self.ready.is_empty() {
+                return;
+            }
+        }
+    }
+
     /// Builds the batch of the rows of `self.ready`.
-    fn build(&self) -> Result<RecordBatch> {
-        let m = &self.model;
+    fn build(&self, m: &Model) -> Result<RecordBatch> {
         let ks = &self.ready;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for (field, col) in self.schema.fields().iter().zip(&self.columns) {
@@ -521,52 +673,59 @@ impl OrdersSource {
 
 #[async_trait]
 impl Source for OrdersSource {
+    async fn initialize_state(&mut self, _ctx: &OperatorContext, state: Option<Vec<Value>>) -> Result<()> {
+        let Some(entries) = state else {
+            return Ok(());
+        };
+        let mut splits = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let pos = SeqSplit::from_entry(ORDERS_SOURCE, entry)?;
+            let start_ns = entry_i64(ORDERS_SOURCE, entry, "start_ns")?;
+            let drained = entry.get("drained").and_then(Value::as_bool).unwrap_or(false);
+            splits.push(self.split(pos, start_ns, drained, true));
+        }
+        self.splits = splits;
+        self.cursor = 0;
+        Ok(())
+    }
+
     async fn poll_next(&mut self) -> Result<SourceEvent> {
+        let payments = self.payments;
         loop {
-            let remaining = self.local_total.map_or(u64::MAX, |t| t - self.processed);
-            if remaining == 0 {
-                if !self.payments || self.pending.is_empty() {
-                    return Ok(SourceEvent::Finished);
-                }
-                // The last orders are processed: pay everything still pending.
-                self.ready.clear();
-                while let Some(Reverse((_, k))) = self.pending.pop() {
-                    self.ready.push(k);
-                }
-                return Ok(SourceEvent::Batch(self.build()?));
-            }
-            let len = (self.max_batch as u64).min(remaining);
-            let first = self.subtask + self.processed * self.parallelism;
-            let last = first + (len - 1) * self.parallelism;
-            // Wait until the chunk's last order is due, then advance. Nothing
-            // below awaits, so a dropped wait loses nothing.
-            self.pacer.wait_until_due(last + 1).await;
-            self.processed += len;
+            let Some(c) = next_active(self.splits.len(), self.cursor, |c| {
+                let s = &self.splits[c];
+                s.active(payments).then_some(s.pos.next)
+            }) else {
+                return match self.number_of_rows {
+                    Some(_) => Ok(SourceEvent::Finished),
+                    // Unbounded and no split: nothing to read, ever.
+                    None => idle_forever().await,
+                };
+            };
             self.ready.clear();
-            let orders = (0..len).map(|j| first + j * self.parallelism);
-            if !self.payments {
-                self.ready.extend(orders);
-                return Ok(SourceEvent::Batch(self.build()?));
-            }
-            for k in orders {
-                if let Some(clock) = self.model.payment_clock(k) {
-                    self.pending.push(Reverse((clock, k)));
-                }
-            }
-            // Payments due by the clock of the last order processed: every
-            // later order (and so its payment) comes after it.
-            let now = self.model.order_clock(last);
-            while let Some(Reverse((clock, k))) = self.pending.peek().copied() {
-                if clock > now {
-                    break;
-                }
-                self.pending.pop();
-                self.ready.push(k);
-            }
+            self.advance_split(c).await;
+            self.cursor = c + 1;
             if !self.ready.is_empty() {
-                return Ok(SourceEvent::Batch(self.build()?));
+                return Ok(SourceEvent::Batch(self.build(&self.splits[c].model)?));
             }
         }
+    }
+
+    /// One entry per split: exactly after the last batch returned.
+    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<Vec<Value>> {
+        let payments = self.payments;
+        Ok(self
+            .splits
+            .iter()
+            .map(|s| {
+                let mut m = s.pos.to_entry();
+                m.insert("start_ns".into(), s.model.start_ns.into());
+                if payments {
+                    m.insert("drained".into(), s.drained.into());
+                }
+                Value::Object(m)
+            })
+            .collect())
     }
 }
 
@@ -770,5 +929,64 @@ mod tests {
         let batches = collect(&spec, 0, 1).await.unwrap();
         let t = batches[0].column(4).as_primitive::<TimestampMillisecondType>();
         assert!(t.value(0) >= before - 2_000 && t.null_count() == 0);
+    }
+
+    mod resume {
+        use super::*;
+        use crate::test_util::resume::{check_exact_resume, check_idle_without_splits, check_rescale, start};
+        use serde_json::json;
+
+        fn table(kind: &str, schema: SchemaRef, extra: &[(&str, &str)]) -> OrdersSpec {
+            let mut kv = COMMON.to_vec();
+            kv.push(("kind", kind));
+            kv.push(("batch-size", "100"));
+            kv.extend_from_slice(extra);
+            OrdersSpec::try_new(schema, &options(&kv)).unwrap()
+        }
+
+        #[tokio::test]
+        async fn orders_resume_exactly_and_rescale() {
+            let s = table("orders", orders_schema(), &[("late-rate", "0.1")]);
+            let snapshots = check_exact_resume(&s, 2, 3, None).await;
+            assert_eq!(
+                snapshots[1],
+                vec![json!({"split": 1, "splits": 2, "next": 601, "start_ns": DEFAULT_START_NS})]
+            );
+            check_rescale(&s, 2, 3, 4).await;
+            check_rescale(&s, 2, 1, 4).await;
+        }
+
+        #[tokio::test]
+        async fn payments_resume_exactly_at_any_point() {
+            // 1000 orders per subtask in chunks of 100; a payment waits up to
+            // a minute (600 orders): the held-back payments are recomputed.
+            let s = table("payments", payments_schema(), &[]);
+            for before in [1, 3, 7, 10, 11] {
+                check_exact_resume(&s, 2, before, None).await;
+            }
+        }
+
+        #[tokio::test]
+        async fn payments_rescale_without_loss_or_duplicates() {
+            let s = table("payments", payments_schema(), &[("late-rate", "0.05")]);
+            check_rescale(&s, 2, 3, 4).await;
+            check_rescale(&s, 2, 1, 4).await;
+            check_rescale(&s, 3, 2, 2).await;
+            // After the last orders, before and after the final payments.
+            check_rescale(&s, 2, 3, 10).await;
+            check_rescale(&s, 2, 1, 100).await;
+            let mut src = start(&s, 0, 2, None).await.unwrap();
+            while !matches!(src.poll_next().await.unwrap(), SourceEvent::Finished) {}
+            let state = src.snapshot_state(1).await.unwrap();
+            assert_eq!(state[0]["drained"], json!(true));
+        }
+
+        #[tokio::test]
+        async fn unbounded_resumes_and_waits_without_splits() {
+            let mut s = table("payments", payments_schema(), &[]);
+            s.number_of_rows = None;
+            check_exact_resume(&s, 2, 4, Some(5)).await;
+            check_idle_without_splits(&s).await;
+        }
     }
 }

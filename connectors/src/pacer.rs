@@ -19,10 +19,16 @@ const MAX_LAG: Duration = Duration::from_secs(1);
 ///
 /// A generator that falls more than a second behind (backpressure) does not
 /// try to catch up in a burst: its schedule restarts from now.
+///
+/// A generator resumed from a checkpoint at unit `u` paces from there
+/// ([`Pacer::resuming`]): unit `u` is due at the first wait, as if the job had
+/// just started, rather than `u / per_second` seconds later.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     per_second: f64,
-    /// When unit 0 was due; set by the first wait.
+    /// The unit due at `origin` (0 on a fresh start).
+    base: u64,
+    /// When unit `base` was due; set by the first wait.
     origin: Option<Instant>,
 }
 
@@ -30,8 +36,15 @@ impl Pacer {
     /// A pacer for `per_second` units per second; 0 (or a non-finite or
     /// negative value) means unlimited.
     pub fn new(per_second: f64) -> Self {
+        Self::resuming(per_second, 0)
+    }
+
+    /// A pacer whose schedule starts at unit `base` (a generator resumed
+    /// there): the units before it are taken as already produced.
+    pub fn resuming(per_second: f64, base: u64) -> Self {
         Pacer {
             per_second,
+            base,
             origin: None,
         }
     }
@@ -59,7 +72,7 @@ impl Pacer {
         }
         let now = Instant::now();
         let origin = *self.origin.get_or_insert(now);
-        let due = Duration::try_from_secs_f64(units as f64 / self.per_second)
+        let due = Duration::try_from_secs_f64(units.saturating_sub(self.base) as f64 / self.per_second)
             .ok()
             .and_then(|offset| Some((offset, origin.checked_add(offset)?)));
         let Some((offset, due)) = due else {
@@ -98,5 +111,15 @@ mod tests {
         pacer.wait_until_due(0).await;
         pacer.wait_until_due(1).await;
         assert!(pacer.origin.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_resumed_pacer_does_not_wait_for_the_units_before_it() {
+        // 10 units per second resumed at unit 1000: unit 1001 is due at once,
+        // not 100 s after the first wait.
+        let mut pacer = Pacer::resuming(10.0, 1000);
+        let start = Instant::now();
+        pacer.wait_until_due(1001).await;
+        assert!(start.elapsed() < Duration::from_millis(500));
     }
 }

@@ -72,6 +72,14 @@ pub fn hash_keys(keys: &[ArrayRef], num_rows: usize, hashes: &mut Vec<u64>) -> R
     Ok(())
 }
 
+/// The key group of every row of `keys` (all 0 without keys): the same as
+/// the hash exchange computes for the same key columns.
+pub fn key_groups_of(keys: &[ArrayRef], num_rows: usize, max_parallelism: usize) -> Result<Vec<usize>> {
+    let mut hashes = Vec::new();
+    hash_keys(keys, num_rows, &mut hashes)?;
+    Ok(hashes.iter().map(|h| key_group_of(*h, max_parallelism)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,8 @@ pub mod source;
 pub mod state;
 
 pub use datafusion;
+#[doc(hidden)]
+pub use fail as __fail;
 pub mod checkpoint;
 pub mod exchange;
 pub mod graph;

@@ -10,6 +10,7 @@ use datafusion::common::Result;
 use crate::key_group::KeyGroupRange;
 use crate::message::{Barrier, CheckpointId, EventTime, Message, Watermark};
 use crate::metrics::OperatorMetrics;
+use crate::state::{OperatorSnapshot, StateInit};
 
 /// Where an operator subtask runs: which job, which operator, which subtask.
 #[derive(Debug, Clone)]
@@ -31,6 +32,13 @@ pub struct OperatorContext {
     pub key_groups: KeyGroupRange,
     /// Counters of this subtask, shown by `SHOW JOBS`.
     pub metrics: Arc<OperatorMetrics>,
+    /// Whether periodic checkpoints are on. A two-phase sink then commits
+    /// only on [`Operator::notify_checkpoint_complete`], never at `finish`:
+    /// the job ends with a final checkpoint that commits the rest.
+    pub checkpointing: bool,
+    /// `table.exec.state.ttl`: non-windowed keyed state idle for longer may be
+    /// dropped (`None`: kept forever).
+    pub state_ttl: Option<std::time::Duration>,
 }
 
 impl OperatorContext {
@@ -104,7 +112,9 @@ impl Output {
 ///
 /// # Lifecycle
 ///
-/// 1. [`open`](Self::open) once, before anything else (later: with restored state).
+/// 1. [`initialize_state`](Self::initialize_state) once, with the state to
+///    start from (empty, or restored from a checkpoint or savepoint), then
+///    [`open`](Self::open) once.
 /// 2. Any number of [`process_batch`](Self::process_batch) and
 ///    [`process_watermark`](Self::process_watermark) calls, interleaved with
 ///    [`snapshot_state`](Self::snapshot_state) at aligned barriers and
@@ -125,6 +135,16 @@ impl Output {
 /// - A batch of an updating stream carries its row kinds in
 ///   [`crate::changelog::OP_COLUMN`].
 ///
+/// # State and two-phase commit
+///
+/// An operator keeps keyed state in the [`crate::state::KeyedState`] it gets
+/// from `initialize_state`, and list state (entries redistributed on
+/// restore) in what `snapshot_state` returns. A two-phase sink pre-commits in
+/// `snapshot_state` (recording what to commit as list state), commits in
+/// `notify_checkpoint_complete`, and on restore first finishes committing
+/// what the restored state lists as pending, then aborts anything written
+/// after it. Commits must be idempotent: a crash may repeat them.
+///
 /// # Errors
 ///
 /// An error from any hook fails the job, reported with the operator's name and
@@ -132,6 +152,12 @@ impl Output {
 /// operator's documented policy says), never a panic.
 #[async_trait]
 pub trait Operator: Send {
+    /// Called once, before `open`, with the state to start from. The default
+    /// ignores it: right for stateless operators only.
+    async fn initialize_state(&mut self, _ctx: &OperatorContext, _state: StateInit) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once before any data. `ctx` says where the subtask runs.
     async fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
         Ok(())
@@ -148,16 +174,25 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Called when barrier `barrier` has arrived on every input: record the
-    /// operator's state as of this point (and, for a two-phase sink, pre-commit).
-    /// Anything emitted into `out` is sent before the barrier.
-    async fn snapshot_state(&mut self, _barrier: Barrier, _out: &mut Output) -> Result<()> {
+    /// Called when barrier `barrier` has arrived on every input (aligned, in
+    /// exactly-once mode): record the operator's state as of this point (and,
+    /// for a two-phase sink, pre-commit). Anything emitted into `out` is sent
+    /// before the barrier. The synchronous part runs here; the returned
+    /// snapshot's keyed future is written while processing goes on.
+    async fn snapshot_state(&mut self, _barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
+        Ok(OperatorSnapshot::default())
+    }
+
+    /// Called once checkpoint (or savepoint) `checkpoint_id` is complete
+    /// (durable): a two-phase sink commits what it pre-committed for it *and
+    /// for every earlier one* (a notification may be missed). Idempotent.
+    async fn notify_checkpoint_complete(&mut self, _checkpoint_id: CheckpointId) -> Result<()> {
         Ok(())
     }
 
-    /// Called once checkpoint `checkpoint_id` is complete (durable): a
-    /// two-phase sink commits what it pre-committed for it. Must be idempotent.
-    async fn notify_checkpoint_complete(&mut self, _checkpoint_id: CheckpointId) -> Result<()> {
+    /// Called when checkpoint `checkpoint_id` was aborted; what was
+    /// pre-committed for it is committed with the next completed one.
+    async fn notify_checkpoint_aborted(&mut self, _checkpoint_id: CheckpointId) -> Result<()> {
         Ok(())
     }
 

@@ -5,6 +5,8 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::Result;
 
+use serde_json::Value;
+
 use crate::message::CheckpointId;
 use crate::operator::OperatorContext;
 
@@ -24,7 +26,8 @@ pub enum SourceEvent {
 ///
 /// # Lifecycle
 ///
-/// 1. [`open`](Source::open) once (later: with restored positions).
+/// 1. [`initialize_state`](Source::initialize_state) once with the positions
+///    to resume from (or none: a fresh start), then [`open`](Source::open) once.
 /// 2. [`poll_next`](Source::poll_next) repeatedly until it returns
 ///    [`SourceEvent::Finished`] (bounded sources) or the job stops. Between
 ///    polls the runtime may inject a checkpoint barrier, after calling
@@ -46,6 +49,22 @@ pub enum SourceEvent {
 /// bounded source finishes.
 #[async_trait]
 pub trait Source: Send {
+    /// Called once, before `open`. `state` is `None` on a fresh start; on a
+    /// restore it is this subtask's share of the entries every subtask
+    /// returned from [`snapshot_state`](Source::snapshot_state) (possibly
+    /// none, e.g. after scaling up a source with fewer splits than subtasks:
+    /// then the subtask has nothing to read). The default refuses a restore:
+    /// a source that cannot resume must not silently start over.
+    async fn initialize_state(&mut self, ctx: &OperatorContext, state: Option<Vec<Value>>) -> Result<()> {
+        match state {
+            None => Ok(()),
+            Some(_) => Err(datafusion::common::DataFusionError::NotImplemented(format!(
+                "source {} cannot resume from a checkpoint",
+                ctx.operator_name
+            ))),
+        }
+    }
+
     /// Called once before the first poll.
     async fn open(&mut self, _ctx: &OperatorContext) -> Result<()> {
         Ok(())
@@ -54,9 +73,11 @@ pub trait Source: Send {
     /// Produces the next batch. Must be cancel-safe (see the trait docs).
     async fn poll_next(&mut self) -> Result<SourceEvent>;
 
-    /// Records the source's position for checkpoint `checkpoint_id`.
-    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<()> {
-        Ok(())
+    /// Records the source's position for checkpoint `checkpoint_id`: exactly
+    /// after the last batch returned. Returns list-state entries (one per
+    /// split, typically), redistributed over the subtasks on restore.
+    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<Vec<Value>> {
+        Ok(Vec::new())
     }
 
     /// Called once checkpoint `checkpoint_id` is complete.

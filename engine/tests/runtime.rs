@@ -114,9 +114,13 @@ impl Operator for Recorder {
         out.emit_watermark(watermark);
         Ok(())
     }
-    async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<()> {
+    async fn snapshot_state(
+        &mut self,
+        barrier: Barrier,
+        _out: &mut Output,
+    ) -> Result<weir_engine::state::OperatorSnapshot> {
         self.events.lock().push(Event::Snapshot(barrier.checkpoint_id));
-        Ok(())
+        Ok(Default::default())
     }
     async fn finish(&mut self, _out: &mut Output) -> Result<()> {
         self.events.lock().push(Event::Finish);

@@ -53,20 +53,37 @@ pub struct RecordReader<R> {
     reader: R,
     /// The number of the next line to read, 1-based.
     next_line: u64,
+    /// Bytes of the input consumed so far (from where reading started).
+    offset: u64,
     /// CSV's quote character; `None` for JSON lines.
     quote: Option<u8>,
     eof: bool,
 }
 
 impl<R: BufRead> RecordReader<R> {
-    /// A reader of JSON lines (`quote: None`) or CSV records.
+    /// A reader of JSON lines (`quote: None`) or CSV records, from the start.
+    #[cfg(test)]
     pub fn new(reader: R, quote: Option<u8>) -> Self {
+        Self::resume(reader, quote, 0, 1)
+    }
+
+    /// A reader of JSON lines (`quote: None`) or CSV records from an input
+    /// positioned at byte `offset` of a file, at line `line` (0 and 1 from
+    /// the start; else a position from [`position`](Self::position)).
+    pub fn resume(reader: R, quote: Option<u8>, offset: u64, line: u64) -> Self {
         RecordReader {
             reader,
-            next_line: 1,
+            next_line: line,
+            offset,
             quote,
             eof: false,
         }
+    }
+
+    /// The byte offset and line number just after the last record read:
+    /// where [`resume`](Self::resume) goes on from.
+    pub fn position(&self) -> (u64, u64) {
+        (self.offset, self.next_line)
     }
 
     /// Whether the whole input has been read.
@@ -80,20 +97,24 @@ impl<R: BufRead> RecordReader<R> {
         while chunk.records.len() < max && !self.eof {
             let start = chunk.bytes.len();
             let line = self.next_line;
-            if self.reader.read_until(b'\n', &mut chunk.bytes)? == 0 {
+            let n = self.reader.read_until(b'\n', &mut chunk.bytes)?;
+            if n == 0 {
                 self.eof = true;
                 break;
             }
+            self.offset += n as u64;
             self.next_line += 1;
             if let Some(q) = self.quote {
                 // An odd number of quotes so far: the record goes on.
                 let mut open = chunk.bytes[start..].iter().filter(|b| **b == q).count() % 2 == 1;
                 while open {
                     let from = chunk.bytes.len();
-                    if self.reader.read_until(b'\n', &mut chunk.bytes)? == 0 {
+                    let n = self.reader.read_until(b'\n', &mut chunk.bytes)?;
+                    if n == 0 {
                         self.eof = true;
                         break;
                     }
+                    self.offset += n as u64;
                     self.next_line += 1;
                     open ^= chunk.bytes[from..].iter().filter(|b| **b == q).count() % 2 == 1;
                 }
@@ -287,6 +308,22 @@ mod tests {
         );
         assert_eq!(&chunk.bytes[chunk.records[2].start..], b"last\n");
         assert!(r.is_done());
+    }
+
+    #[test]
+    fn a_reader_resumes_at_its_position() {
+        let text = b"a,\"x\ny\"\n\nb\nc\n";
+        let mut r = RecordReader::new(&text[..], Some(b'"'));
+        let mut chunk = Chunk::default();
+        r.read_chunk(2, &mut chunk).unwrap();
+        let (offset, line) = r.position();
+        assert_eq!((offset, line), (11, 5));
+        let mut rest = RecordReader::resume(&text[offset as usize..], Some(b'"'), offset, line);
+        rest.read_chunk(10, &mut chunk).unwrap();
+        assert_eq!(chunk.records.len(), 1);
+        assert_eq!(chunk.records[0].line, 5);
+        assert_eq!(&chunk.bytes[..], b"c\n");
+        assert_eq!(rest.position(), (text.len() as u64, 6));
     }
 
     #[test]

@@ -6,12 +6,33 @@
 //! from start to end, then finishes. The most useful parallelism is the
 //! number of files ([`SourceSpec::max_parallelism`]).
 //!
+//! # Checkpoints
+//!
+//! Each file is a split. A subtask's state is one entry per file it has not
+//! finished, with the position after the last batch returned:
+//!
+//! ```json
+//! {"path": "/data/in/a.json", "offset": 65536, "line": 1201}
+//! {"path": "/data/in/b.parquet", "rows": 16384}
+//! ```
+//!
+//! `offset` is a byte offset (JSON lines, CSV; `line` the line number there,
+//! for error messages), `rows` the rows already read (Parquet). Finished
+//! files have no entry: they are done. A restored subtask reads exactly the
+//! files of its entries, each from its position, one after the other (at
+//! another parallelism the engine deals the entries over the subtasks), and
+//! does not list `path` again: files added since the job started are not read,
+//! as in the first run. A file of the checkpoint that is gone, or shorter than
+//! its position, fails the restore: it changed, and resuming it would not be
+//! exact.
+//!
 //! Reading is synchronous and in bounded steps (one chunk of records per
 //! poll, from a buffered local file), so `poll_next` never waits and is
 //! trivially cancel-safe.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,12 +44,15 @@ use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde_json::{Value, json};
+use weir_engine::message::CheckpointId;
 use weir_engine::metrics::OperatorMetrics;
 use weir_engine::operator::OperatorContext;
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
 use super::records::{Chunk, CsvDecoder, JsonDecoder, OnError, RecordDecoder, RecordReader, decode_chunk};
 use super::{FileSystemOptions, Format};
+use crate::split::{bad_entry, entry_u64};
 
 /// Records per chunk (and so, at most, rows per batch).
 const BATCH_SIZE: usize = 8192;
@@ -49,6 +73,14 @@ impl FileSourceSpec {
 
 fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Execution(format!("filesystem: cannot {what} '{}': {e}", path.display()))
+}
+
+/// A file of the checkpoint to resume that changed since.
+fn changed(path: &Path, what: &str) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "filesystem: cannot resume reading '{}' from a checkpoint: the file changed ({what})",
+        path.display()
+    ))
 }
 
 fn is_hidden(path: &Path) -> bool {
@@ -109,7 +141,7 @@ impl SourceSpec for FileSourceSpec {
             .into_iter()
             .enumerate()
             .filter(|(j, _)| j % parallelism == subtask)
-            .map(|(_, f)| f)
+            .map(|(_, path)| FileSplit::start_of(path))
             .collect();
         let decoder: Option<Arc<dyn RecordDecoder>> = match &self.options.format {
             Format::Json(o) => Some(Arc::new(JsonDecoder {
@@ -128,7 +160,6 @@ impl SourceSpec for FileSourceSpec {
             format: self.options.format.clone(),
             decoder,
             files,
-            next_file: 0,
             current: None,
             chunk: Chunk::default(),
             metrics: None,
@@ -136,18 +167,75 @@ impl SourceSpec for FileSourceSpec {
     }
 }
 
-/// One subtask of a `filesystem` source: reads its share of the files in
-/// order, one chunk per poll, then finishes.
+/// One subtask of a `filesystem` source: reads its files (its splits) in
+/// order, one chunk per poll, then finishes. See the [module docs](self) for
+/// its checkpointed state.
 pub struct FileSource {
     schema: SchemaRef,
     format: Format,
     /// The text decoder (JSON lines and CSV).
     decoder: Option<Arc<dyn RecordDecoder>>,
-    files: Vec<PathBuf>,
-    next_file: usize,
+    /// The files not finished yet, the one being read first, each with the
+    /// position after the last batch returned.
+    files: VecDeque<FileSplit>,
+    /// The open reader of `files[0]`, once opened.
     current: Option<OpenFile>,
     chunk: Chunk,
     metrics: Option<Arc<OperatorMetrics>>,
+}
+
+/// A file to read, and how far it has been read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileSplit {
+    path: PathBuf,
+    /// Text: the byte offset after the last record returned.
+    offset: u64,
+    /// Text: the number of the line at `offset`, 1-based.
+    line: u64,
+    /// Parquet: the rows returned.
+    rows: u64,
+}
+
+const FILESYSTEM: &str = "filesystem";
+
+impl FileSplit {
+    fn start_of(path: PathBuf) -> Self {
+        FileSplit {
+            path,
+            offset: 0,
+            line: 1,
+            rows: 0,
+        }
+    }
+
+    fn to_entry(&self, format: &Format) -> Result<Value> {
+        let path = self.path.to_str().ok_or_else(|| {
+            DataFusionError::Execution(format!(
+                "filesystem: cannot checkpoint the position in '{}': its path is not UTF-8",
+                self.path.display()
+            ))
+        })?;
+        Ok(match format {
+            Format::Parquet(_) => json!({"path": path, "rows": self.rows}),
+            _ => json!({"path": path, "offset": self.offset, "line": self.line}),
+        })
+    }
+
+    fn from_entry(entry: &Value, format: &Format) -> Result<Self> {
+        let path = entry
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_entry(FILESYSTEM, entry, "no string 'path'"))?;
+        let mut split = FileSplit::start_of(PathBuf::from(path));
+        match format {
+            Format::Parquet(_) => split.rows = entry_u64(FILESYSTEM, entry, "rows")?,
+            _ => {
+                split.offset = entry_u64(FILESYSTEM, entry, "offset")?;
+                split.line = entry_u64(FILESYSTEM, entry, "line")?;
+            }
+        }
+        Ok(split)
+    }
 }
 
 /// The file being read.
@@ -173,33 +261,55 @@ enum ParquetColumn {
 }
 
 impl FileSource {
-    fn open_file(&self, path: &Path) -> Result<OpenFile> {
-        let file = File::open(path).map_err(|e| io_error("open", path, e))?;
-        match &self.format {
-            Format::Json(_) => Ok(OpenFile::Text {
-                path: path.to_path_buf(),
-                reader: RecordReader::new(BufReader::with_capacity(1 << 16, file), None),
-            }),
-            Format::Csv(o) => {
-                let mut reader = RecordReader::new(BufReader::with_capacity(1 << 16, file), Some(o.quote));
-                if o.header {
-                    let mut header = Chunk::default();
-                    reader
-                        .read_chunk(1, &mut header)
-                        .map_err(|e| io_error("read", path, e))?;
-                }
-                Ok(OpenFile::Text {
-                    path: path.to_path_buf(),
-                    reader,
-                })
+    /// Opens `split`'s file at its position.
+    fn open_file(&self, split: &FileSplit) -> Result<OpenFile> {
+        let path = &split.path;
+        let mut file = File::open(path).map_err(|e| io_error("open", path, e))?;
+        let quote = match &self.format {
+            Format::Parquet(_) => return self.open_parquet(path, file, split.rows),
+            Format::Json(_) => None,
+            Format::Csv(o) => Some(o.quote),
+        };
+        if split.offset > 0 {
+            let len = file.metadata().map_err(|e| io_error("read", path, e))?.len();
+            if len < split.offset {
+                return Err(changed(
+                    path,
+                    &format!("{len} bytes, was read up to byte {}", split.offset),
+                ));
             }
-            Format::Parquet(_) => self.open_parquet(path, file),
+            file.seek(SeekFrom::Start(split.offset))
+                .map_err(|e| io_error("read", path, e))?;
         }
+        let mut reader = RecordReader::resume(
+            BufReader::with_capacity(1 << 16, file),
+            quote,
+            split.offset,
+            split.line,
+        );
+        if let Format::Csv(o) = &self.format
+            && o.header
+            && split.offset == 0
+        {
+            let mut header = Chunk::default();
+            reader
+                .read_chunk(1, &mut header)
+                .map_err(|e| io_error("read", path, e))?;
+        }
+        Ok(OpenFile::Text {
+            path: path.to_path_buf(),
+            reader,
+        })
     }
 
-    fn open_parquet(&self, path: &Path, file: File) -> Result<OpenFile> {
+    /// Opens a Parquet file, skipping its first `skip` rows.
+    fn open_parquet(&self, path: &Path, file: File, skip: u64) -> Result<OpenFile> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| io_error("read Parquet file", path, e))?;
+        let num_rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        if num_rows < skip {
+            return Err(changed(path, &format!("{num_rows} rows, {skip} were read")));
+        }
         let file_schema = Arc::clone(builder.schema());
         // The file's column of each declared column: same name, else same name
         // ignoring case.
@@ -238,9 +348,11 @@ impl FileSource {
             }
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let mut builder = builder.with_projection(mask).with_batch_size(BATCH_SIZE);
+        if skip > 0 {
+            builder = builder.with_offset(skip as usize);
+        }
         let reader = builder
-            .with_projection(mask)
-            .with_batch_size(BATCH_SIZE)
             .build()
             .map_err(|e| io_error("read Parquet file", path, e))?;
         Ok(OpenFile::Parquet {
@@ -362,18 +474,54 @@ impl Source for FileSource {
     async fn poll_next(&mut self) -> Result<SourceEvent> {
         loop {
             if self.current.is_none() {
-                let Some(path) = self.files.get(self.next_file).cloned() else {
+                let Some(split) = self.files.front() else {
                     return Ok(SourceEvent::Finished);
                 };
-                self.current = Some(self.open_file(&path)?);
-                self.next_file += 1;
+                self.current = Some(self.open_file(split)?);
             }
-            match self.read_current()? {
+            let batch = self.read_current()?;
+            // The position after what was just read, returned or not.
+            let (Some(split), Some(current)) = (self.files.front_mut(), self.current.as_ref()) else {
+                return Err(DataFusionError::Internal("filesystem: no file being read".into()));
+            };
+            match (current, &batch) {
+                (OpenFile::Text { reader, .. }, _) => (split.offset, split.line) = reader.position(),
+                (OpenFile::Parquet { .. }, Some(b)) => split.rows += b.num_rows() as u64,
+                (OpenFile::Parquet { .. }, None) => {}
+            }
+            match batch {
                 Some(batch) if batch.num_rows() > 0 => return Ok(SourceEvent::Batch(batch)),
                 Some(_) => {}
-                None => self.current = None,
+                None => {
+                    // Finished: the file leaves the state.
+                    self.current = None;
+                    self.files.pop_front();
+                }
             }
         }
+    }
+
+    /// Restores the files to read and their positions (replacing those
+    /// listed at `create`).
+    async fn initialize_state(&mut self, _ctx: &OperatorContext, state: Option<Vec<Value>>) -> Result<()> {
+        if let Some(entries) = state {
+            self.files = entries
+                .iter()
+                .map(|e| FileSplit::from_entry(e, &self.format))
+                .collect::<Result<_>>()?;
+            self.current = None;
+            for split in &self.files {
+                if !split.path.is_file() {
+                    return Err(changed(&split.path, "it is gone"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry per file not finished, at the position after the last batch.
+    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<Vec<Value>> {
+        self.files.iter().map(|f| f.to_entry(&self.format)).collect()
     }
 
     async fn close(&mut self) -> Result<()> {

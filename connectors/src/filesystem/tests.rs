@@ -552,7 +552,8 @@ async fn part_files_go_from_in_progress_to_pending_to_committed() {
         checkpoint_id: 1,
         kind: BarrierKind::Checkpoint,
     };
-    sink.snapshot_state(barrier, &mut out).await.unwrap();
+    let snapshot = sink.snapshot_state(barrier, &mut out).await.unwrap();
+    assert_eq!(snapshot.operator_state.len(), 1);
     assert!(names(dir.path()).iter().all(|n| n.starts_with('.')));
     // A big batch rolls by size (1 kb) into a pending file of no checkpoint yet.
     sink.process_batch(0, batch(3..40), &mut out).await.unwrap();
@@ -628,5 +629,356 @@ fn options_are_listed_for_the_registry() {
         "parquet.compression",
     ] {
         assert!(names.contains(&n), "{n}");
+    }
+}
+
+mod resume {
+    use super::*;
+    use crate::test_util::resume::{check_exact_resume, check_rescale, start};
+    use serde_json::{Value, json};
+    use weir_engine::checkpoint::targets::SnapshotTargets;
+    use weir_engine::key_group::{DEFAULT_MAX_PARALLELISM, KeyGroupRange};
+    use weir_engine::operator::Operator;
+    use weir_engine::state::{HashMapBackendFactory, StateInit, StateScope};
+
+    /// Three files of `format` with 20,000, 9,000 and 17,000 rows, named
+    /// `0.<format>` to `2.<format>`.
+    async fn three_files(dir: &Path, format: &str, extra: &[(&str, &str)]) -> ConnectorOptions {
+        let parts = [
+            vec![batch(0..10_000), batch(10_000..20_000)],
+            vec![batch(20_000..29_000)],
+            vec![batch(29_000..46_000)],
+        ];
+        for (i, batches) in parts.iter().enumerate() {
+            let tmp = dir.join("tmp");
+            write(schema(), &table_options(&tmp, format, extra), 0, batches)
+                .await
+                .unwrap();
+            let written = names(&tmp);
+            assert_eq!(written.len(), 1);
+            std::fs::rename(tmp.join(&written[0]), dir.join(format!("{i}.{format}"))).unwrap();
+            std::fs::remove_dir(&tmp).unwrap();
+        }
+        table_options(dir, format, extra)
+    }
+
+    async fn check_source(format: &str, extra: &[(&str, &str)]) -> Vec<Vec<Value>> {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = three_files(dir.path(), format, extra).await;
+        let spec = FileSystemConnector.source(schema(), &opts).unwrap();
+        let spec = spec.as_ref();
+        let mut snapshots = Vec::new();
+        for before in [1, 2, 4] {
+            snapshots = check_exact_resume(spec, 2, before, None).await;
+        }
+        for before in [1, 2, 3] {
+            check_rescale(spec, 2, 3, before).await;
+            check_rescale(spec, 2, 1, before).await;
+            check_rescale(spec, 3, 2, before).await;
+        }
+        check_rescale(spec, 1, 2, 2).await;
+        snapshots
+    }
+
+    #[tokio::test]
+    async fn json_resumes_exactly_and_rescales() {
+        // Subtask 0 of 2 reads files 0 and 2, in batches of up to 8192
+        // records: after four batches (three of file 0), it is in file 2.
+        let snapshots = check_source("json", &[]).await;
+        assert_eq!(snapshots[0].len(), 1, "{:?}", snapshots[0]);
+        let entry = &snapshots[0][0];
+        assert!(entry["path"].as_str().unwrap().ends_with("2.json"), "{entry}");
+        assert_eq!(entry["line"], json!(8193));
+        assert!(entry["offset"].as_u64().unwrap() > 0);
+        // Subtask 1 (file 1, 9,000 rows: two batches) finished: nothing left.
+        assert_eq!(snapshots[1], Vec::<Value>::new());
+    }
+
+    #[tokio::test]
+    async fn csv_with_header_resumes_exactly_and_rescales() {
+        check_source("csv", &[("csv.header", "true")]).await;
+    }
+
+    #[tokio::test]
+    async fn parquet_resumes_exactly_and_rescales() {
+        let snapshots = check_source("parquet", &[]).await;
+        assert_eq!(snapshots[0][0]["rows"], json!(8192));
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_fails_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = table_options(dir.path(), "json", &[]);
+        std::fs::write(dir.path().join("a.json"), "{\"id\": 1}\n{\"id\": 2}\n").unwrap();
+        let spec = FileSystemConnector.source(ts_schema(), &opts).unwrap();
+        let gone = json!({"path": dir.path().join("b.json").to_str().unwrap(), "offset": 0, "line": 1});
+        let err = start(spec.as_ref(), 0, 1, Some(vec![gone]))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("b.json") && err.contains("gone"), "{err}");
+        let past = json!({"path": dir.path().join("a.json").to_str().unwrap(), "offset": 100, "line": 3});
+        let mut s = start(spec.as_ref(), 0, 1, Some(vec![past])).await.unwrap();
+        let err = s.poll_next().await.unwrap_err().to_string();
+        assert!(err.contains("a.json") && err.contains("changed"), "{err}");
+        // No entries: nothing to read.
+        let mut s = start(spec.as_ref(), 0, 1, Some(Vec::new())).await.unwrap();
+        assert!(matches!(
+            s.poll_next().await.unwrap(),
+            weir_engine::source::SourceEvent::Finished
+        ));
+    }
+
+    // The exactly-once sink.
+
+    fn checkpoint(id: u64) -> Barrier {
+        Barrier {
+            checkpoint_id: id,
+            kind: BarrierKind::Checkpoint,
+        }
+    }
+
+    fn state_init(
+        dir: &Path,
+        subtask: usize,
+        parallelism: usize,
+        entries: Option<Vec<Value>>,
+        restored_from: Option<u64>,
+    ) -> StateInit {
+        let scope = StateScope {
+            job_name: "test".into(),
+            operator_id: "sink".into(),
+            subtask,
+            key_groups: KeyGroupRange::for_subtask(subtask, parallelism, DEFAULT_MAX_PARALLELISM),
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            local_dir: dir.join(format!("local-{subtask}")),
+        };
+        StateInit::new(
+            scope,
+            Arc::new(HashMapBackendFactory),
+            Arc::new(SnapshotTargets::new(None, false)),
+            Vec::new(),
+            entries,
+            restored_from,
+        )
+    }
+
+    /// Sink subtask `subtask` of `parallelism` with checkpoints on, started
+    /// fresh or restored.
+    async fn sink(
+        out_dir: &Path,
+        state_dir: &Path,
+        subtask: usize,
+        parallelism: usize,
+        restore: Option<(Vec<Value>, u64)>,
+    ) -> Box<dyn Operator> {
+        let opts = table_options(out_dir, "json", &[]);
+        let spec = FileSystemConnector.sink(schema(), &opts).unwrap();
+        let mut sink = spec
+            .create(
+                &SinkRequest {
+                    schema: schema(),
+                    updating: false,
+                },
+                subtask,
+                parallelism,
+            )
+            .unwrap();
+        let mut ctx = ctx(subtask, parallelism);
+        ctx.checkpointing = true;
+        let (entries, restored_from) = match restore {
+            Some((e, r)) => (Some(e), Some(r)),
+            None => (None, None),
+        };
+        sink.initialize_state(
+            &ctx,
+            state_init(state_dir, subtask, parallelism, entries, restored_from),
+        )
+        .await
+        .unwrap();
+        sink.open(&ctx).await.unwrap();
+        sink
+    }
+
+    fn visible(dir: &Path) -> Vec<String> {
+        names(dir).into_iter().filter(|n| !n.starts_with('.')).collect()
+    }
+
+    fn hidden(dir: &Path) -> Vec<String> {
+        names(dir).into_iter().filter(|n| n.starts_with('.')).collect()
+    }
+
+    /// The ids of the committed rows, sorted.
+    async fn committed_ids(dir: &Path) -> Vec<i64> {
+        let b = read(schema(), &table_options(dir, "json", &[]), 1).await.unwrap();
+        let mut ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        ids.sort();
+        ids
+    }
+
+    async fn snapshot(sink: &mut dyn Operator, id: u64) -> Vec<Value> {
+        let mut out = Output::default();
+        let s = sink.snapshot_state(checkpoint(id), &mut out).await.unwrap();
+        assert!(s.keyed.is_none() && out.is_empty());
+        s.operator_state
+    }
+
+    async fn rows(sink: &mut dyn Operator, ids: std::ops::Range<i64>) {
+        sink.process_batch(0, batch(ids), &mut Output::default())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn checkpoints_commit_their_own_files_only() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut s = sink(dir.path(), state.path(), 0, 1, None).await;
+        rows(s.as_mut(), 0..10).await;
+        let c1 = snapshot(s.as_mut(), 1).await;
+        assert_eq!(c1.len(), 1);
+        assert_eq!(c1[0]["checkpoint"], json!(1));
+        let name = c1[0]["file"].as_str().unwrap().to_string();
+        assert!(name.starts_with("part-0-") && name.ends_with(".json"), "{name}");
+        // The pending file's name tells its checkpoint.
+        assert_eq!(hidden(dir.path()), vec![format!(".{name}.ckp-1.pending")]);
+        rows(s.as_mut(), 10..25).await;
+        let c2 = snapshot(s.as_mut(), 2).await;
+        // Checkpoint 1's file is not committed yet: listed again.
+        assert_eq!(c2.len(), 2);
+        assert!(visible(dir.path()).is_empty());
+        s.notify_checkpoint_complete(1).await.unwrap();
+        assert_eq!(visible(dir.path()), vec![name]);
+        assert_eq!(committed_ids(dir.path()).await, (0..10).collect::<Vec<_>>());
+        s.notify_checkpoint_complete(2).await.unwrap();
+        s.notify_checkpoint_complete(2).await.unwrap();
+        assert_eq!(committed_ids(dir.path()).await, (0..25).collect::<Vec<_>>());
+        assert!(hidden(dir.path()).is_empty());
+        // A checkpoint with nothing new lists nothing; finish commits nothing.
+        assert!(snapshot(s.as_mut(), 3).await.is_empty());
+        rows(s.as_mut(), 25..30).await;
+        s.finish(&mut Output::default()).await.unwrap();
+        assert_eq!(committed_ids(dir.path()).await.len(), 25);
+    }
+
+    #[tokio::test]
+    async fn an_aborted_checkpoint_is_committed_by_the_next() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut s = sink(dir.path(), state.path(), 0, 1, None).await;
+        rows(s.as_mut(), 0..10).await;
+        snapshot(s.as_mut(), 1).await;
+        s.notify_checkpoint_aborted(1).await.unwrap();
+        rows(s.as_mut(), 10..20).await;
+        snapshot(s.as_mut(), 2).await;
+        s.notify_checkpoint_complete(2).await.unwrap();
+        assert_eq!(committed_ids(dir.path()).await, (0..20).collect::<Vec<_>>());
+    }
+
+    /// Writes checkpoint 1 (rows 0..10), checkpoint 2 (rows 10..20) and an
+    /// in-progress file (rows 20..25), with no notification, and crashes.
+    /// Returns the state of both checkpoints.
+    async fn crashed_run(dir: &Path, state: &Path) -> (Vec<Value>, Vec<Value>) {
+        let mut s = sink(dir, state, 0, 1, None).await;
+        rows(s.as_mut(), 0..10).await;
+        let c1 = snapshot(s.as_mut(), 1).await;
+        rows(s.as_mut(), 10..20).await;
+        let c2 = snapshot(s.as_mut(), 2).await;
+        rows(s.as_mut(), 20..25).await;
+        drop(s);
+        let h = hidden(dir);
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h.iter().filter(|n| n.ends_with(".inprogress")).count(), 1);
+        (c1, c2)
+    }
+
+    #[tokio::test]
+    async fn a_restore_commits_its_checkpoint_and_deletes_what_came_after() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (c1, _) = crashed_run(dir.path(), state.path()).await;
+        let mut s = sink(dir.path(), state.path(), 0, 1, Some((c1, 1))).await;
+        assert!(hidden(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        assert_eq!(committed_ids(dir.path()).await, (0..10).collect::<Vec<_>>());
+        // The restored run goes on; its files never collide with the old ones.
+        rows(s.as_mut(), 10..30).await;
+        let c2 = snapshot(s.as_mut(), 2).await;
+        assert_eq!(c2.len(), 1);
+        s.notify_checkpoint_complete(2).await.unwrap();
+        assert_eq!(committed_ids(dir.path()).await, (0..30).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_restore_from_the_later_checkpoint_commits_both() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_, c2) = crashed_run(dir.path(), state.path()).await;
+        let _s = sink(dir.path(), state.path(), 0, 1, Some((c2, 2))).await;
+        assert!(hidden(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        assert_eq!(visible(dir.path()).len(), 2);
+        assert_eq!(committed_ids(dir.path()).await, (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn restoring_twice_is_idempotent() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (c1, _) = crashed_run(dir.path(), state.path()).await;
+        drop(sink(dir.path(), state.path(), 0, 1, Some((c1.clone(), 1))).await);
+        let after = names(dir.path());
+        drop(sink(dir.path(), state.path(), 0, 1, Some((c1, 1))).await);
+        assert_eq!(names(dir.path()), after);
+        assert_eq!(committed_ids(dir.path()).await, (0..10).collect::<Vec<_>>());
+
+        // A crash in the middle of committing checkpoint 2's state: the first
+        // file is renamed already, the second not.
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_, c2) = crashed_run(dir.path(), state.path()).await;
+        let first = c2[0]["file"].as_str().unwrap();
+        std::fs::rename(
+            dir.path().join(format!(".{first}.ckp-1.pending")),
+            dir.path().join(first),
+        )
+        .unwrap();
+        drop(sink(dir.path(), state.path(), 0, 1, Some((c2.clone(), 2))).await);
+        let after = names(dir.path());
+        drop(sink(dir.path(), state.path(), 0, 1, Some((c2, 2))).await);
+        assert_eq!(names(dir.path()), after);
+        assert!(hidden(dir.path()).is_empty(), "{after:?}");
+        assert_eq!(committed_ids(dir.path()).await, (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_rescaled_restore_splits_the_cleanup_between_subtasks() {
+        let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Three subtasks, each with a file of checkpoint 1, one of checkpoint
+        // 2, and an in-progress one.
+        let mut c1 = Vec::new();
+        for i in 0..3 {
+            let mut s = sink(dir.path(), state.path(), i, 3, None).await;
+            let base = i as i64 * 100;
+            rows(s.as_mut(), base..base + 10).await;
+            c1.push(snapshot(s.as_mut(), 1).await);
+            rows(s.as_mut(), base + 10..base + 20).await;
+            snapshot(s.as_mut(), 2).await;
+            rows(s.as_mut(), base + 20..base + 30).await;
+        }
+        assert_eq!(hidden(dir.path()).len(), 9);
+        // Restored at parallelism 2 from checkpoint 1: subtask 0 cleans the
+        // files of old subtasks 0 and 2, subtask 1 those of old subtask 1.
+        let shares = crate::test_util::resume::deal(&c1, 2);
+        let _s0 = sink(dir.path(), state.path(), 0, 2, Some((shares[0].clone(), 1))).await;
+        // It committed the checkpoint-1 files dealt to it (old 0 and 2) and
+        // left old subtask 1's files alone, for subtask 1.
+        let left = hidden(dir.path());
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left.iter().all(|n| n.starts_with(".part-1-")), "{left:?}");
+        assert_eq!(visible(dir.path()).len(), 2);
+        let _s1 = sink(dir.path(), state.path(), 1, 2, Some((shares[1].clone(), 1))).await;
+        assert!(hidden(dir.path()).is_empty(), "{:?}", names(dir.path()));
+        let expected: Vec<i64> = (0..3).flat_map(|i| i * 100..i * 100 + 10).collect();
+        assert_eq!(committed_ids(dir.path()).await, expected);
     }
 }

@@ -27,7 +27,10 @@
 //! same options describe one consistent auction site: bids refer to auctions
 //! and persons that exist. A table's events are split round-robin over the
 //! subtasks *by their index within the table* (the `k`-th bid goes to
-//! subtask `k mod p`), which balances the subtasks whatever `p` is.
+//! subtask `k mod p`), which balances the subtasks whatever `p` is. That
+//! share is the subtask's split, checkpointed as its next index (see
+//! [`NexmarkSource`]): a restored job resumes every split exactly, at any
+//! parallelism.
 //!
 //! # Time
 //!
@@ -50,12 +53,16 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result, plan_err};
+use serde_json::Value;
 use weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
+use weir_engine::message::CheckpointId;
+use weir_engine::operator::OperatorContext;
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
 use crate::columns::{bind_columns, make_batch};
 use crate::options::{get_batch_size, get_per_second};
 use crate::pacer::Pacer;
+use crate::split::{SeqSplit, entry_i64, idle_forever, next_active};
 use crate::time::{DEFAULT_START_NS, NANOS_PER_MILLI, StartTime, get_duration_ns, get_start_time};
 use config::{EventKind, GeneratorConfig};
 use event::EventLayout;
@@ -211,15 +218,6 @@ impl NexmarkSpec {
             batch_size,
         })
     }
-
-    fn config(&self, start_ns: i64) -> GeneratorConfig {
-        GeneratorConfig::new(
-            self.proportions,
-            start_ns.div_euclid(NANOS_PER_MILLI),
-            self.events_per_second,
-            self.max_out_of_order_ms,
-        )
-    }
 }
 
 impl SourceSpec for NexmarkSpec {
@@ -237,29 +235,23 @@ impl SourceSpec for NexmarkSpec {
                 "nexmark: subtask {subtask} out of range for parallelism {parallelism}"
             )));
         }
-        let config = self.config(self.start.resolve());
-        let p = parallelism as u64;
-        let i = subtask as u64;
-        let local_total = self.events_num.map(|n| {
-            let count = match &self.layout {
-                Layout::Table { kind, .. } => config.count_below(*kind, n),
-                Layout::Event(_) => n,
-            };
-            if count > i { (count - i).div_ceil(p) } else { 0 }
-        });
-        let pacer = Pacer::new(self.rate);
-        Ok(Box::new(NexmarkSource {
+        let mut source = NexmarkSource {
             schema: Arc::clone(&self.schema),
             layout: self.layout.clone(),
-            generator: Generator::new(config, self.seed),
-            subtask: i,
-            parallelism: p,
-            produced: 0,
-            local_total,
-            max_batch: pacer.batch_len(parallelism, self.batch_size),
-            pacer,
+            proportions: self.proportions,
+            events_per_second: self.events_per_second,
+            max_out_of_order_ms: self.max_out_of_order_ms,
+            seed: self.seed,
+            events_num: self.events_num,
+            rate: self.rate,
+            batch_size: self.batch_size,
+            splits: Vec::new(),
+            cursor: 0,
             numbers: Vec::new(),
-        }))
+        };
+        let split = source.split(SeqSplit::fresh(subtask, parallelism), self.start.resolve(), false);
+        source.splits.push(split);
+        Ok(Box::new(source))
     }
 }
 
@@ -283,37 +275,102 @@ impl Layout {
     }
 }
 
-/// One subtask of a `nexmark` table: produces the events of the table whose
-/// index `k` within the table is `≡ subtask (mod parallelism)`, in order.
+/// One subtask of a `nexmark` table: produces the events of its splits of
+/// the table, each in order (round-robin over the splits, one batch at a
+/// time, when it owns several).
+///
+/// # State
+///
+/// One entry per split ([`crate::split`]); on a fresh start subtask `i` of
+/// `p` owns split `i` of `p`, the events whose index `k` *within the table*
+/// is `≡ i (mod p)`:
+///
+/// ```json
+/// {"split": 1, "splits": 4, "next": 8193, "start_ns": 1704067200000000000}
+/// ```
+///
+/// `next` is the split's next table index (the event index for
+/// `'table' = 'event'`); `start_ns` is the resolved `first-event.time`, so
+/// event time goes on from where it was even when it started at 'now'.
+/// Every value of an event is a function of its event number and the seed,
+/// so a split resumes at any index without replaying the ones before.
+/// Rate limiting restarts at the restored position.
 ///
 /// Cancel-safe: `poll_next` waits for the rate limiter first, then generates
 /// and returns the batch without further waiting.
 pub struct NexmarkSource {
     schema: SchemaRef,
     layout: Layout,
-    generator: Generator,
-    subtask: u64,
-    parallelism: u64,
-    /// Events produced by this subtask so far.
-    produced: u64,
-    local_total: Option<u64>,
-    max_batch: usize,
-    pacer: Pacer,
+    proportions: (u64, u64, u64),
+    events_per_second: f64,
+    max_out_of_order_ms: i64,
+    seed: u64,
+    events_num: Option<u64>,
+    rate: f64,
+    batch_size: usize,
+    splits: Vec<NexmarkSplit>,
+    /// The split to read next (round-robin).
+    cursor: usize,
     /// The event numbers of the batch being generated (reused).
     numbers: Vec<u64>,
 }
 
+/// A split of a `nexmark` subtask and what generates it.
+struct NexmarkSplit {
+    pos: SeqSplit,
+    start_ns: i64,
+    generator: Generator,
+    /// The table's events below `events.num`, if bounded.
+    total: Option<u64>,
+    pacer: Pacer,
+    max_batch: usize,
+}
+
+const NEXMARK: &str = "nexmark";
+
 impl NexmarkSource {
-    fn generate(&self) -> Result<RecordBatch> {
+    /// A split at `pos` whose event time starts at `start_ns`; `resumed`
+    /// when restored (pacing restarts there).
+    fn split(&self, pos: SeqSplit, start_ns: i64, resumed: bool) -> NexmarkSplit {
+        let config = GeneratorConfig::new(
+            self.proportions,
+            start_ns.div_euclid(NANOS_PER_MILLI),
+            self.events_per_second,
+            self.max_out_of_order_ms,
+        );
+        let total = self.events_num.map(|n| match &self.layout {
+            Layout::Table { kind, .. } => config.count_below(*kind, n),
+            Layout::Event(_) => n,
+        });
+        // Paced on event numbers (all kinds count) at the full rate: every
+        // split covers the whole event-number range, so the splits together
+        // keep `rate` however they are spread over the subtasks.
+        let base = if resumed {
+            self.layout.event_number(&config, pos.next)
+        } else {
+            0
+        };
+        let pacer = Pacer::resuming(self.rate, base);
+        NexmarkSplit {
+            pos,
+            start_ns,
+            generator: Generator::new(config, self.seed),
+            total,
+            max_batch: pacer.batch_len(pos.splits as usize, self.batch_size),
+            pacer,
+        }
+    }
+
+    fn generate(&self, generator: &Generator) -> Result<RecordBatch> {
         let columns = match &self.layout {
             Layout::Table { kind, columns } => self
                 .schema
                 .fields()
                 .iter()
                 .zip(columns)
-                .map(|(field, col)| self.generator.column(*kind, *col, field, &self.numbers))
+                .map(|(field, col)| generator.column(*kind, *col, field, &self.numbers))
                 .collect(),
-            Layout::Event(layout) => layout.generate(&self.generator, &self.schema, &self.numbers)?,
+            Layout::Event(layout) => layout.generate(generator, &self.schema, &self.numbers)?,
         };
         make_batch(&self.schema, columns, self.numbers.len())
     }
@@ -321,24 +378,59 @@ impl NexmarkSource {
 
 #[async_trait]
 impl Source for NexmarkSource {
-    async fn poll_next(&mut self) -> Result<SourceEvent> {
-        let remaining = self.local_total.map_or(u64::MAX, |t| t - self.produced);
-        if remaining == 0 {
-            return Ok(SourceEvent::Finished);
+    async fn initialize_state(&mut self, _ctx: &OperatorContext, state: Option<Vec<Value>>) -> Result<()> {
+        let Some(entries) = state else {
+            return Ok(());
+        };
+        let mut splits = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let pos = SeqSplit::from_entry(NEXMARK, entry)?;
+            let start_ns = entry_i64(NEXMARK, entry, "start_ns")?;
+            splits.push(self.split(pos, start_ns, true));
         }
-        let len = (self.max_batch as u64).min(remaining);
-        let config = self.generator.config();
-        let (first, p) = (self.subtask + self.produced * self.parallelism, self.parallelism);
+        self.splits = splits;
+        self.cursor = 0;
+        Ok(())
+    }
+
+    async fn poll_next(&mut self) -> Result<SourceEvent> {
+        let Some(c) = next_active(self.splits.len(), self.cursor, |c| {
+            let s = &self.splits[c];
+            (s.pos.remaining(s.total) > 0).then_some(s.pos.next)
+        }) else {
+            return match self.events_num {
+                Some(_) => Ok(SourceEvent::Finished),
+                // Unbounded and no split: nothing to read, ever.
+                None => idle_forever().await,
+            };
+        };
+        let split = &mut self.splits[c];
+        let len = (split.max_batch as u64).min(split.pos.remaining(split.total));
+        let config = split.generator.config();
         self.numbers.clear();
-        let layout = &self.layout;
+        let (layout, pos) = (&self.layout, split.pos);
         self.numbers
-            .extend((0..len).map(|j| layout.event_number(config, first + j * p)));
+            .extend((0..len).map(|j| layout.event_number(config, pos.index(j))));
         // Wait until the batch's last event is due, then produce it.
         let last = self.numbers.last().copied().unwrap_or(0);
-        self.pacer.wait_until_due(last + 1).await;
-        let batch = self.generate()?;
-        self.produced += len;
+        split.pacer.wait_until_due(last + 1).await;
+        let batch = self.generate(&self.splits[c].generator)?;
+        self.splits[c].pos.advance(len);
+        self.cursor = c + 1;
         Ok(SourceEvent::Batch(batch))
+    }
+
+    /// One entry per split: exactly after the last batch returned.
+    async fn snapshot_state(&mut self, _checkpoint_id: CheckpointId) -> Result<Vec<Value>> {
+        Ok(self
+            .splits
+            .iter()
+            .map(|s| {
+                let mut m = s.pos.to_entry();
+                m.insert("start_ns".into(), s.start_ns.into());
+                Value::Object(m)
+            })
+            .collect())
     }
 }
 
@@ -616,5 +708,53 @@ mod tests {
         assert!(batches.iter().all(|b| b.num_rows() <= DEFAULT_BATCH_SIZE));
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 184_000);
         assert_eq!(batches[0].column(0).null_count(), 0);
+    }
+
+    mod resume {
+        use super::*;
+        use crate::test_util::resume::{check_exact_resume, check_idle_without_splits, check_rescale};
+        use serde_json::json;
+
+        #[tokio::test]
+        async fn every_table_resumes_exactly_and_rescales() {
+            let extra = [("events.num", "20000"), ("batch-size", "700")];
+            for kind in [EventKind::Bid, EventKind::Auction, EventKind::Person] {
+                let s = spec(kind, full_schema(kind), &extra);
+                check_exact_resume(&s, 2, 2, None).await;
+                check_rescale(&s, 2, 3, 3).await;
+                check_rescale(&s, 2, 1, 3).await;
+            }
+            let kv = [("table", "event"), ("events.num", "5000"), ("batch-size", "300")];
+            let events = NexmarkSpec::try_new(Arc::new(event::flink_event_schema()), &options(&kv)).unwrap();
+            check_exact_resume(&events, 2, 3, None).await;
+            check_rescale(&events, 2, 3, 2).await;
+            check_rescale(&events, 3, 1, 2).await;
+        }
+
+        #[tokio::test]
+        async fn state_entries_hold_the_table_index_and_event_time_start() {
+            let s = spec(
+                EventKind::Bid,
+                full_schema(EventKind::Bid),
+                &[("batch-size", "100"), ("first-event.time", "now")],
+            );
+            // Event time started at 'now' goes on from the recorded start.
+            let snapshots = check_exact_resume(&s, 2, 2, None).await;
+            let entry = &snapshots[0][0];
+            assert_eq!(
+                (&entry["split"], &entry["splits"], &entry["next"]),
+                (&json!(0), &json!(2), &json!(400))
+            );
+            assert!(entry["start_ns"].as_i64().unwrap() > DEFAULT_START_NS);
+        }
+
+        #[tokio::test]
+        async fn unbounded_resumes_and_waits_without_splits() {
+            let kv = [("table", "bid"), ("batch-size", "100")];
+            let s = NexmarkSpec::try_new(full_schema(EventKind::Bid), &options(&kv)).unwrap();
+            assert!(!s.is_bounded());
+            check_exact_resume(&s, 3, 2, Some(3)).await;
+            check_idle_without_splits(&s).await;
+        }
     }
 }

@@ -68,6 +68,9 @@ struct Pending {
     waiting_for: BTreeSet<usize>,
     /// All acknowledged; `_metadata` being written.
     writing: bool,
+    /// A savepoint: never retained or discarded by weir, never subsumes
+    /// checkpoints, and its failure does not count towards tolerable failures.
+    savepoint: bool,
 }
 
 /// The decision logic of one job's checkpoint coordinator.
@@ -133,7 +136,7 @@ impl CheckpointCoordinator {
                 &mut actions,
             );
         }
-        if self.stopped || self.pending.len() >= self.settings.max_concurrent {
+        if self.stopped || self.pending_checkpoints() >= self.settings.max_concurrent {
             return actions;
         }
         let due = self
@@ -142,9 +145,9 @@ impl CheckpointCoordinator {
         let paused = self
             .last_end_ms
             .is_some_and(|t| now_ms < t + self.settings.min_pause_ms)
-            || (self.settings.min_pause_ms > 0 && !self.pending.is_empty());
+            || (self.settings.min_pause_ms > 0 && self.pending_checkpoints() > 0);
         if due && !paused {
-            actions.push(self.start(now_ms));
+            actions.push(self.start(now_ms, false));
         }
         actions
     }
@@ -152,19 +155,65 @@ impl CheckpointCoordinator {
     /// Triggers a checkpoint now, regardless of the interval (a savepoint, or
     /// a user request). Still respects `max_concurrent`: `None` if at the limit.
     pub fn trigger_now(&mut self, now_ms: u64) -> Option<Action> {
-        (self.pending.len() < self.settings.max_concurrent).then(|| self.start(now_ms))
+        (self.pending_checkpoints() < self.settings.max_concurrent).then(|| self.start(now_ms, false))
     }
 
-    fn start(&mut self, now_ms: u64) -> Action {
+    /// Triggers a savepoint now: not limited by `max_concurrent` or the
+    /// interval. `None` once the coordinator is stopped.
+    pub fn trigger_savepoint(&mut self, now_ms: u64) -> Option<Action> {
+        (!self.stopped).then(|| self.start(now_ms, true))
+    }
+
+    /// Whether pending `id` is a savepoint.
+    pub fn is_savepoint(&self, id: CheckpointId) -> bool {
+        self.pending.get(&id).is_some_and(|p| p.savepoint)
+    }
+
+    /// The id the next checkpoint will get.
+    pub fn next_id(&self) -> CheckpointId {
+        self.next_id
+    }
+
+    /// Declares `ids` (oldest first) as already completed and retained, e.g.
+    /// the checkpoint a job was restored from: they are discarded in turn as
+    /// newer ones complete.
+    pub fn seed_retained(&mut self, ids: &[CheckpointId]) {
+        self.completed.extend(ids.iter().copied());
+    }
+
+    /// The job's tasks failed and will be restarted with `tasks` tasks:
+    /// every pending checkpoint is aborted (without counting as a
+    /// checkpoint failure); triggering resumes afterwards.
+    pub fn fail_over(&mut self, tasks: usize) -> Vec<Action> {
+        self.tasks = tasks;
+        let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
+        self.pending.clear();
+        self.last_trigger_ms = None;
+        ids.into_iter()
+            .map(|id| Action::Abort {
+                id,
+                reason: "the job is restarting".into(),
+            })
+            .collect()
+    }
+
+    fn pending_checkpoints(&self) -> usize {
+        self.pending.values().filter(|p| !p.savepoint).count()
+    }
+
+    fn start(&mut self, now_ms: u64, savepoint: bool) -> Action {
         let id = self.next_id;
         self.next_id += 1;
-        self.last_trigger_ms = Some(now_ms);
+        if !savepoint {
+            self.last_trigger_ms = Some(now_ms);
+        }
         self.pending.insert(
             id,
             Pending {
                 started_ms: now_ms,
                 waiting_for: (0..self.tasks).collect(),
                 writing: false,
+                savepoint,
             },
         );
         Action::Trigger(id)
@@ -215,10 +264,19 @@ impl CheckpointCoordinator {
     /// checkpoints are subsumed (aborted), as in Flink.
     pub fn on_metadata_written(&mut self, id: CheckpointId, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
-        if self.pending.remove(&id).is_none() {
+        let Some(p) = self.pending.remove(&id) else {
+            return actions;
+        };
+        if p.savepoint {
+            actions.push(Action::NotifyComplete(id));
             return actions;
         }
-        let older: Vec<CheckpointId> = self.pending.range(..id).map(|(k, _)| *k).collect();
+        let older: Vec<CheckpointId> = self
+            .pending
+            .range(..id)
+            .filter(|(_, p)| !p.savepoint)
+            .map(|(k, _)| *k)
+            .collect();
         for old in older {
             self.pending.remove(&old);
             actions.push(Action::Abort {
@@ -251,7 +309,11 @@ impl CheckpointCoordinator {
     }
 
     fn fail(&mut self, id: CheckpointId, reason: String, now_ms: u64, actions: &mut Vec<Action>) {
-        self.pending.remove(&id);
+        let savepoint = self.pending.remove(&id).is_some_and(|p| p.savepoint);
+        if savepoint {
+            actions.push(Action::Abort { id, reason });
+            return;
+        }
         self.last_end_ms = Some(now_ms);
         self.consecutive_failures += 1;
         actions.push(Action::Abort {
@@ -433,5 +495,31 @@ mod tests {
             Some(Action::Trigger(2)),
             "a final savepoint may still be taken"
         );
+    }
+
+    #[test]
+    fn savepoints_bypass_limits_are_not_retained_and_do_not_count_as_failures() {
+        let mut c = CheckpointCoordinator::new(settings(), 1, 1);
+        assert_eq!(c.on_tick(0), vec![Action::Trigger(1)]);
+        assert_eq!(
+            c.trigger_savepoint(10),
+            Some(Action::Trigger(2)),
+            "beyond max_concurrent"
+        );
+        assert!(c.is_savepoint(2));
+        assert_eq!(c.on_ack(2, 0), vec![Action::WriteMetadata(2)]);
+        assert_eq!(c.on_metadata_written(2, 20), vec![Action::NotifyComplete(2)]);
+        assert_eq!(c.pending(), vec![1], "a savepoint does not subsume checkpoints");
+        assert_eq!(c.retained(), Vec::<CheckpointId>::new());
+        assert_eq!(c.trigger_savepoint(30), Some(Action::Trigger(3)));
+        for t in [6_000, 7_000] {
+            let actions = c.on_tick(t);
+            assert!(
+                !actions.iter().any(|a| matches!(a, Action::FailJob(_))),
+                "{actions:?}"
+            );
+        }
+        assert!(c.fail_over(2).is_empty() || c.pending().is_empty());
+        assert!(c.pending().is_empty());
     }
 }

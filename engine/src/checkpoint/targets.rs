@@ -66,12 +66,17 @@ impl SnapshotTargets {
                 })
             }
             BarrierKind::Savepoint | BarrierKind::SavepointAndStop => {
-                let storage = self.savepoints.lock().get(&barrier.checkpoint_id).cloned().ok_or_else(|| {
-                    DataFusionError::Internal(format!(
-                        "no directory registered for savepoint {}",
-                        barrier.checkpoint_id
-                    ))
-                })?;
+                let storage = self
+                    .savepoints
+                    .lock()
+                    .get(&barrier.checkpoint_id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        DataFusionError::Internal(format!(
+                            "no directory registered for savepoint {}",
+                            barrier.checkpoint_id
+                        ))
+                    })?;
                 Ok(SnapshotTarget {
                     checkpoint_id: barrier.checkpoint_id,
                     storage,

@@ -17,9 +17,11 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::aggregates::{AggregateSpec, evaluate_exprs, evaluate_inputs, take_all};
 use super::window::timestamps_from_ns;
 use super::window_aggregate::GroupColumn;
-use crate::message::EventTime;
+use crate::key_group::key_groups_of;
+use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
+use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
 use crate::watermark::to_event_time;
 
 /// The plan of a session-window aggregate.
@@ -43,6 +45,12 @@ pub struct SessionAggregateConfig {
 /// DataFusion's accumulators; rows of open sessions stay buffered. A row
 /// whose own window `[t, t + gap)` is already behind the watermark is dropped
 /// and counted as late.
+///
+/// Checkpoints: at a barrier, if the buffer changed since the last one, all
+/// buffered rows are written to keyed state (one namespace), each row in the
+/// key group of its key, so that a rescale hands every key's rows to its new
+/// owner; key groups left without rows are deleted. On restore the buffer is
+/// those rows.
 pub struct SessionAggregate {
     config: Arc<SessionAggregateConfig>,
     buffer: Vec<RecordBatch>,
@@ -50,7 +58,15 @@ pub struct SessionAggregate {
     min_time: Option<EventTime>,
     watermark: Option<EventTime>,
     metrics: Option<Arc<OperatorMetrics>>,
+    state: Option<KeyedState>,
+    stored: BatchState,
+    /// Whether the buffer changed since the last snapshot.
+    changed: bool,
+    max_parallelism: usize,
 }
+
+/// The keyed-state namespace of the buffered rows (there is only one).
+const BUFFER_NAMESPACE: &[u8] = b"";
 
 impl SessionAggregate {
     pub fn new(config: Arc<SessionAggregateConfig>) -> Self {
@@ -60,7 +76,22 @@ impl SessionAggregate {
             min_time: None,
             watermark: None,
             metrics: None,
+            state: None,
+            stored: BatchState::new(1),
+            changed: false,
+            max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
+    }
+
+    /// The smallest event time of `batch`'s rows (every buffered row has one).
+    fn min_time_of(&self, batch: &RecordBatch) -> Result<Option<EventTime>> {
+        let times = self
+            .config
+            .time_column
+            .evaluate(batch)?
+            .into_array(batch.num_rows())?;
+        let times = to_event_time(times.as_ref())?;
+        Ok(times.iter().flatten().min())
     }
 
     fn fire(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
@@ -146,6 +177,7 @@ impl SessionAggregate {
         if closed.is_empty() {
             return Ok(());
         }
+        self.changed = true;
 
         let idx = UInt32Array::from(closed_rows);
         let closed_batch = take_record_batch(&all, &idx)?;
@@ -181,9 +213,52 @@ impl SessionAggregate {
 
 #[async_trait]
 impl Operator for SessionAggregate {
+    async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        let state = init.keyed_state().await?;
+        if init.is_restored() {
+            for (_, batch) in self.stored.read_all(state.backend_ref())? {
+                if let Some(t) = self.min_time_of(&batch)? {
+                    self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
+                }
+                if batch.num_rows() > 0 {
+                    self.buffer.push(batch);
+                }
+            }
+        }
+        self.state = Some(state);
+        Ok(())
+    }
+
     async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.metrics = Some(ctx.metrics.clone());
+        self.max_parallelism = ctx.max_parallelism;
         Ok(())
+    }
+
+    async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
+        let Some(mut state) = self.state.take() else {
+            return Ok(OperatorSnapshot::default());
+        };
+        if self.changed {
+            if self.buffer.is_empty() {
+                self.stored.delete(state.backend(), BUFFER_NAMESPACE)?;
+            } else {
+                // Compact the buffer into one batch: it is written as one anyway.
+                let all = concat_batches(&self.buffer[0].schema(), &self.buffer)?;
+                let keys = evaluate_exprs(&self.config.keys, &all)?;
+                let kgs = key_groups_of(&keys, all.num_rows(), self.max_parallelism)?;
+                self.stored.write(state.backend(), BUFFER_NAMESPACE, &all, &kgs)?;
+                self.buffer.clear();
+                if all.num_rows() > 0 {
+                    self.buffer.push(all);
+                }
+            }
+            self.changed = false;
+        }
+        let pending = state.snapshot(barrier);
+        self.state = Some(state);
+        Ok(OperatorSnapshot::keyed(pending?))
     }
 
     async fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
@@ -208,6 +283,7 @@ impl Operator for SessionAggregate {
             OperatorMetrics::add(&m.late_rows_dropped, late);
             OperatorMetrics::add(&m.records_skipped, null_time);
         }
+        self.changed |= !keep.is_empty();
         if keep.len() == n {
             self.buffer.push(batch);
         } else if !keep.is_empty() {

@@ -2,7 +2,7 @@
 //! emitted when the watermark passes the end of a window; rows whose every
 //! window has already fired are dropped and counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, UInt32Array};
@@ -17,9 +17,11 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_inputs, take_all};
 use super::window::{WindowKind, timestamps_from_ns};
-use crate::message::EventTime;
+use crate::key_group::key_groups_of;
+use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
+use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
 use crate::watermark::to_event_time;
 
 /// What one `GROUP BY` column of a window aggregate outputs.
@@ -109,6 +111,12 @@ struct WindowState {
 /// open window, keyed by `(window_end, window_start)`. A row is added to each
 /// of its windows that has not fired; a window fires (is emitted and dropped)
 /// when the watermark reaches `window_end - 1`.
+///
+/// Checkpoints: at a barrier, every window that received rows since the last
+/// one is written to keyed state as a batch of (keys, accumulator states)
+/// per key group (namespace: the window's bounds), and a fired window's
+/// state is deleted. On restore the windows are rebuilt by merging those
+/// states into fresh accumulators.
 pub struct WindowAggregate {
     config: Arc<WindowAggregateConfig>,
     windows: BTreeMap<(EventTime, EventTime), WindowState>,
@@ -116,6 +124,31 @@ pub struct WindowAggregate {
     metrics: Option<Arc<OperatorMetrics>>,
     assignment: WindowRows,
     group_indices: Vec<usize>,
+    state: Option<KeyedState>,
+    stored: BatchState,
+    /// Windows (end, start) changed since the last snapshot.
+    dirty: BTreeSet<(EventTime, EventTime)>,
+    max_parallelism: usize,
+}
+
+/// The keyed-state namespace of window `(end, start)`.
+fn window_namespace(end: EventTime, start: EventTime) -> [u8; 16] {
+    let mut ns = [0u8; 16];
+    // Order-preserving for non-negative times; the order only matters for scans.
+    ns[..8].copy_from_slice(&(end as u64 ^ (1 << 63)).to_be_bytes());
+    ns[8..].copy_from_slice(&(start as u64 ^ (1 << 63)).to_be_bytes());
+    ns
+}
+
+fn window_of_namespace(ns: &[u8]) -> Result<(EventTime, EventTime)> {
+    if ns.len() != 16 {
+        return Err(datafusion::common::DataFusionError::Execution(
+            "corrupt window state: bad namespace".into(),
+        ));
+    }
+    let end = (u64::from_be_bytes(ns[..8].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    let start = (u64::from_be_bytes(ns[8..].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    Ok((end, start))
 }
 
 impl WindowAggregate {
@@ -127,7 +160,65 @@ impl WindowAggregate {
             metrics: None,
             assignment: WindowRows::default(),
             group_indices: Vec::new(),
+            state: None,
+            stored: BatchState::new(1),
+            dirty: BTreeSet::new(),
+            max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
+    }
+
+    /// Takes a window's groups and accumulator states out as one batch:
+    /// key columns, then each accumulator's state columns.
+    fn state_batch(&self, state: &mut WindowState) -> Result<RecordBatch> {
+        let mut columns = match &mut state.groups {
+            Some(groups) => groups.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        for acc in &mut state.accumulators {
+            columns.extend(acc.state(EmitTo::All)?);
+        }
+        let fields: Vec<arrow::datatypes::Field> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| arrow::datatypes::Field::new(format!("c{i}"), c.data_type().clone(), true))
+            .collect();
+        let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(state.num_groups));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(arrow::datatypes::Schema::new(fields)),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Rebuilds a window from a batch made by [`Self::state_batch`].
+    fn window_from_state(&mut self, batch: &RecordBatch) -> Result<WindowState> {
+        let mut state = self.new_window()?;
+        let n = batch.num_rows();
+        let k = self.config.keys.len();
+        let keys = &batch.columns()[..k];
+        self.group_indices.clear();
+        match &mut state.groups {
+            Some(groups) => {
+                groups.intern(keys, &mut self.group_indices)?;
+                state.num_groups = groups.len();
+            }
+            None => {
+                self.group_indices.resize(n, 0);
+                state.num_groups = if n > 0 { 1 } else { 0 };
+            }
+        }
+        let mut col = k;
+        for (acc, spec) in state.accumulators.iter_mut().zip(&self.config.aggregates) {
+            let width = spec.function.state_fields()?.len();
+            let cols = batch.columns().get(col..col + width).ok_or_else(|| {
+                datafusion::common::DataFusionError::Execution(
+                    "window state does not match the query's aggregates".into(),
+                )
+            })?;
+            acc.merge_batch(cols, &self.group_indices, state.num_groups)?;
+            col += width;
+        }
+        Ok(state)
     }
 
     fn new_window(&self) -> Result<WindowState> {
@@ -163,6 +254,7 @@ impl WindowAggregate {
             let state = self.new_window()?;
             self.windows.insert((window.1, window.0), state);
         }
+        self.dirty.insert((window.1, window.0));
         let state = self
             .windows
             .get_mut(&(window.1, window.0))
@@ -215,9 +307,44 @@ impl WindowAggregate {
 
 #[async_trait]
 impl Operator for WindowAggregate {
+    async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        let state = init.keyed_state().await?;
+        if init.is_restored() {
+            for (ns, batch) in self.stored.read_all(state.backend_ref())? {
+                let (end, start) = window_of_namespace(&ns)?;
+                let window = self.window_from_state(&batch)?;
+                self.windows.insert((end, start), window);
+            }
+        }
+        self.state = Some(state);
+        Ok(())
+    }
+
     async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.metrics = Some(ctx.metrics.clone());
         Ok(())
+    }
+
+    async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
+        let Some(mut state) = self.state.take() else {
+            return Ok(OperatorSnapshot::default());
+        };
+        for key in std::mem::take(&mut self.dirty) {
+            let Some(mut window) = self.windows.remove(&key) else {
+                continue; // fired since: its state was deleted then
+            };
+            let batch = self.state_batch(&mut window)?;
+            let keys = &batch.columns()[..self.config.keys.len()];
+            let kgs = key_groups_of(keys, batch.num_rows(), self.max_parallelism)?;
+            self.stored
+                .write(state.backend(), &window_namespace(key.0, key.1), &batch, &kgs)?;
+            let rebuilt = self.window_from_state(&batch)?;
+            self.windows.insert(key, rebuilt);
+        }
+        let pending = state.snapshot(barrier);
+        self.state = Some(state);
+        Ok(OperatorSnapshot::keyed(pending?))
     }
 
     async fn process_batch(&mut self, _input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
@@ -294,6 +421,11 @@ impl Operator for WindowAggregate {
             }
             let state = entry.remove();
             out.emit(self.fire(start, end, state)?);
+            self.dirty.remove(&(end, start));
+            if let Some(keyed) = &mut self.state {
+                self.stored
+                    .delete(keyed.backend(), &window_namespace(end, start))?;
+            }
         }
         out.emit_watermark(watermark);
         Ok(())

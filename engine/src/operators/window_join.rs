@@ -2,7 +2,7 @@
 //! `window_end`), joined per window on equality keys when the watermark of
 //! both inputs passes the window's end, as Flink's window join.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
@@ -15,9 +15,11 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::evaluate_exprs;
-use crate::message::EventTime;
+use crate::key_group::key_groups_of;
+use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
+use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
 use crate::watermark::to_event_time;
 
 /// Which rows of a window join are kept without a match.
@@ -36,7 +38,9 @@ pub enum WindowJoinType {
 #[derive(Debug)]
 pub struct WindowJoinConfig {
     pub join_type: WindowJoinType,
-    /// Equality keys of the left input (the window bounds first).
+    /// Equality keys of the left input: `window_start` first, then the join
+    /// keys proper (`left_keys[1..]`), which are what the inputs are
+    /// hash-partitioned on.
     pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
     /// Equality keys of the right input, pairwise with `left_keys`.
     pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
@@ -63,11 +67,60 @@ struct WindowBuffers {
 /// the window's end (`window_end - 1`); then the window's rows are joined
 /// with a hash join on the keys and dropped. Rows of a window that has
 /// already been joined are late: dropped and counted.
+///
+/// Checkpoints: at a barrier, the rows of every (window, side) that received
+/// rows since the last one are written to keyed state (namespace: the side
+/// and the window end), each row in the key group of its join keys — the
+/// columns the inputs are hash-partitioned on, `left_keys[1..]` /
+/// `right_keys[1..]` (without `window_start`) — so that a rescale hands each
+/// row to the subtask its key is routed to. A joined window's rows are
+/// deleted. On restore the buffers are those rows.
 pub struct WindowJoin {
     config: Arc<WindowJoinConfig>,
     windows: BTreeMap<EventTime, WindowBuffers>,
     watermark: Option<EventTime>,
     metrics: Option<Arc<OperatorMetrics>>,
+    state: Option<KeyedState>,
+    stored: BatchState,
+    /// (window end, side) that received rows since the last snapshot.
+    dirty: BTreeSet<(EventTime, Side)>,
+    max_parallelism: usize,
+}
+
+/// An input of the join, as recorded in the state's namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    Left = 0,
+    Right = 1,
+}
+
+impl Side {
+    fn of_input(input: usize) -> Side {
+        if input == 0 { Side::Left } else { Side::Right }
+    }
+}
+
+/// The keyed-state namespace of one side of window `end`.
+fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
+    let mut ns = [0u8; 9];
+    ns[0] = side as u8;
+    // Order-preserving for the scans (only their order depends on it).
+    ns[1..].copy_from_slice(&(end as u64 ^ (1 << 63)).to_be_bytes());
+    ns
+}
+
+fn window_of_namespace(ns: &[u8]) -> Result<(Side, EventTime)> {
+    let corrupt = || DataFusionError::Execution("corrupt window join state: bad namespace".into());
+    if ns.len() != 9 {
+        return Err(corrupt());
+    }
+    let side = match ns[0] {
+        0 => Side::Left,
+        1 => Side::Right,
+        _ => return Err(corrupt()),
+    };
+    let end = (u64::from_be_bytes(ns[1..].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    Ok((side, end))
 }
 
 impl WindowJoin {
@@ -77,7 +130,49 @@ impl WindowJoin {
             windows: BTreeMap::new(),
             watermark: None,
             metrics: None,
+            state: None,
+            stored: BatchState::new(1),
+            dirty: BTreeSet::new(),
+            max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
+    }
+
+    /// The expressions a side is hash-partitioned on: its equality keys
+    /// without the leading `window_start` (see [`WindowJoinConfig::left_keys`]).
+    fn partition_keys(&self, side: Side) -> &[Arc<dyn PhysicalExpr>] {
+        let keys = match side {
+            Side::Left => &self.config.left_keys,
+            Side::Right => &self.config.right_keys,
+        };
+        keys.get(1..).unwrap_or_default()
+    }
+
+    /// Writes the rows of one side of window `end` to keyed state (compacting
+    /// its buffer into one batch).
+    fn write_side(&mut self, state: &mut KeyedState, end: EventTime, side: Side) -> Result<()> {
+        let schema = match side {
+            Side::Left => self.config.left_schema.clone(),
+            Side::Right => self.config.right_schema.clone(),
+        };
+        let Some(buffers) = self.windows.get_mut(&end) else {
+            return Ok(()); // joined since: its state was deleted then
+        };
+        let rows = match side {
+            Side::Left => &mut buffers.left,
+            Side::Right => &mut buffers.right,
+        };
+        let all = match rows.as_slice() {
+            [one] => one.clone(),
+            more => concat_batches(&schema, more.iter())?,
+        };
+        rows.clear();
+        if all.num_rows() > 0 {
+            rows.push(all.clone());
+        }
+        let keys = evaluate_exprs(self.partition_keys(side), &all)?;
+        let kgs = key_groups_of(&keys, all.num_rows(), self.max_parallelism)?;
+        self.stored
+            .write(state.backend(), &window_namespace(side, end), &all, &kgs)
     }
 
     fn join_window(&self, buffers: WindowBuffers) -> Result<Option<RecordBatch>> {
@@ -204,9 +299,39 @@ fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
 
 #[async_trait]
 impl Operator for WindowJoin {
+    async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        let state = init.keyed_state().await?;
+        if init.is_restored() {
+            for (ns, batch) in self.stored.read_all(state.backend_ref())? {
+                let (side, end) = window_of_namespace(&ns)?;
+                let buffers = self.windows.entry(end).or_default();
+                match side {
+                    Side::Left => buffers.left.push(batch),
+                    Side::Right => buffers.right.push(batch),
+                }
+            }
+        }
+        self.state = Some(state);
+        Ok(())
+    }
+
     async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
         self.metrics = Some(ctx.metrics.clone());
+        self.max_parallelism = ctx.max_parallelism;
         Ok(())
+    }
+
+    async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
+        let Some(mut state) = self.state.take() else {
+            return Ok(OperatorSnapshot::default());
+        };
+        let written = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .try_for_each(|(end, side)| self.write_side(&mut state, end, side));
+        let pending = written.and_then(|()| state.snapshot(barrier));
+        self.state = Some(state);
+        Ok(OperatorSnapshot::keyed(pending?))
     }
 
     async fn process_batch(&mut self, input: usize, batch: RecordBatch, _out: &mut Output) -> Result<()> {
@@ -241,6 +366,7 @@ impl Operator for WindowJoin {
             } else {
                 buffers.right.push(part)
             }
+            self.dirty.insert((end, Side::of_input(input)));
         }
         Ok(())
     }
@@ -251,9 +377,17 @@ impl Operator for WindowJoin {
             if *entry.key() - 1 > watermark {
                 break;
             }
+            let end = *entry.key();
             let buffers = entry.remove();
             if let Some(batch) = self.join_window(buffers)? {
                 out.emit(batch);
+            }
+            for side in [Side::Left, Side::Right] {
+                self.dirty.remove(&(end, side));
+                if let Some(keyed) = &mut self.state {
+                    self.stored
+                        .delete(keyed.backend(), &window_namespace(side, end))?;
+                }
             }
         }
         out.emit_watermark(watermark);

@@ -3,21 +3,33 @@
 
 use datafusion::common::{DataFusionError, Result};
 
+use super::events::{TaskEvent, TaskReporter};
+use crate::checkpoint::metadata::SubtaskState;
 use crate::exchange::Outputs;
-use crate::message::{Message, Watermark};
+use crate::graph::NodeId;
+use crate::message::{Barrier, CheckpointId, Message, Watermark};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
+use crate::state::StateInit;
 
 /// One operator of a chain, with where it runs.
 pub struct ChainedOperator {
     pub operator: Box<dyn Operator>,
     pub ctx: OperatorContext,
+    /// Its node in the job graph (what its checkpoint acknowledgements name).
+    pub node: NodeId,
+    /// The state to start from; taken by `open`.
+    pub init: Option<StateInit>,
 }
 
 /// The operators of one task, in order, and the task's outputs.
 pub struct Chain {
     pub operators: Vec<ChainedOperator>,
     pub outputs: Outputs,
+    /// Where checkpoint acknowledgements go (`None` in tests that run no driver).
+    pub reporter: Option<TaskReporter>,
+    /// The alignment time of the barrier being pushed, for its acknowledgements.
+    pub alignment_ms: u64,
 }
 
 fn with_operator(ctx: &OperatorContext, e: DataFusionError) -> DataFusionError {
@@ -25,9 +37,15 @@ fn with_operator(ctx: &OperatorContext, e: DataFusionError) -> DataFusionError {
 }
 
 impl Chain {
-    /// Opens every operator, in order.
+    /// Initializes the state of every operator, then opens them, in order.
     pub async fn open(&mut self) -> Result<()> {
         for op in &mut self.operators {
+            if let Some(init) = op.init.take() {
+                op.operator
+                    .initialize_state(&op.ctx, init)
+                    .await
+                    .map_err(|e| with_operator(&op.ctx, e))?;
+            }
             op.operator
                 .open(&op.ctx)
                 .await
@@ -44,13 +62,43 @@ impl Chain {
             let mut out = Output::default();
             let op_input = if i == 0 { input } else { 0 };
             for m in pending.drain(..) {
-                deliver(op, op_input, m, &mut out).await?;
+                deliver(
+                    op,
+                    op_input,
+                    m,
+                    &mut out,
+                    self.reporter.as_ref(),
+                    self.alignment_ms,
+                )
+                .await?;
             }
             OperatorMetrics::add(&op.ctx.metrics.rows_out, out.pending_rows() as u64);
             pending = out.into_messages();
         }
         for m in pending {
             self.outputs.send(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells every operator that checkpoint `id` is complete.
+    pub async fn notify_complete(&mut self, id: CheckpointId) -> Result<()> {
+        for op in &mut self.operators {
+            op.operator
+                .notify_checkpoint_complete(id)
+                .await
+                .map_err(|e| with_operator(&op.ctx, e))?;
+        }
+        Ok(())
+    }
+
+    /// Tells every operator that checkpoint `id` was aborted.
+    pub async fn notify_aborted(&mut self, id: CheckpointId) -> Result<()> {
+        for op in &mut self.operators {
+            op.operator
+                .notify_checkpoint_aborted(id)
+                .await
+                .map_err(|e| with_operator(&op.ctx, e))?;
         }
         Ok(())
     }
@@ -69,7 +117,14 @@ impl Chain {
     }
 }
 
-async fn deliver(op: &mut ChainedOperator, input: usize, msg: Message, out: &mut Output) -> Result<()> {
+async fn deliver(
+    op: &mut ChainedOperator,
+    input: usize,
+    msg: Message,
+    out: &mut Output,
+    reporter: Option<&TaskReporter>,
+    alignment_ms: u64,
+) -> Result<()> {
     let ctx = &op.ctx;
     let r = match msg {
         Message::Batch(batch) => {
@@ -83,23 +138,67 @@ async fn deliver(op: &mut ChainedOperator, input: usize, msg: Message, out: &mut
             op.operator.process_watermark(t, out).await
         }
         Message::Watermark(Watermark::Idle) => {
-            out_push(out, Message::Watermark(Watermark::Idle));
+            out.push_control(Message::Watermark(Watermark::Idle));
             Ok(())
         }
         Message::Barrier(b) => {
-            let r = op.operator.snapshot_state(b, out).await;
-            out_push(out, Message::Barrier(b));
+            let r = snapshot(op, b, out, reporter, alignment_ms).await;
+            out.push_control(Message::Barrier(b));
             r
         }
         Message::End => {
             let r = op.operator.finish(out).await;
-            out_push(out, Message::End);
+            out.push_control(Message::End);
             r
         }
     };
-    r.map_err(|e| with_operator(ctx, e))
+    r.map_err(|e| with_operator(&op.ctx, e))
 }
 
-fn out_push(out: &mut Output, msg: Message) {
-    out.push_control(msg);
+/// Takes the operator's snapshot for `barrier` and acknowledges it to the
+/// driver once its asynchronous part is written.
+async fn snapshot(
+    op: &mut ChainedOperator,
+    barrier: Barrier,
+    out: &mut Output,
+    reporter: Option<&TaskReporter>,
+    alignment_ms: u64,
+) -> Result<()> {
+    let snap = op.operator.snapshot_state(barrier, out).await?;
+    let Some(reporter) = reporter.cloned() else {
+        return Ok(());
+    };
+    let (node, subtask) = (op.node, op.ctx.subtask);
+    let id = barrier.checkpoint_id;
+    tokio::spawn(async move {
+        let keyed = match snap.keyed {
+            None => None,
+            Some(pending) => match pending.await {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    reporter.send(TaskEvent::Decline {
+                        attempt: reporter.attempt,
+                        id,
+                        node,
+                        subtask,
+                        reason: e.to_string(),
+                    });
+                    return;
+                }
+            },
+        };
+        reporter.send(TaskEvent::Ack {
+            attempt: reporter.attempt,
+            id,
+            node,
+            state: SubtaskState {
+                subtask,
+                watermark: None,
+                keyed,
+                operator_state: snap.operator_state,
+            },
+            alignment_ms,
+        });
+    });
+    Ok(())
 }

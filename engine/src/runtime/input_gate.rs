@@ -4,7 +4,10 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
+use std::collections::BTreeMap;
+
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::message::{Barrier, Message};
 use crate::watermark::{WatermarkTracker, WatermarkUpdate};
@@ -27,8 +30,9 @@ pub enum GateEvent {
     },
     /// The combined watermark changed.
     Watermark(WatermarkUpdate),
-    /// A barrier has arrived on every live channel (exactly-once alignment).
-    Aligned(Barrier),
+    /// A barrier has arrived on every live channel; `alignment_ms` is the time
+    /// since it arrived on the first.
+    Aligned { barrier: Barrier, alignment_ms: u64 },
     /// Every channel has ended.
     End,
 }
@@ -39,24 +43,35 @@ pub enum GateEvent {
 /// others. After a barrier arrives on a channel, that channel is not read
 /// again until the barrier has arrived on every other live channel
 /// (alignment), so the snapshot sees exactly the records before the barrier.
+///
+/// Unaligned (`AT_LEAST_ONCE`), channels are never blocked: the barrier is
+/// delivered once it has arrived on every live channel, and records after it
+/// on faster channels may already have been processed (they are replayed on
+/// restore: at least once).
 #[derive(Debug)]
 pub struct InputGate {
     channels: Vec<InputChannel>,
     ended: Vec<bool>,
     blocked: Vec<bool>,
-    pending_barrier: Option<Barrier>,
+    aligned: bool,
+    pending_barrier: Option<(Barrier, Instant)>,
+    /// Unaligned mode: barriers seen so far, with the channels they arrived on.
+    arrivals: BTreeMap<u64, (Barrier, Instant, Vec<bool>)>,
     watermarks: WatermarkTracker,
     next: usize,
 }
 
 impl InputGate {
-    pub fn new(channels: Vec<InputChannel>) -> Self {
+    /// A gate over `channels`; `aligned` selects exactly-once alignment.
+    pub fn new(channels: Vec<InputChannel>, aligned: bool) -> Self {
         let n = channels.len();
         InputGate {
             channels,
             ended: vec![false; n],
             blocked: vec![false; n],
+            aligned,
             pending_barrier: None,
+            arrivals: BTreeMap::new(),
             watermarks: WatermarkTracker::new(n),
             next: 0,
         }
@@ -103,11 +118,24 @@ impl InputGate {
                     WatermarkUpdate::Unchanged => continue,
                     u => return GateEvent::Watermark(u),
                 },
+                Some(Message::Barrier(b)) if !self.aligned => {
+                    let n = self.channels.len();
+                    let entry = self
+                        .arrivals
+                        .entry(b.checkpoint_id)
+                        .or_insert_with(|| (b, Instant::now(), vec![false; n]));
+                    entry.2[ch] = true;
+                    if let Some(ev) = self.try_complete_unaligned() {
+                        return ev;
+                    }
+                }
                 Some(Message::Barrier(b)) => {
                     self.blocked[ch] = true;
-                    self.pending_barrier = Some(b);
-                    if let Some(b) = self.try_align() {
-                        return GateEvent::Aligned(b);
+                    if self.pending_barrier.is_none() {
+                        self.pending_barrier = Some((b, Instant::now()));
+                    }
+                    if let Some(ev) = self.try_align() {
+                        return ev;
                     }
                 }
                 // A dropped sender is an end too (the upstream task failed or
@@ -115,8 +143,8 @@ impl InputGate {
                 Some(Message::End) | None => {
                     self.ended[ch] = true;
                     self.blocked[ch] = false;
-                    if let Some(b) = self.try_align() {
-                        return GateEvent::Aligned(b);
+                    if let Some(ev) = self.try_align().or_else(|| self.try_complete_unaligned()) {
+                        return ev;
                     }
                     match self.watermarks.end(ch) {
                         WatermarkUpdate::Unchanged => {}
@@ -127,14 +155,29 @@ impl InputGate {
         }
     }
 
-    fn try_align(&mut self) -> Option<Barrier> {
-        let barrier = self.pending_barrier?;
+    fn try_align(&mut self) -> Option<GateEvent> {
+        let (barrier, since) = self.pending_barrier?;
         let aligned = (0..self.channels.len()).all(|i| self.ended[i] || self.blocked[i]);
         if !aligned {
             return None;
         }
         self.pending_barrier = None;
         self.blocked.iter_mut().for_each(|b| *b = false);
-        Some(barrier)
+        Some(GateEvent::Aligned {
+            barrier,
+            alignment_ms: since.elapsed().as_millis() as u64,
+        })
+    }
+
+    fn try_complete_unaligned(&mut self) -> Option<GateEvent> {
+        let (&id, (_, _, seen)) = self.arrivals.iter().next()?;
+        if !(0..seen.len()).all(|i| seen[i] || self.ended[i]) {
+            return None;
+        }
+        let (barrier, since, _) = self.arrivals.remove(&id).expect("present");
+        Some(GateEvent::Aligned {
+            barrier,
+            alignment_ms: since.elapsed().as_millis() as u64,
+        })
     }
 }

@@ -1,29 +1,23 @@
 //! Starting a job graph as tokio tasks, and the handle to watch and stop it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 use datafusion::common::{DataFusionError, Result};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::chain::{Chain, ChainedOperator};
-use super::input_gate::{InputChannel, InputGate};
-use super::task::{OperatorTask, SourceControl, SourceTask};
-use crate::exchange::{OutputEdge, Outputs};
-use crate::graph::{JobGraph, NodeKind, Partitioning};
-use crate::key_group::KeyGroupRange;
-use crate::message::Message;
+use super::build::{AttemptSpec, build_attempt};
+use super::driver::{Driver, JobCommand};
+use super::task::SourceControl;
+use crate::checkpoint::config::FaultToleranceConfig;
+use crate::checkpoint::stats::CheckpointStats;
+use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::targets::SnapshotTargets;
+use crate::graph::JobGraph;
+use crate::message::CheckpointId;
 use crate::metrics::{OperatorMetrics, OperatorMetricsSummary};
-use crate::operator::OperatorContext;
-
-/// One task's work: runs until the task ends.
-type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
-
-/// How many messages a channel holds before its sender waits (backpressure).
-pub const CHANNEL_CAPACITY: usize = 16;
 
 /// The state of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +25,12 @@ pub enum JobStatus {
     Running,
     /// Every source ended and every operator finished.
     Finished,
-    /// Stopped gracefully by [`JobHandle::stop`].
+    /// Stopped gracefully by [`JobHandle::stop`] or with a savepoint.
     Stopped,
     /// Cancelled by [`JobHandle::cancel`].
     Cancelled,
-    /// An operator failed; the message names the operator and the cause.
+    /// An operator failed (and the restart strategy gave up); the message
+    /// names the operator and the cause.
     Failed(String),
 }
 
@@ -57,21 +52,27 @@ impl JobStatus {
     }
 }
 
-struct OperatorEntry {
-    name: String,
-    parallelism: usize,
-    metrics: Vec<Arc<OperatorMetrics>>,
+pub(super) struct OperatorEntry {
+    pub name: String,
+    pub parallelism: usize,
+    pub metrics: Vec<Arc<OperatorMetrics>>,
 }
 
-struct JobShared {
-    id: String,
-    name: String,
-    started: SystemTime,
-    operators: Vec<OperatorEntry>,
-    source_controls: Mutex<Vec<mpsc::UnboundedSender<SourceControl>>>,
-    cancel: watch::Sender<bool>,
-    status: watch::Sender<JobStatus>,
-    stop_requested: Mutex<bool>,
+/// What the handle and the driver share.
+pub(super) struct JobShared {
+    pub id: String,
+    pub name: String,
+    pub started: SystemTime,
+    pub operators: Vec<OperatorEntry>,
+    /// The sources of the current attempt.
+    pub source_controls: Mutex<Vec<mpsc::UnboundedSender<SourceControl>>>,
+    pub commands: mpsc::UnboundedSender<JobCommand>,
+    pub cancel: watch::Sender<bool>,
+    pub status: watch::Sender<JobStatus>,
+    pub stop_requested: Mutex<bool>,
+    pub checkpoints: Mutex<Vec<CheckpointStats>>,
+    pub restarts: AtomicU32,
+    pub restored_from: Option<String>,
 }
 
 /// A running (or ended) job. Cheap to clone; all clones see the same job.
@@ -114,6 +115,21 @@ impl JobHandle {
         self.shared.status.borrow().clone()
     }
 
+    /// The checkpoint or savepoint the job was started from, if any.
+    pub fn restored_from(&self) -> Option<&str> {
+        self.shared.restored_from.as_deref()
+    }
+
+    /// How many times the job restarted after a failure.
+    pub fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The job's checkpoints and savepoints, oldest first (the last 100).
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.shared.checkpoints.lock().clone()
+    }
+
     /// Counters per operator, summed over subtasks, in graph order.
     pub fn metrics(&self) -> Vec<OperatorMetricsSummary> {
         self.shared
@@ -136,7 +152,8 @@ impl JobHandle {
     }
 
     /// Asks the sources to stop; the job then ends gracefully (operators
-    /// finish, sinks flush) with status `Stopped`.
+    /// finish, sinks flush) with status `Stopped`. With checkpoints on, a
+    /// final checkpoint is taken first, so two-phase sinks commit everything.
     pub fn stop(&self) {
         *self.shared.stop_requested.lock() = true;
         for c in self.shared.source_controls.lock().iter() {
@@ -144,12 +161,52 @@ impl JobHandle {
         }
     }
 
-    /// Injects a checkpoint barrier at every source. Each operator snapshots
-    /// its state when the barrier has arrived on all its inputs.
+    /// Injects a raw checkpoint barrier at every source (a test hook: the
+    /// checkpoint coordinator does this on its own).
     pub fn inject_barrier(&self, barrier: crate::message::Barrier) {
         for c in self.shared.source_controls.lock().iter() {
             let _ = c.send(SourceControl::Barrier(barrier));
         }
+    }
+
+    async fn command<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> JobCommand) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .commands
+            .send(make(tx))
+            .map_err(|_| DataFusionError::Execution(format!("job '{}' has ended", self.shared.name)))?;
+        rx.await
+            .map_err(|_| DataFusionError::Execution(format!("job '{}' has ended", self.shared.name)))?
+    }
+
+    /// Takes a savepoint into `dir` (or `execution.checkpointing.savepoint-dir`)
+    /// and returns its directory once complete. The job keeps running.
+    pub async fn trigger_savepoint(&self, dir: Option<String>) -> Result<String> {
+        self.command(|reply| JobCommand::Savepoint {
+            dir,
+            stop: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes a savepoint, then stops the job (`STOP JOB 'id' WITH SAVEPOINT`);
+    /// returns the savepoint's directory. If the savepoint fails the job keeps running.
+    pub async fn stop_with_savepoint(&self, dir: Option<String>) -> Result<String> {
+        let path = self
+            .command(|reply| JobCommand::Savepoint {
+                dir,
+                stop: true,
+                reply,
+            })
+            .await?;
+        *self.shared.stop_requested.lock() = true;
+        Ok(path)
+    }
+
+    /// Triggers a checkpoint now and waits until it completes; returns its id.
+    pub async fn trigger_checkpoint(&self) -> Result<CheckpointId> {
+        self.command(|reply| JobCommand::Checkpoint { reply }).await
     }
 
     /// Aborts every task now; status `Cancelled`.
@@ -175,152 +232,62 @@ impl JobHandle {
     }
 }
 
-/// Starts `graph` on the current tokio runtime, as job `id`.
-///
-/// Creates every subtask (so creation errors are returned here, before
-/// anything runs), wires channels per edge, and spawns one task per chain
-/// subtask plus a supervisor that records the job's end.
+/// Starts `graph` on the current tokio runtime, as job `id`, with no
+/// checkpoints and no restarts.
 pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
-    let chains = graph.chains();
-    let mut chain_of = HashMap::new();
-    for (ci, chain) in chains.iter().enumerate() {
-        for &n in chain {
-            chain_of.insert(n, ci);
-        }
-    }
+    start_job_with(graph, id, FaultToleranceConfig::default())
+}
 
-    // Metrics and contexts for every node subtask.
-    let mut metrics: Vec<Vec<Arc<OperatorMetrics>>> = Vec::new();
-    for node in &graph.nodes {
-        metrics.push(
-            (0..node.parallelism)
-                .map(|_| Arc::new(OperatorMetrics::default()))
-                .collect(),
-        );
-    }
-    let ctx_for = |n: usize, s: usize| -> OperatorContext {
-        let node = &graph.nodes[n];
-        OperatorContext {
-            job_name: graph.name.clone(),
-            operator_id: node.operator_id.clone(),
-            operator_name: node.name.clone(),
-            subtask: s,
-            parallelism: node.parallelism,
-            max_parallelism: graph.max_parallelism,
-            key_groups: KeyGroupRange::for_subtask(s, node.parallelism, graph.max_parallelism),
-            metrics: metrics[n][s].clone(),
-        }
+/// Starts `graph` as job `id` with checkpoints, state backend, restart
+/// strategy and restore source as `config` says.
+///
+/// Creates every subtask (so creation errors, and a restore source that does
+/// not match the graph, are returned here, before anything runs), wires the
+/// channels, and spawns one task per chain subtask plus the job's driver:
+/// the checkpoint coordinator and supervisor that records the job's end.
+pub fn start_job_with(graph: JobGraph, id: String, config: FaultToleranceConfig) -> Result<JobHandle> {
+    let job_dir = match &config.checkpoint_dir {
+        Some(dir) => Some(CheckpointStorage::open(dir)?.child(&super::build::sanitize(&graph.name))),
+        None => None,
     };
-
-    // Channels: for every edge between chains, senders per upstream subtask
-    // and receivers per downstream subtask.
-    let mut outputs: HashMap<(usize, usize), Vec<OutputEdge>> = HashMap::new();
-    let mut inputs: HashMap<(usize, usize), Vec<InputChannel>> = HashMap::new();
-    for edge in &graph.edges {
-        let (from_chain, to_chain) = (chain_of[&edge.from], chain_of[&edge.to]);
-        if from_chain == to_chain {
-            continue; // a chained edge: no channel
-        }
-        let p_from = graph.nodes[edge.from].parallelism;
-        let p_to = graph.nodes[edge.to].parallelism;
-        let partitioning = match (&edge.partitioning, p_from == p_to) {
-            (Partitioning::Forward, false) => Partitioning::Rebalance,
-            (p, _) => p.clone(),
-        };
-        // senders[u][d]
-        let mut senders: Vec<Vec<Option<mpsc::Sender<Message>>>> = vec![vec![None; p_to]; p_from];
-        for (u, row) in senders.iter_mut().enumerate() {
-            for (d, slot) in row.iter_mut().enumerate() {
-                let connected = match partitioning {
-                    Partitioning::Forward => u == d,
-                    Partitioning::Single => d == 0,
-                    _ => true,
-                };
-                if connected {
-                    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-                    *slot = Some(tx);
-                    inputs.entry((to_chain, d)).or_default().push(InputChannel {
-                        receiver: rx,
-                        input: edge.input,
-                    });
-                }
-            }
-        }
-        for (u, row) in senders.into_iter().enumerate() {
-            let row: Vec<_> = row.into_iter().flatten().collect();
-            outputs.entry((from_chain, u)).or_default().push(OutputEdge::new(
-                partitioning.clone(),
-                row,
-                graph.max_parallelism,
-            ));
-        }
+    if config.checkpointing() && job_dir.is_none() {
+        return Err(DataFusionError::Configuration(
+            "execution.checkpointing.interval is set but no checkpoint directory: \
+             SET 'execution.checkpointing.dir' = '/path'"
+                .into(),
+        ));
     }
+    let targets = Arc::new(SnapshotTargets::new(job_dir.clone(), config.incremental));
+    let metrics: Vec<Vec<Arc<OperatorMetrics>>> = graph
+        .nodes
+        .iter()
+        .map(|n| {
+            (0..n.parallelism)
+                .map(|_| Arc::new(OperatorMetrics::default()))
+                .collect()
+        })
+        .collect();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let local_root = config.local_dir.join(format!(
+        "{}-{}-{}",
+        super::build::sanitize(&graph.name),
+        id,
+        std::process::id()
+    ));
+    let attempt = build_attempt(AttemptSpec {
+        graph: &graph,
+        config: &config,
+        restore: config.restore.as_deref(),
+        attempt: 0,
+        targets: targets.clone(),
+        events: events_tx.clone(),
+        metrics: &metrics,
+        local_dir: local_root.join("a0"),
+    })?;
 
-    let (cancel_tx, mut cancel_rx) = watch::channel(false);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
     let (status_tx, _) = watch::channel(JobStatus::Running);
-    let mut source_controls = Vec::new();
-    let mut tasks: Vec<(String, TaskFuture)> = Vec::new();
-
-    for (ci, chain) in chains.iter().enumerate() {
-        let head = chain[0];
-        let parallelism = graph.nodes[head].parallelism;
-        for s in 0..parallelism {
-            let task_outputs = Outputs {
-                edges: outputs.remove(&(ci, s)).unwrap_or_default(),
-            };
-            let op_nodes: &[usize] = match graph.nodes[head].kind {
-                NodeKind::Source { .. } => &chain[1..],
-                NodeKind::Operator(_) => &chain[..],
-            };
-            let mut operators = Vec::new();
-            for &n in op_nodes {
-                let NodeKind::Operator(factory) = &graph.nodes[n].kind else {
-                    return Err(DataFusionError::Internal("a source inside a chain".into()));
-                };
-                operators.push(ChainedOperator {
-                    operator: factory
-                        .create(s, parallelism)
-                        .map_err(|e| e.context(format!("creating operator {}", graph.nodes[n].name)))?,
-                    ctx: ctx_for(n, s),
-                });
-            }
-            let chain_run = Chain {
-                operators,
-                outputs: task_outputs,
-            };
-            let name = format!("{} ({}/{})", graph.nodes[head].name, s + 1, parallelism);
-            match &graph.nodes[head].kind {
-                NodeKind::Source {
-                    spec,
-                    watermark,
-                    idle_timeout,
-                } => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    source_controls.push(tx);
-                    let task = SourceTask {
-                        source: spec
-                            .create(s, parallelism)
-                            .map_err(|e| e.context(format!("creating source {}", graph.nodes[head].name)))?,
-                        ctx: ctx_for(head, s),
-                        watermark: watermark.clone(),
-                        idle_timeout: *idle_timeout,
-                        chain: chain_run,
-                        control: rx,
-                    };
-                    tasks.push((name, Box::pin(task.run())));
-                }
-                NodeKind::Operator(_) => {
-                    let gate = InputGate::new(inputs.remove(&(ci, s)).unwrap_or_default());
-                    let task = OperatorTask {
-                        gate,
-                        chain: chain_run,
-                    };
-                    tasks.push((name, Box::pin(task.run())));
-                }
-            }
-        }
-    }
-
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(JobShared {
         id,
         name: graph.name.clone(),
@@ -328,66 +295,35 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
         operators: graph
             .nodes
             .iter()
-            .zip(metrics)
+            .zip(metrics.iter())
             .map(|(n, m)| OperatorEntry {
                 name: n.name.clone(),
                 parallelism: n.parallelism,
-                metrics: m,
+                metrics: m.clone(),
             })
             .collect(),
-        source_controls: Mutex::new(source_controls),
+        source_controls: Mutex::new(attempt.source_controls.clone()),
+        commands: commands_tx,
         cancel: cancel_tx,
         status: status_tx,
         stop_requested: Mutex::new(false),
+        checkpoints: Mutex::new(Vec::new()),
+        restarts: AtomicU32::new(0),
+        restored_from: config.restore.as_ref().map(|r| r.location.clone()),
     });
-
-    let mut set = JoinSet::new();
-    for (name, fut) in tasks {
-        set.spawn(async move { fut.await.map_err(|e| (name, e)) });
-    }
-    let supervisor_shared = shared.clone();
-    tokio::spawn(async move {
-        let status = loop {
-            tokio::select! {
-                changed = cancel_rx.changed() => {
-                    if changed.is_err() || *cancel_rx.borrow() {
-                        set.abort_all();
-                        break JobStatus::Cancelled;
-                    }
-                }
-                next = set.join_next() => match next {
-                    None => {
-                        break if *supervisor_shared.stop_requested.lock() {
-                            JobStatus::Stopped
-                        } else {
-                            JobStatus::Finished
-                        };
-                    }
-                    Some(Ok(Ok(()))) => {}
-                    Some(Ok(Err((_task, e)))) => {
-                        set.abort_all();
-                        break JobStatus::Failed(e.to_string());
-                    }
-                    Some(Err(join_error)) => {
-                        set.abort_all();
-                        let what = if join_error.is_panic() {
-                            let payload = join_error.into_panic();
-                            let msg = payload
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_default();
-                            format!("a task panicked: {msg}")
-                        } else {
-                            "a task was aborted".to_string()
-                        };
-                        break JobStatus::Failed(what);
-                    }
-                }
-            }
-        };
-        while set.join_next().await.is_some() {}
-        supervisor_shared.status.send_replace(status);
-    });
+    let driver = Driver::new(
+        graph,
+        config,
+        shared.clone(),
+        targets,
+        job_dir,
+        metrics,
+        events_tx,
+        events_rx,
+        commands_rx,
+        cancel_rx,
+        local_root,
+    );
+    tokio::spawn(driver.run(attempt));
     Ok(JobHandle { shared })
 }

@@ -4,12 +4,16 @@
 use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
-use tokio::sync::mpsc;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::chain::Chain;
+use super::events::{Notice, TaskEvent, TaskReporter};
 use super::input_gate::{GateEvent, InputGate};
-use crate::message::{Barrier, Message, Watermark};
+use crate::checkpoint::metadata::SubtaskState;
+use crate::graph::NodeId;
+use crate::message::{Barrier, BarrierKind, CheckpointId, Message, Watermark};
 use crate::metrics::OperatorMetrics;
 use crate::operator::OperatorContext;
 use crate::source::{Source, SourceEvent};
@@ -19,24 +23,50 @@ use crate::watermark::{WatermarkStrategy, WatermarkUpdate};
 #[derive(Debug, Clone, Copy)]
 pub enum SourceControl {
     /// Stop reading and end the stream gracefully, without the final watermark
-    /// (pending windows are not fired; Flink's `stop` without drain).
+    /// (pending windows are not fired; Flink's `stop` without drain). With
+    /// checkpoints on, the source first waits for a final checkpoint.
     Stop,
     /// Inject a checkpoint barrier after the last batch emitted.
     Barrier(Barrier),
+}
+
+/// The checkpoint plumbing of a task: reports to the driver and its news.
+pub struct TaskLinks {
+    pub reporter: TaskReporter,
+    pub notices: broadcast::Receiver<Notice>,
 }
 
 /// Everything a source task runs.
 pub struct SourceTask {
     pub source: Box<dyn Source>,
     pub ctx: OperatorContext,
+    pub node: NodeId,
     pub watermark: Option<WatermarkStrategy>,
     pub idle_timeout: Option<Duration>,
     pub chain: Chain,
     pub control: mpsc::UnboundedReceiver<SourceControl>,
+    /// The list state to resume from (`None`: a fresh start).
+    pub restored: Option<Vec<Value>>,
+    /// The watermark to resume from.
+    pub restored_watermark: Option<i64>,
+    pub links: Option<TaskLinks>,
 }
 
 fn in_source(ctx: &OperatorContext, e: DataFusionError) -> DataFusionError {
     ctx.error_context("source", e)
+}
+
+/// Where a source task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reading,
+    /// Stopped reading after injecting a stop-with-savepoint barrier; ends
+    /// when it completes, reads on if it is aborted.
+    StoppingWithSavepoint(CheckpointId),
+    /// Read everything (or was stopped) with checkpoints on: goes on taking
+    /// part in checkpoints until one taken after every source finished is
+    /// complete ([`Notice::EndOfInput`]), then ends.
+    AwaitingFinalCheckpoint,
 }
 
 impl SourceTask {
@@ -49,29 +79,98 @@ impl SourceTask {
         result.and(close).and(close_chain)
     }
 
+    async fn snapshot(&mut self, b: Barrier, watermark: Option<i64>) -> Result<()> {
+        let entries = self.source.snapshot_state(b.checkpoint_id).await?;
+        if let Some(links) = &self.links {
+            links.reporter.send(TaskEvent::Ack {
+                attempt: links.reporter.attempt,
+                id: b.checkpoint_id,
+                node: self.node,
+                state: SubtaskState {
+                    subtask: self.ctx.subtask,
+                    watermark,
+                    keyed: None,
+                    operator_state: entries,
+                },
+                alignment_ms: 0,
+            });
+        }
+        self.chain.push(0, Message::Barrier(b)).await
+    }
+
+    fn report_finished(&self) {
+        if let Some(links) = &self.links {
+            links.reporter.send(TaskEvent::SourceFinished {
+                attempt: links.reporter.attempt,
+                node: self.node,
+                subtask: self.ctx.subtask,
+            });
+        }
+    }
+
     async fn run_inner(&mut self) -> Result<()> {
+        self.source
+            .initialize_state(&self.ctx, self.restored.take())
+            .await?;
         self.source.open(&self.ctx).await?;
         self.chain.open().await?;
-        let mut watermark: Option<i64> = None;
+        let checkpointing = self.ctx.checkpointing && self.links.is_some();
+        let mut watermark: Option<i64> = self.restored_watermark;
+        if let Some(w) = watermark {
+            self.chain
+                .push(0, Message::Watermark(Watermark::EventTime(w)))
+                .await?;
+        }
         let mut idle = false;
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
-        let finished = loop {
+        let mut phase = Phase::Reading;
+        let mut notices = self.links.as_ref().map(|l| l.notices.resubscribe());
+        loop {
             let deadline = if idle {
                 far_future
             } else {
                 idle_deadline.unwrap_or(far_future)
             };
+            let reading = phase == Phase::Reading;
             tokio::select! {
                 biased;
+                notice = recv_notice(&mut notices) => match notice {
+                    Notice::Complete(id) => {
+                        self.source.notify_checkpoint_complete(id).await?;
+                        self.chain.notify_complete(id).await?;
+                        if matches!(phase, Phase::StoppingWithSavepoint(s) if id >= s) {
+                            break;
+                        }
+                    }
+                    Notice::EndOfInput => {
+                        if phase == Phase::AwaitingFinalCheckpoint {
+                            break;
+                        }
+                    }
+                    Notice::Aborted(id) => {
+                        self.chain.notify_aborted(id).await?;
+                        if phase == Phase::StoppingWithSavepoint(id) {
+                            phase = Phase::Reading;
+                        }
+                    }
+                },
                 ctrl = self.control.recv() => match ctrl {
                     Some(SourceControl::Barrier(b)) => {
-                        self.source.snapshot_state(b.checkpoint_id).await?;
-                        self.chain.push(0, Message::Barrier(b)).await?;
+                        self.snapshot(b, watermark).await?;
+                        if phase == Phase::Reading && b.kind == BarrierKind::SavepointAndStop {
+                            phase = Phase::StoppingWithSavepoint(b.checkpoint_id);
+                        }
                     }
-                    Some(SourceControl::Stop) | None => break false,
+                    Some(SourceControl::Stop) | None => {
+                        if !checkpointing || phase == Phase::AwaitingFinalCheckpoint {
+                            break;
+                        }
+                        phase = Phase::AwaitingFinalCheckpoint;
+                        self.report_finished();
+                    }
                 },
-                event = self.source.poll_next() => match event? {
+                event = self.source.poll_next(), if reading => match event? {
                     SourceEvent::Batch(batch) => {
                         OperatorMetrics::add(&self.ctx.metrics.rows_out, batch.num_rows() as u64);
                         let candidate = match &self.watermark {
@@ -91,18 +190,38 @@ impl SourceTask {
                         idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
                     }
                     SourceEvent::Idle => tokio::time::sleep(Duration::from_millis(1)).await,
-                    SourceEvent::Finished => break true,
+                    SourceEvent::Finished => {
+                        self.chain.push(0, Message::Watermark(Watermark::MAX)).await?;
+                        watermark = Some(i64::MAX);
+                        if !checkpointing {
+                            break;
+                        }
+                        phase = Phase::AwaitingFinalCheckpoint;
+                        self.report_finished();
+                    }
                 },
-                _ = tokio::time::sleep_until(deadline), if !idle && idle_deadline.is_some() => {
+                _ = tokio::time::sleep_until(deadline), if reading && !idle && idle_deadline.is_some() => {
                     idle = true;
                     self.chain.push(0, Message::Watermark(Watermark::Idle)).await?;
                 }
             }
-        };
-        if finished {
-            self.chain.push(0, Message::Watermark(Watermark::MAX)).await?;
         }
         self.chain.push(0, Message::End).await
+    }
+}
+
+/// The next notice, or never if the task has no driver.
+async fn recv_notice(notices: &mut Option<broadcast::Receiver<Notice>>) -> Notice {
+    let Some(rx) = notices else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(n) => return n,
+            // Completions are cumulative: a missed one is covered by the next.
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
     }
 }
 
@@ -110,6 +229,7 @@ impl SourceTask {
 pub struct OperatorTask {
     pub gate: InputGate,
     pub chain: Chain,
+    pub notices: Option<broadcast::Receiver<Notice>>,
 }
 
 impl OperatorTask {
@@ -123,7 +243,19 @@ impl OperatorTask {
     async fn run_inner(&mut self) -> Result<()> {
         self.chain.open().await?;
         loop {
-            let msg = match self.gate.next().await {
+            let event = tokio::select! {
+                biased;
+                notice = recv_notice(&mut self.notices) => {
+                    match notice {
+                        Notice::Complete(id) => self.chain.notify_complete(id).await?,
+                        Notice::Aborted(id) => self.chain.notify_aborted(id).await?,
+                        Notice::EndOfInput => {}
+                    }
+                    continue;
+                }
+                event = self.gate.next() => event,
+            };
+            let msg = match event {
                 GateEvent::Batch { input, batch } => {
                     self.chain.push(input, Message::Batch(batch)).await?;
                     continue;
@@ -133,7 +265,13 @@ impl OperatorTask {
                 }
                 GateEvent::Watermark(WatermarkUpdate::Idle) => Message::Watermark(Watermark::Idle),
                 GateEvent::Watermark(WatermarkUpdate::Unchanged) => continue,
-                GateEvent::Aligned(b) => Message::Barrier(b),
+                GateEvent::Aligned {
+                    barrier,
+                    alignment_ms,
+                } => {
+                    self.chain.alignment_ms = alignment_ms;
+                    Message::Barrier(barrier)
+                }
                 GateEvent::End => {
                     return self.chain.push(0, Message::End).await;
                 }

@@ -89,6 +89,12 @@ pub struct StateScope {
     pub local_dir: PathBuf,
 }
 
+/// A visitor of entries: `(key_group, key, value)`.
+pub type EntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + 'a;
+
+/// A visitor of entries that may cross threads.
+pub type SendEntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + Send + 'a;
+
 /// A key-value store partitioned by key group, owned by one operator subtask.
 ///
 /// Keys and values are opaque bytes; every key belongs to one key group of the
@@ -117,7 +123,7 @@ pub trait KeyedStateBackend: Send + Sync {
 
     /// Calls `f(key_group, key, value)` for every entry whose key starts with
     /// `prefix`, in key group order and, within a key group, in key order.
-    fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<()>) -> Result<()>;
+    fn scan_prefix(&self, prefix: &[u8], f: &mut EntryVisitor<'_>) -> Result<()>;
 
     /// Number of entries.
     fn len(&self) -> u64;

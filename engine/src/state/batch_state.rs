@@ -77,6 +77,27 @@ impl BatchState {
         Ok(())
     }
 
+    /// Replaces the rows of `namespace` in key group `key_group` only (an
+    /// empty batch deletes them), leaving its other key groups alone.
+    pub fn write_key_group(
+        &mut self,
+        backend: &mut dyn KeyedStateBackend,
+        namespace: &[u8],
+        key_group: usize,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let key = self.key(namespace);
+        let written = self.written.entry(namespace.to_vec()).or_default();
+        if batch.num_rows() == 0 {
+            backend.delete(key_group, &key)?;
+            written.remove(&key_group);
+        } else {
+            backend.put(key_group, &key, &encode(batch)?)?;
+            written.insert(key_group);
+        }
+        Ok(())
+    }
+
     /// Drops the rows of `namespace`.
     pub fn delete(&mut self, backend: &mut dyn KeyedStateBackend, namespace: &[u8]) -> Result<()> {
         let key = self.key(namespace);

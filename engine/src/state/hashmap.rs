@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
 
 use super::backend::{
-    KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SnapshotTarget, StateBackendFactory, StateFile,
-    StateScope,
+    EntryVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor, SnapshotTarget,
+    StateBackendFactory, StateFile, StateScope,
 };
 use super::kv_file::{read_kv_file, write_kv_file};
 use crate::checkpoint::storage::CheckpointStorage;
@@ -91,7 +91,7 @@ impl KeyedStateBackend for HashMapStateBackend {
         Ok(())
     }
 
-    fn scan_prefix(&self, prefix: &[u8], f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+    fn scan_prefix(&self, prefix: &[u8], f: &mut EntryVisitor<'_>) -> Result<()> {
         for (i, map) in self.groups.iter().enumerate() {
             let kg = self.scope.key_groups.start + i;
             for (k, v) in map.range(prefix.to_vec()..) {
@@ -122,7 +122,8 @@ impl KeyedStateBackend for HashMapStateBackend {
             let data = tokio::task::spawn_blocking(move || {
                 write_kv_file(
                     groups.iter().enumerate().flat_map(|(i, m)| {
-                        m.iter().map(move |(k, v)| (start + i, k.as_slice(), v.as_slice()))
+                        m.iter()
+                            .map(move |(k, v)| (start + i, k.as_slice(), v.as_slice()))
                     }),
                     size_hint,
                 )
@@ -162,7 +163,7 @@ pub async fn read_canonical_handle(
     handle: &KeyedStateHandle,
     storage: &CheckpointStorage,
     range: KeyGroupRange,
-    f: &mut (dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + Send),
+    f: &mut SendEntryVisitor<'_>,
 ) -> Result<()> {
     if handle.backend != "hashmap" {
         return Err(DataFusionError::Execution(format!(
@@ -180,8 +181,10 @@ pub async fn read_canonical_handle(
                 file.size
             )));
         }
-        read_kv_file(&data, &mut |kg, k, v| if range.contains(kg) { f(kg, k, v) } else { Ok(()) })
-            .map_err(|e| e.context(format!("reading {}", file.path)))?;
+        read_kv_file(&data, &mut |kg, k, v| {
+            if range.contains(kg) { f(kg, k, v) } else { Ok(()) }
+        })
+        .map_err(|e| e.context(format!("reading {}", file.path)))?;
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use datafusion::common::Result;
 use serde_json::Value;
 
-use super::backend::{KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SharedBackendFactory, StateScope};
+use super::backend::{
+    KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SharedBackendFactory, StateScope,
+};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::targets::SnapshotTargets;
 use crate::message::{Barrier, CheckpointId};

@@ -24,7 +24,10 @@ fn corrupt(what: &str) -> DataFusionError {
 
 /// Serializes `entries` (`(key_group, key, value)`, in any order the caller
 /// wants preserved).
-pub fn write_kv_file<'a>(entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>, size_hint: usize) -> Bytes {
+pub fn write_kv_file<'a>(
+    entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>,
+    size_hint: usize,
+) -> Bytes {
     let mut buf = BytesMut::with_capacity(size_hint + 32);
     buf.put_slice(MAGIC);
     let mut count = 0u64;
@@ -43,7 +46,7 @@ pub fn write_kv_file<'a>(entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8
 
 /// Parses a file written by [`write_kv_file`], calling `f` for each entry.
 /// Fails, before calling `f` at all, on a file that is truncated or corrupt.
-pub fn read_kv_file(data: &[u8], f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+pub fn read_kv_file(data: &[u8], f: &mut super::EntryVisitor<'_>) -> Result<()> {
     if data.len() < 24 || &data[..8] != MAGIC {
         return Err(corrupt("bad header"));
     }
@@ -56,7 +59,9 @@ pub fn read_kv_file(data: &[u8], f: &mut dyn FnMut(usize, &[u8], &[u8]) -> Resul
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let take = |pos: &mut usize, n: usize| -> Result<&[u8]> {
-        let s = body.get(*pos..*pos + n).ok_or_else(|| corrupt("entry past the end"))?;
+        let s = body
+            .get(*pos..*pos + n)
+            .ok_or_else(|| corrupt("entry past the end"))?;
         *pos += n;
         Ok(s)
     };

@@ -19,8 +19,8 @@ mod kv_file;
 pub mod testing;
 
 pub use backend::{
-    KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SharedBackendFactory, SnapshotTarget, StateBackendFactory,
-    StateFile, StateScope,
+    EntryVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
+    SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
 pub use batch_state::BatchState;
 pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};

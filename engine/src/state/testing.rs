@@ -20,7 +20,9 @@ fn scope(dir: &std::path::Path, subtask: usize, parallelism: usize, name: &str) 
     }
 }
 
-fn collect(b: &dyn KeyedStateBackend, prefix: &[u8]) -> Result<Vec<(usize, Vec<u8>, Vec<u8>)>> {
+type Entry = (usize, Vec<u8>, Vec<u8>);
+
+fn collect(b: &dyn KeyedStateBackend, prefix: &[u8]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     b.scan_prefix(prefix, &mut |kg, k, v| {
         out.push((kg, k.to_vec(), v.to_vec()));
@@ -64,8 +66,14 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
     assert_eq!(b.len(), 16 * 11 - 1);
     let scanned = collect(b.as_ref(), &[1]).unwrap();
     assert_eq!(scanned.len(), 16 * 10 - 1);
-    assert!(scanned.windows(2).all(|w| (w[0].0, &w[0].1) < (w[1].0, &w[1].1)), "ordered");
-    assert!(b.put(99, b"x", b"y").is_err(), "a key group out of range is an error");
+    assert!(
+        scanned.windows(2).all(|w| (w[0].0, &w[0].1) < (w[1].0, &w[1].1)),
+        "ordered"
+    );
+    assert!(
+        b.put(99, b"x", b"y").is_err(),
+        "a key group out of range is an error"
+    );
 
     // Snapshot isolation: writes after the synchronous part are not in it.
     let pending = b.snapshot(target(&storage, 1, true, false)).unwrap();
@@ -74,7 +82,12 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
     let h1 = pending.await.unwrap();
     assert_eq!(h1.entries, 16 * 11 - 1);
     for f in &h1.files {
-        assert_eq!(storage.size_of(&f.path).await.unwrap(), Some(f.size), "{}", f.path);
+        assert_eq!(
+            storage.size_of(&f.path).await.unwrap(),
+            Some(f.size),
+            "{}",
+            f.path
+        );
     }
     let restored = factory
         .create(&scope(dir, 0, 1, "r1"), &[(h1.clone(), storage.clone())])
@@ -95,11 +108,18 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
     });
 
     // A second snapshot, then rescale: 1 -> 3 subtasks, each gets its key groups only.
-    let h2 = b.snapshot(target(&storage, 2, true, false)).unwrap().await.unwrap();
+    let h2 = b
+        .snapshot(target(&storage, 2, true, false))
+        .unwrap()
+        .await
+        .unwrap();
     let mut total = 0;
     for s in 0..3 {
         let sc = scope(dir, s, 3, "up");
-        let r = factory.create(&sc, &[(h2.clone(), storage.clone())]).await.unwrap();
+        let r = factory
+            .create(&sc, &[(h2.clone(), storage.clone())])
+            .await
+            .unwrap();
         let all = collect(r.as_ref(), &[]).unwrap();
         assert!(all.iter().all(|(kg, _, _)| sc.key_groups.contains(*kg)));
         total += all.len();
@@ -110,7 +130,10 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
     let mut handles = Vec::new();
     for s in 0..3 {
         let sc = scope(dir, s, 3, "up");
-        let mut r = factory.create(&sc, &[(h2.clone(), storage.clone())]).await.unwrap();
+        let mut r = factory
+            .create(&sc, &[(h2.clone(), storage.clone())])
+            .await
+            .unwrap();
         let mut t = target(&storage, 3, false, false);
         t.exclusive_dir = format!("chk-3-{s}");
         handles.push((r.snapshot(t).unwrap().await.unwrap(), storage.clone()));
@@ -146,7 +169,9 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
     if let Some(local) = storage.local_path(&victim.path) {
         let data = std::fs::read(&local).unwrap();
         std::fs::write(&local, &data[..data.len() / 2]).unwrap();
-        let r = factory.create(&scope(dir, 0, 1, "trunc"), &[(h2.clone(), storage.clone())]).await;
+        let r = factory
+            .create(&scope(dir, 0, 1, "trunc"), &[(h2.clone(), storage.clone())])
+            .await;
         assert!(r.is_err(), "a truncated snapshot must not restore");
     }
 }
@@ -156,6 +181,10 @@ mod tests {
     #[tokio::test]
     async fn hashmap_backend_passes_the_suite() {
         let dir = tempfile::tempdir().unwrap();
-        super::run_backend_suite(std::sync::Arc::new(super::super::HashMapBackendFactory), dir.path()).await;
+        super::run_backend_suite(
+            std::sync::Arc::new(super::super::HashMapBackendFactory),
+            dir.path(),
+        )
+        .await;
     }
 }

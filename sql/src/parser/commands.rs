@@ -165,9 +165,22 @@ pub(crate) fn parse_show(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, Sq
         WeirStatement::ShowJobs
     } else if is_word(&what.token, "FUNCTIONS") {
         WeirStatement::ShowFunctions
+    } else if is_word(&what.token, "CHECKPOINTS") {
+        let mut job_id = None;
+        if p.parse_keyword(Keyword::FOR) {
+            let job = p.next_token();
+            if !is_word(&job.token, "JOB") {
+                return Err(SqlError::expected("JOB after SHOW CHECKPOINTS FOR", &job));
+            }
+            job_id = Some(quoted(
+                &mut p,
+                "a job id string, e.g. SHOW CHECKPOINTS FOR JOB '<job id>'",
+            )?);
+        }
+        WeirStatement::ShowCheckpoints { job_id }
     } else {
         return Err(SqlError::expected(
-            "TABLES, VIEWS, JOBS or FUNCTIONS after SHOW",
+            "TABLES, VIEWS, JOBS, FUNCTIONS or CHECKPOINTS after SHOW",
             &what,
         ));
     };
@@ -210,11 +223,15 @@ pub(crate) fn parse_stop_job(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement
         ));
     };
     let mut with_savepoint = false;
+    let mut savepoint_dir = None;
     if !cancel {
         while p.parse_keyword(Keyword::WITH) {
             let option = p.next_token();
             if is_word(&option.token, "SAVEPOINT") {
                 with_savepoint = true;
+                if p.parse_keyword(Keyword::TO) {
+                    savepoint_dir = Some(quoted(&mut p, "a directory string after TO")?);
+                }
             } else if is_word(&option.token, "DRAIN") {
                 return Err(SqlError::at(
                     option.span.start,
@@ -229,7 +246,46 @@ pub(crate) fn parse_stop_job(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement
     Ok(WeirStatement::StopJob {
         job_id,
         with_savepoint,
+        savepoint_dir,
         cancel,
+    })
+}
+
+/// A single-quoted string, or an error saying `what` was expected.
+fn quoted(p: &mut Parser<'_>, what: &str) -> Result<String, SqlError> {
+    let t = p.next_token();
+    match t.token {
+        Token::SingleQuotedString(s) => Ok(s),
+        _ => Err(SqlError::expected(what, &t)),
+    }
+}
+
+/// `TRIGGER SAVEPOINT 'id' [TO 'dir']` / `TRIGGER CHECKPOINT 'id'`
+pub(crate) fn parse_trigger(tokens: Vec<TokenWithSpan>) -> Result<WeirStatement, SqlError> {
+    let mut p = parser(tokens);
+    p.next_token(); // TRIGGER
+    let what = p.next_token();
+    let savepoint = if is_word(&what.token, "SAVEPOINT") {
+        true
+    } else if is_word(&what.token, "CHECKPOINT") {
+        false
+    } else {
+        return Err(SqlError::expected("SAVEPOINT or CHECKPOINT after TRIGGER", &what));
+    };
+    let kind = if savepoint { "SAVEPOINT" } else { "CHECKPOINT" };
+    let job_id = quoted(
+        &mut p,
+        &format!("a job id string, e.g. TRIGGER {kind} '<job id>'"),
+    )?;
+    let mut directory = None;
+    if savepoint && p.parse_keyword(Keyword::TO) {
+        directory = Some(quoted(&mut p, "a directory string after TO")?);
+    }
+    expect_end(&p)?;
+    Ok(WeirStatement::Trigger {
+        job_id,
+        savepoint,
+        directory,
     })
 }
 

@@ -61,6 +61,17 @@ pub enum WeirStatement {
     ShowViews,
     ShowJobs,
     ShowFunctions,
+    /// `SHOW CHECKPOINTS [FOR JOB 'id']`: checkpoint and savepoint history.
+    ShowCheckpoints {
+        job_id: Option<String>,
+    },
+    /// `TRIGGER SAVEPOINT 'id' [TO 'dir']` (`savepoint = true`) or
+    /// `TRIGGER CHECKPOINT 'id'`: waits until it completes.
+    Trigger {
+        job_id: String,
+        savepoint: bool,
+        directory: Option<String>,
+    },
     /// `DESCRIBE t` / `DESC t`.
     Describe {
         name: ObjectName,
@@ -70,10 +81,12 @@ pub enum WeirStatement {
     Explain {
         query: Box<WeirStatement>,
     },
-    /// `STOP JOB 'id' [WITH SAVEPOINT]` (Flink), or `CANCEL JOB 'id'` (`cancel = true`).
+    /// `STOP JOB 'id' [WITH SAVEPOINT [TO 'dir']]` (Flink), or `CANCEL JOB 'id'` (`cancel = true`).
     StopJob {
         job_id: String,
         with_savepoint: bool,
+        /// `TO 'dir'`: where the savepoint goes (else `execution.checkpointing.savepoint-dir`).
+        savepoint_dir: Option<String>,
         cancel: bool,
     },
     /// `INSERT INTO sink [(cols)] <query>`.
@@ -105,7 +118,7 @@ pub enum DropKind {
 const MAX_EXPLAIN_DEPTH: usize = 1;
 
 const STATEMENTS: &str = "SELECT, INSERT INTO, CREATE TABLE, CREATE VIEW, DROP, SET, RESET, \
-                          SHOW, DESCRIBE, EXPLAIN, STOP JOB, CANCEL JOB or HELP";
+                          SHOW, DESCRIBE, EXPLAIN, STOP JOB, CANCEL JOB, TRIGGER SAVEPOINT, TRIGGER CHECKPOINT or HELP";
 
 /// Parses one statement: `tokens` has no `;` and ends with a located EOF token.
 pub(crate) fn parse_one(
@@ -127,6 +140,7 @@ pub(crate) fn parse_one(
         "SHOW" => commands::parse_show(tokens),
         "DESCRIBE" | "DESC" => commands::parse_describe(tokens),
         "STOP" | "CANCEL" => commands::parse_stop_job(tokens),
+        "TRIGGER" => commands::parse_trigger(tokens),
         "HELP" => commands::parse_help(tokens),
         _ => Err(SqlError::expected(&format!("a statement ({STATEMENTS})"), &first)),
     }
@@ -161,6 +175,7 @@ pub(crate) fn expect_end(p: &Parser<'_>) -> Result<(), SqlError> {
             | "EXPLAIN"
             | "STOP"
             | "CANCEL"
+            | "TRIGGER"
             | "HELP"
     );
     if starts_statement {

@@ -607,7 +607,7 @@ fn show_something_unknown() {
         "SHOW CATALOGS",
         1,
         6,
-        "Expected: TABLES, VIEWS, JOBS or FUNCTIONS after SHOW, found: CATALOGS",
+        "Expected: TABLES, VIEWS, JOBS, FUNCTIONS or CHECKPOINTS after SHOW, found: CATALOGS",
     );
 }
 

@@ -515,6 +515,7 @@ fn stop_and_cancel_job() {
         WeirStatement::StopJob {
             job_id: "228d70913eab60dda85c5e7f78b5782c".into(),
             with_savepoint: false,
+            savepoint_dir: None,
             cancel: false
         }
     );
@@ -523,6 +524,7 @@ fn stop_and_cancel_job() {
         WeirStatement::StopJob {
             job_id: "j1".into(),
             with_savepoint: true,
+            savepoint_dir: None,
             cancel: false
         }
     );
@@ -531,9 +533,51 @@ fn stop_and_cancel_job() {
         WeirStatement::StopJob {
             job_id: "j2".into(),
             with_savepoint: false,
+            savepoint_dir: None,
             cancel: true
         }
     );
+    assert_eq!(
+        one("STOP JOB 'j1' WITH SAVEPOINT TO '/tmp/sp'"),
+        WeirStatement::StopJob {
+            job_id: "j1".into(),
+            with_savepoint: true,
+            savepoint_dir: Some("/tmp/sp".into()),
+            cancel: false
+        }
+    );
+}
+
+#[test]
+fn checkpoint_commands() {
+    assert_eq!(
+        one("SHOW CHECKPOINTS"),
+        WeirStatement::ShowCheckpoints { job_id: None }
+    );
+    assert_eq!(
+        one("show checkpoints for job 'j1'"),
+        WeirStatement::ShowCheckpoints {
+            job_id: Some("j1".into())
+        }
+    );
+    assert_eq!(
+        one("TRIGGER SAVEPOINT 'j1' TO '/tmp/sp'"),
+        WeirStatement::Trigger {
+            job_id: "j1".into(),
+            savepoint: true,
+            directory: Some("/tmp/sp".into())
+        }
+    );
+    assert_eq!(
+        one("TRIGGER CHECKPOINT 'j1'"),
+        WeirStatement::Trigger {
+            job_id: "j1".into(),
+            savepoint: false,
+            directory: None
+        }
+    );
+    let e = parse_statements("TRIGGER SAVEPOINT j1").unwrap_err().to_string();
+    assert!(e.contains("line 1, column 19") && e.contains("job id"), "{e}");
 }
 
 // ---- scripts -------------------------------------------------------------------------------

@@ -1,0 +1,258 @@
+//! [`RocksDbStateBackend`]: the keyed state of one subtask in a local RocksDB.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use datafusion::common::{DataFusionError, Result};
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::{DB, WriteOptions};
+use weir_engine::key_group::KeyGroupRange;
+use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope};
+
+use crate::snapshot::{SnapshotJob, UploadedSsts};
+use crate::{
+    KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, encode_key, instance_nonce, sibling,
+};
+
+/// The keyed state of one operator subtask, in a RocksDB in the subtask's
+/// local working directory.
+///
+/// # Lifecycle
+///
+/// Created by [`RocksDbBackendFactory`](crate::RocksDbBackendFactory), empty
+/// or restored, in a freshly wiped `scope.local_dir`; used only by its
+/// operator's task; [`snapshot`](KeyedStateBackend::snapshot) at every
+/// checkpoint barrier; dropped when the subtask ends, which closes the
+/// database and deletes the working directory (it is a copy: the durable
+/// state is in the checkpoints).
+///
+/// # Invariants
+///
+/// * every RocksDB key is a key group of `scope.key_groups` (2 bytes,
+///   big-endian) followed by the user key;
+/// * [`len`](KeyedStateBackend::len) is exact: every `put` and `delete` first
+///   reads the key to know whether it exists;
+/// * [`approximate_size`](KeyedStateBackend::approximate_size) counts user
+///   key and value bytes exactly, except after a direct restore, where it
+///   starts from the (compressed) size of the restored SST files;
+/// * writes skip the WAL: what is not in a checkpoint is lost with the
+///   process, which is what checkpointing expects (restore goes back to the
+///   last checkpoint anyway);
+/// * shared SST files are named `<operator>-<subtask>-<nonce>-<sst>` with a
+///   nonce unique to the instance, and since RocksDB never rewrites an SST
+///   file under the same name, an SST uploaded once is reused by every later
+///   snapshot to the same storage.
+pub struct RocksDbStateBackend {
+    /// Declared first so that it is closed before `_local` removes its files.
+    db: DB,
+    scope: StateScope,
+    entries: u64,
+    /// User key + value bytes; estimated from file sizes after a direct restore.
+    bytes: u64,
+    nonce: String,
+    /// SST files already uploaded, by name (shared with pending snapshots).
+    uploaded: Arc<Mutex<UploadedSsts>>,
+    _local: RemoveOnDrop,
+}
+
+impl std::fmt::Debug for RocksDbStateBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbStateBackend")
+            .field("local_dir", &self.scope.local_dir)
+            .field("key_groups", &self.scope.key_groups)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes skip the WAL: durability comes from checkpoints.
+fn write_options() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.disable_wal(true);
+    o
+}
+
+impl RocksDbStateBackend {
+    /// Wraps `db`, open in `scope.local_dir` and holding `entries` entries of
+    /// about `bytes` bytes; `local` removes the directory on drop.
+    pub(crate) fn new(scope: StateScope, db: DB, entries: u64, bytes: u64, local: RemoveOnDrop) -> Self {
+        RocksDbStateBackend {
+            db,
+            scope,
+            entries,
+            bytes,
+            nonce: instance_nonce(),
+            uploaded: Arc::new(Mutex::new(UploadedSsts::new())),
+            _local: local,
+        }
+    }
+
+    /// Records SST files of a restored snapshot, opened unchanged, as
+    /// already uploaded to `storage` (by its display name).
+    pub(crate) fn record_uploaded(&self, storage: &str, files: impl Iterator<Item = (String, String, u64)>) {
+        let mut uploaded = self.uploaded.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, path, size) in files {
+            uploaded.insert(name, storage, path, size);
+        }
+    }
+
+    fn check(&self, key_group: usize) -> Result<()> {
+        let r = self.scope.key_groups;
+        if !r.contains(key_group) {
+            return Err(DataFusionError::Internal(format!(
+                "key group {key_group} is not in this subtask's range {}..{}",
+                r.start, r.end
+            )));
+        }
+        Ok(())
+    }
+
+    fn raw_key(&self, key_group: usize, key: &[u8]) -> Result<Vec<u8>> {
+        self.check(key_group)?;
+        let mut raw = Vec::new();
+        encode_key(&mut raw, key_group, key);
+        Ok(raw)
+    }
+
+    /// Length of the current value of `raw`, if any.
+    fn existing_len(&self, raw: &[u8]) -> Result<Option<usize>> {
+        Ok(self
+            .db
+            .get_pinned(raw)
+            .map_err(|e| db_error("reading", e))?
+            .map(|v| v.len()))
+    }
+
+    /// Copies the entries of the key groups in `range` from the (read-only)
+    /// RocksDB in `dir`, e.g. a downloaded snapshot of another subtask.
+    pub(crate) fn import_dir(&mut self, dir: &Path, range: KeyGroupRange) -> Result<()> {
+        let range = KeyGroupRange {
+            start: range.start.max(self.scope.key_groups.start),
+            end: range.end.min(self.scope.key_groups.end),
+        };
+        if range.start >= range.end {
+            return Ok(());
+        }
+        let mut opts = rocksdb::Options::default();
+        opts.set_log_level(rocksdb::LogLevel::Warn);
+        let src = DB::open_for_read_only(&opts, dir, false).map_err(|e| {
+            db_error(
+                format_args!("opening the downloaded snapshot {}", dir.display()),
+                e,
+            )
+        })?;
+        let mut it = src.raw_iterator();
+        it.seek((range.start as u16).to_be_bytes());
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (kg, key) = decode_key(k)?;
+            if kg >= range.end {
+                break;
+            }
+            self.put(kg, key, v)?;
+            it.next();
+        }
+        it.status().map_err(|e| {
+            db_error(
+                format_args!("reading the downloaded snapshot {}", dir.display()),
+                e,
+            )
+        })
+    }
+}
+
+impl KeyedStateBackend for RocksDbStateBackend {
+    fn name(&self) -> &'static str {
+        "rocksdb"
+    }
+
+    fn key_groups(&self) -> KeyGroupRange {
+        self.scope.key_groups
+    }
+
+    fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let raw = self.raw_key(key_group, key)?;
+        self.db.get(&raw).map_err(|e| db_error("reading", e))
+    }
+
+    fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        let raw = self.raw_key(key_group, key)?;
+        let old = self.existing_len(&raw)?;
+        self.db
+            .put_opt(&raw, value, &write_options())
+            .map_err(|e| db_error("writing", e))?;
+        match old {
+            Some(old) => self.bytes = self.bytes.saturating_sub(old as u64) + value.len() as u64,
+            None => {
+                self.entries += 1;
+                self.bytes += (key.len() + value.len()) as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, key_group: usize, key: &[u8]) -> Result<()> {
+        let raw = self.raw_key(key_group, key)?;
+        let Some(old) = self.existing_len(&raw)? else {
+            return Ok(());
+        };
+        self.db
+            .delete_opt(&raw, &write_options())
+            .map_err(|e| db_error("deleting", e))?;
+        self.entries -= 1;
+        self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
+        Ok(())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], f: &mut weir_engine::state::EntryVisitor<'_>) -> Result<()> {
+        let mut it = self.db.raw_iterator();
+        let mut seek = Vec::with_capacity(KEY_GROUP_BYTES + prefix.len());
+        for kg in self.scope.key_groups.range() {
+            encode_key(&mut seek, kg, prefix);
+            it.seek(&seek);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&seek) {
+                    break;
+                }
+                f(kg, &k[KEY_GROUP_BYTES..], v)?;
+                it.next();
+            }
+            it.status().map_err(|e| db_error("scanning", e))?;
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.entries
+    }
+
+    fn approximate_size(&self) -> u64 {
+        self.bytes
+    }
+
+    fn snapshot(&mut self, target: SnapshotTarget) -> Result<PendingSnapshot> {
+        // The checkpoint directory is a sibling of the working directory
+        // (RocksDB wants it not to exist yet).
+        let dir = sibling(&self.scope.local_dir, &format!("chk-{}", target.checkpoint_id));
+        absent_dir(&dir)?;
+        // Writes skip the WAL, so the memtable must be in SST files first
+        // (creating the checkpoint would flush too; this makes it explicit).
+        self.db
+            .flush()
+            .map_err(|e| db_error("flushing the memtable", e))?;
+        let guard = RemoveOnDrop(dir.clone());
+        Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(&dir))
+            .map_err(|e| db_error(format_args!("creating checkpoint {}", dir.display()), e))?;
+        let job = SnapshotJob {
+            dir: guard,
+            target,
+            operator_id: self.scope.operator_id.clone(),
+            subtask: self.scope.subtask,
+            key_groups: self.scope.key_groups,
+            entries: self.entries,
+            nonce: self.nonce.clone(),
+            uploaded: self.uploaded.clone(),
+        };
+        Ok(Box::pin(job.run()))
+    }
+}

@@ -1,0 +1,275 @@
+//! The asynchronous part of a snapshot: uploading a RocksDB checkpoint
+//! directory (or writing the canonical file from it).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use datafusion::common::{DataFusionError, Result};
+use futures::{StreamExt, TryStreamExt};
+use rocksdb::DB;
+use weir_engine::key_group::KeyGroupRange;
+use weir_engine::state::{KeyedStateHandle, SnapshotTarget, StateFile, write_kv_file};
+
+use crate::{RemoveOnDrop, db_error, decode_key, io_error, join_error, join_path};
+
+/// Files uploaded at once by one snapshot.
+const UPLOAD_CONCURRENCY: usize = 4;
+
+/// Whether `name` is an SST file (immutable once written, so shareable).
+pub(crate) fn is_sst(name: &str) -> bool {
+    name.ends_with(".sst")
+}
+
+/// One SST file already in a storage.
+#[derive(Debug, Clone)]
+struct Uploaded {
+    /// The storage it is in ([`CheckpointStorage::display`](weir_engine::checkpoint::storage::CheckpointStorage::display)):
+    /// a path is only meaningful relative to its storage.
+    storage: String,
+    path: String,
+    size: u64,
+}
+
+/// The SST files a backend instance knows to be uploaded already, by SST
+/// file name. Entries are only ever added for files whose upload completed
+/// (or that were restored unchanged from a handle), and dropped once the
+/// database no longer has the file (RocksDB never reuses an SST file name).
+#[derive(Debug, Default)]
+pub(crate) struct UploadedSsts {
+    files: HashMap<String, Uploaded>,
+}
+
+impl UploadedSsts {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn insert(&mut self, name: String, storage: &str, path: String, size: u64) {
+        self.files.insert(
+            name,
+            Uploaded {
+                storage: storage.to_string(),
+                path,
+                size,
+            },
+        );
+    }
+
+    /// The path of SST `name` of `size` bytes in `storage`, if uploaded there.
+    fn lookup(&self, name: &str, storage: &str, size: u64) -> Option<String> {
+        self.files
+            .get(name)
+            .filter(|u| u.storage == storage && u.size == size)
+            .map(|u| u.path.clone())
+    }
+
+    /// Forgets the files not in `live` (deleted by compactions).
+    fn retain(&mut self, live: &HashSet<&str>) {
+        self.files.retain(|name, _| live.contains(name.as_str()));
+    }
+}
+
+/// Everything the asynchronous part of one snapshot needs; owns the local
+/// checkpoint directory, removed when the job ends, succeeds or not.
+pub(crate) struct SnapshotJob {
+    pub(crate) dir: RemoveOnDrop,
+    pub(crate) target: SnapshotTarget,
+    pub(crate) operator_id: String,
+    pub(crate) subtask: usize,
+    pub(crate) key_groups: KeyGroupRange,
+    /// Entries at the synchronous part, i.e. in the checkpoint.
+    pub(crate) entries: u64,
+    pub(crate) nonce: String,
+    pub(crate) uploaded: Arc<Mutex<UploadedSsts>>,
+}
+
+impl SnapshotJob {
+    /// Uploads the checkpoint and returns its handle.
+    pub(crate) async fn run(self) -> Result<KeyedStateHandle> {
+        let result = if self.target.canonical {
+            self.canonical().await
+        } else {
+            self.native().await
+        };
+        let dir = self.dir;
+        let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+        result
+    }
+
+    fn uploaded(&self) -> std::sync::MutexGuard<'_, UploadedSsts> {
+        self.uploaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle(&self, backend: &str, files: Vec<StateFile>) -> KeyedStateHandle {
+        KeyedStateHandle {
+            backend: backend.into(),
+            key_groups: (self.key_groups.start, self.key_groups.end),
+            files,
+            entries: self.entries,
+        }
+    }
+
+    /// Savepoints: every entry in the canonical key-value file.
+    async fn canonical(&self) -> Result<KeyedStateHandle> {
+        let dir = self.dir.0.clone();
+        let entries = self.entries;
+        let data = tokio::task::spawn_blocking(move || read_as_kv_file(&dir, entries))
+            .await
+            .map_err(|e| join_error("writing a savepoint", e))??;
+        let name = format!("{}-{}.kv", self.operator_id, self.subtask);
+        let path = join_path(&self.target.exclusive_dir, &name);
+        let size = data.len() as u64;
+        self.target.storage.put(&path, data).await?;
+        Ok(self.handle(
+            "hashmap",
+            vec![StateFile {
+                path,
+                size,
+                name,
+                shared: false,
+            }],
+        ))
+    }
+
+    /// Checkpoints: RocksDB's files, SST files shared when incremental.
+    async fn native(&self) -> Result<KeyedStateHandle> {
+        let dir = self.dir.0.clone();
+        let files = tokio::task::spawn_blocking(move || list_files(&dir))
+            .await
+            .map_err(|e| join_error("listing a checkpoint", e))??;
+        if self.target.shared_dir.is_some() {
+            let live: HashSet<&str> = files
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| is_sst(n))
+                .collect();
+            self.uploaded().retain(&live);
+        }
+        let storage = self.target.storage.display().to_string();
+        let exclusive = join_path(
+            &self.target.exclusive_dir,
+            &format!("{}-{}", self.operator_id, self.subtask),
+        );
+        // Collected first: a lazy `map` in the stream trips the `Send` check.
+        let uploads: Vec<_> = files
+            .iter()
+            .map(|(name, size)| self.upload(name, *size, &exclusive, &storage))
+            .collect();
+        let files: Vec<StateFile> = futures::stream::iter(uploads)
+            .buffered(UPLOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(self.handle("rocksdb", files))
+    }
+
+    /// Uploads file `name` of the checkpoint (or reuses its earlier upload).
+    async fn upload(&self, name: &str, size: u64, exclusive: &str, storage: &str) -> Result<StateFile> {
+        let shared_dir = self.target.shared_dir.as_deref().filter(|_| is_sst(name));
+        let Some(shared_dir) = shared_dir else {
+            let path = join_path(exclusive, name);
+            self.put_file(name, size, &path).await?;
+            return Ok(StateFile {
+                path,
+                size,
+                name: name.to_string(),
+                shared: false,
+            });
+        };
+        let reused = self.uploaded().lookup(name, storage, size);
+        let path = match reused {
+            Some(path) => path,
+            None => {
+                let unique = format!("{}-{}-{}-{name}", self.operator_id, self.subtask, self.nonce);
+                let path = join_path(shared_dir, &unique);
+                self.put_file(name, size, &path).await?;
+                self.uploaded()
+                    .insert(name.to_string(), storage, path.clone(), size);
+                path
+            }
+        };
+        Ok(StateFile {
+            path,
+            size,
+            name: name.to_string(),
+            shared: true,
+        })
+    }
+
+    async fn put_file(&self, name: &str, size: u64, path: &str) -> Result<()> {
+        let local = self.dir.0.join(name);
+        let data = tokio::task::spawn_blocking(move || {
+            std::fs::read(&local)
+                .map_err(|e| io_error("reading", &local, e))
+                .and_then(|data| {
+                    if data.len() as u64 == size {
+                        Ok(data)
+                    } else {
+                        Err(DataFusionError::Internal(format!(
+                            "rocksdb state: checkpoint file {} changed size while being uploaded",
+                            local.display()
+                        )))
+                    }
+                })
+        })
+        .await
+        .map_err(|e| join_error("reading a checkpoint file", e))??;
+        self.target.storage.put(path, Bytes::from(data)).await
+    }
+}
+
+/// The files of checkpoint directory `dir`, with their sizes, by name.
+fn list_files(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))? {
+        let entry = entry.map_err(|e| io_error("listing", dir, e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| io_error("reading", &entry.path(), e))?;
+        if !meta.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Not part of a checkpoint: the lock and RocksDB's own info logs.
+        if name == "LOCK" || name.starts_with("LOG") {
+            continue;
+        }
+        files.push((name, meta.len()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Every entry of the checkpoint in `dir` (which holds `entries`), as a
+/// canonical key-value file.
+fn read_as_kv_file(dir: &PathBuf, entries: u64) -> Result<Bytes> {
+    let mut opts = rocksdb::Options::default();
+    opts.set_log_level(rocksdb::LogLevel::Warn);
+    let db = DB::open_for_read_only(&opts, dir, false)
+        .map_err(|e| db_error(format_args!("opening checkpoint {}", dir.display()), e))?;
+    let mut rows: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::with_capacity(entries as usize);
+    let mut size = 0;
+    let mut it = db.raw_iterator();
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let (kg, _) = decode_key(k)?;
+        size += k.len() + v.len() + 8;
+        rows.push((kg, k.to_vec(), v.to_vec()));
+        it.next();
+    }
+    it.status()
+        .map_err(|e| db_error(format_args!("reading checkpoint {}", dir.display()), e))?;
+    if rows.len() as u64 != entries {
+        return Err(DataFusionError::Internal(format!(
+            "rocksdb state: checkpoint {} holds {} entries, the backend counted {entries}",
+            dir.display(),
+            rows.len()
+        )));
+    }
+    Ok(write_kv_file(
+        rows.iter()
+            .map(|(kg, k, v)| (*kg, &k[crate::KEY_GROUP_BYTES..], v.as_slice())),
+        size,
+    ))
+}

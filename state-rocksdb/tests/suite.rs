@@ -1,0 +1,195 @@
+//! The engine's backend conformance suite, and the rocksdb-specific
+//! behaviour: incremental checkpoints reuse SST files.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use weir_engine::checkpoint::storage::CheckpointStorage;
+use weir_engine::key_group::KeyGroupRange;
+use weir_engine::state::{
+    KeyedStateBackend, KeyedStateHandle, SnapshotTarget, StateBackendFactory, StateScope,
+};
+use weir_state_rocksdb::RocksDbBackendFactory;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_backend_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    weir_engine::state::testing::run_backend_suite(Arc::new(RocksDbBackendFactory::default()), dir.path())
+        .await;
+}
+
+fn scope(dir: &std::path::Path, name: &str) -> StateScope {
+    StateScope {
+        job_name: "inc".into(),
+        operator_id: "op".into(),
+        subtask: 0,
+        key_groups: KeyGroupRange { start: 0, end: 8 },
+        max_parallelism: 8,
+        local_dir: dir.join("local").join(name),
+    }
+}
+
+fn target(storage: &CheckpointStorage, id: u64) -> SnapshotTarget {
+    SnapshotTarget {
+        checkpoint_id: id,
+        storage: storage.clone(),
+        exclusive_dir: format!("chk-{id}"),
+        shared_dir: Some("shared".into()),
+        canonical: false,
+    }
+}
+
+fn value(i: u32) -> Vec<u8> {
+    format!("value-{i}-").repeat(20).into_bytes()
+}
+
+fn write(b: &mut dyn KeyedStateBackend, keys: std::ops::Range<u32>) {
+    for i in keys {
+        b.put(i as usize % 8, &i.to_be_bytes(), &value(i)).unwrap();
+    }
+}
+
+fn assert_holds(b: &dyn KeyedStateBackend, keys: std::ops::Range<u32>) {
+    assert_eq!(b.len(), keys.len() as u64);
+    for i in keys {
+        assert_eq!(
+            b.get(i as usize % 8, &i.to_be_bytes()).unwrap(),
+            Some(value(i)),
+            "key {i}"
+        );
+    }
+}
+
+fn shared_paths(h: &KeyedStateHandle) -> HashSet<&str> {
+    h.files
+        .iter()
+        .filter(|f| f.shared)
+        .map(|f| f.path.as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_checkpoints_reuse_sst_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap()).unwrap();
+    let factory = RocksDbBackendFactory::default();
+    let mut b = factory.create(&scope(dir.path(), "a"), &[]).await.unwrap();
+
+    write(b.as_mut(), 0..1000);
+    let h1 = b.snapshot(target(&storage, 1)).unwrap().await.unwrap();
+    assert_eq!(h1.backend, "rocksdb");
+    assert_eq!(h1.entries, 1000);
+    assert!(
+        h1.files.iter().any(|f| f.shared),
+        "SST files go to the shared directory"
+    );
+    assert!(
+        h1.files
+            .iter()
+            .filter(|f| f.shared)
+            .all(|f| f.path.starts_with("shared/op-0-"))
+    );
+    assert!(
+        h1.files
+            .iter()
+            .filter(|f| !f.shared)
+            .all(|f| f.path.starts_with("chk-1/op-0/"))
+    );
+    assert!(h1.files.iter().any(|f| f.name == "CURRENT" && !f.shared));
+
+    write(b.as_mut(), 1000..1100);
+    let h2 = b.snapshot(target(&storage, 2)).unwrap().await.unwrap();
+    assert_eq!(h2.entries, 1100);
+    let reused: Vec<_> = shared_paths(&h1)
+        .intersection(&shared_paths(&h2))
+        .copied()
+        .collect();
+    assert!(
+        !reused.is_empty(),
+        "snapshot 2 reuses the SST files of snapshot 1: {h1:?} {h2:?}"
+    );
+    assert!(shared_paths(&h2).len() > reused.len(), "and uploads the new one");
+
+    // Restore from snapshot 2 alone (the engine would delete chk-1, not the
+    // shared files snapshot 2 uses).
+    storage.delete_dir("chk-1").await.unwrap();
+    let mut r = factory
+        .create(&scope(dir.path(), "r"), &[(h2.clone(), storage.clone())])
+        .await
+        .unwrap();
+    assert_holds(r.as_ref(), 0..1100);
+
+    // A restored backend goes on sharing the files it restored.
+    write(r.as_mut(), 1100..1110);
+    let h3 = r.snapshot(target(&storage, 3)).unwrap().await.unwrap();
+    assert_eq!(h3.entries, 1110);
+    assert!(
+        shared_paths(&h2).is_subset(&shared_paths(&h3)),
+        "the restored SST files are not uploaded again: {h2:?} {h3:?}"
+    );
+    let r3 = factory
+        .create(&scope(dir.path(), "r3"), &[(h3, storage.clone())])
+        .await
+        .unwrap();
+    assert_holds(r3.as_ref(), 0..1110);
+
+    // Another storage does not have the shared files: they are uploaded there.
+    let other = storage.child("elsewhere");
+    let h4 = b.snapshot(target(&other, 4)).unwrap().await.unwrap();
+    for f in &h4.files {
+        assert_eq!(other.size_of(&f.path).await.unwrap(), Some(f.size), "{}", f.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_files_fail_the_restore_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap()).unwrap();
+    let factory = RocksDbBackendFactory::default();
+    let mut b = factory.create(&scope(dir.path(), "a"), &[]).await.unwrap();
+    write(b.as_mut(), 0..100);
+    let h = b.snapshot(target(&storage, 1)).unwrap().await.unwrap();
+    let victim = h
+        .files
+        .iter()
+        .find(|f| f.name.ends_with(".sst"))
+        .unwrap()
+        .path
+        .clone();
+    storage.delete(&victim).await.unwrap();
+    for s in ["direct", "copy"] {
+        let mut sc = scope(dir.path(), s);
+        if s == "copy" {
+            // A different range takes the copying path.
+            sc.key_groups = KeyGroupRange { start: 0, end: 4 };
+        }
+        let err = factory
+            .create(&sc, &[(h.clone(), storage.clone())])
+            .await
+            .err()
+            .expect("a missing file fails the restore");
+        assert!(err.to_string().contains(&victim), "{err}");
+        assert!(!sc.local_dir.exists(), "nothing is left behind");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_directories_are_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap()).unwrap();
+    let factory = RocksDbBackendFactory::default();
+    let sc = scope(dir.path(), "a");
+    std::fs::create_dir_all(sc.local_dir.join("stale")).unwrap();
+    let mut b = factory.create(&sc, &[]).await.unwrap();
+    assert!(
+        !sc.local_dir.join("stale").exists(),
+        "the working directory is wiped"
+    );
+    write(b.as_mut(), 0..10);
+    b.snapshot(target(&storage, 1)).unwrap().await.unwrap();
+    // A snapshot whose future is dropped leaves nothing behind either.
+    drop(b.snapshot(target(&storage, 2)).unwrap());
+    drop(b);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("local")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
