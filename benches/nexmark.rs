@@ -207,6 +207,10 @@ struct Args {
     repeat: usize,
     json: bool,
     in_process: bool,
+    /// `--checkpoint-interval MS`: checkpoints on, every MS milliseconds.
+    checkpoint_interval_ms: Option<u64>,
+    /// `--backend hashmap|rocksdb`: `state.backend.type`.
+    backend: String,
 }
 
 fn available_cores() -> usize {
@@ -216,7 +220,8 @@ fn available_cores() -> usize {
 fn usage() -> String {
     format!(
         "usage: cargo bench --bench nexmark -- [--events N] [--queries q0,q1,...|all] [--parallelism P] \
-         [--threads T] [--repeat R] [--json] [--in-process]\nqueries: {}",
+         [--threads T] [--repeat R] [--json] [--in-process] [--checkpoint-interval MS] \
+         [--backend hashmap|rocksdb]\nqueries: {}",
         QUERIES
             .iter()
             .map(|q| format!("{} ({})", q.name, q.what))
@@ -235,6 +240,8 @@ fn parse_args() -> Result<Args, String> {
         repeat: 1,
         json: false,
         in_process: false,
+        checkpoint_interval_ms: None,
+        backend: "hashmap".to_string(),
     };
     let mut queries = DEFAULT_QUERIES.to_string();
     let mut it = std::env::args().skip(1);
@@ -266,6 +273,10 @@ fn parse_args() -> Result<Args, String> {
             "--repeat" => args.repeat = number("--repeat", value())? as usize,
             "--json" => args.json = true,
             "--in-process" => args.in_process = true,
+            "--checkpoint-interval" => {
+                args.checkpoint_interval_ms = Some(number("--checkpoint-interval", value())?)
+            }
+            "--backend" => args.backend = value().ok_or("--backend needs a value")?,
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument '{other}'\n{}", usage())),
         }
@@ -301,6 +312,10 @@ struct Measurement {
     rows_read: u64,
     /// Rows that reached the sink.
     rows_written: u64,
+    /// Completed checkpoints, their median duration and largest state size.
+    checkpoints: u64,
+    checkpoint_median_ms: f64,
+    checkpoint_max_bytes: u64,
     error: Option<String>,
 }
 
@@ -326,7 +341,8 @@ impl Measurement {
     fn encode(&self) -> String {
         let mut s = format!(
             "{RESULT_PREFIX}\tquery={}\tevents={}\tparallelism={}\tseconds={}\tcpu_seconds={}\tpeak_rss_mb={}\
-             \tbaseline_rss_mb={}\trows_read={}\trows_written={}",
+             \tbaseline_rss_mb={}\trows_read={}\trows_written={}\tcheckpoints={}\tcheckpoint_median_ms={}\
+             \tcheckpoint_max_bytes={}",
             self.query,
             self.events,
             self.parallelism,
@@ -335,7 +351,10 @@ impl Measurement {
             self.peak_rss_mb,
             self.baseline_rss_mb,
             self.rows_read,
-            self.rows_written
+            self.rows_written,
+            self.checkpoints,
+            self.checkpoint_median_ms,
+            self.checkpoint_max_bytes
         );
         if let Some(e) = &self.error {
             let _ = write!(s, "\terror={}", e.replace(['\t', '\n', '\r'], " "));
@@ -358,6 +377,9 @@ impl Measurement {
             baseline_rss_mb: num("baseline_rss_mb"),
             rows_read: int("rows_read"),
             rows_written: int("rows_written"),
+            checkpoints: int("checkpoints"),
+            checkpoint_median_ms: num("checkpoint_median_ms"),
+            checkpoint_max_bytes: int("checkpoint_max_bytes"),
             error: fields.get("error").map(|e| e.to_string()),
         })
     }
@@ -379,7 +401,8 @@ impl Measurement {
                     s,
                     ",\"seconds\":{:.3},\"events_per_sec\":{:.0},\"events_per_sec_per_core\":{:.0},\
                      \"cpu_seconds\":{:.3},\"cores_used\":{:.2},\"events_per_cpu_sec\":{:.0},\
-                     \"peak_rss_mb\":{:.1},\"baseline_rss_mb\":{:.1},\"rows_read\":{},\"rows_written\":{}}}",
+                     \"peak_rss_mb\":{:.1},\"baseline_rss_mb\":{:.1},\"rows_read\":{},\"rows_written\":{},\
+                     \"checkpoints\":{},\"checkpoint_median_ms\":{:.1},\"checkpoint_max_bytes\":{}}}",
                     self.seconds,
                     self.events_per_sec(),
                     self.events_per_sec_per_core(),
@@ -389,7 +412,10 @@ impl Measurement {
                     self.peak_rss_mb,
                     self.baseline_rss_mb,
                     self.rows_read,
-                    self.rows_written
+                    self.rows_written,
+                    self.checkpoints,
+                    self.checkpoint_median_ms,
+                    self.checkpoint_max_bytes
                 );
             }
         }
@@ -477,6 +503,22 @@ async fn run_query(query: &Query, args: &Args) -> Measurement {
 async fn measure(query: &Query, args: &Args, m: &mut Measurement) -> Result<(), String> {
     let ticks = clock_ticks_per_second();
     let engine = weir::Engine::new();
+    let checkpoint_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    if let Some(interval) = args.checkpoint_interval_ms {
+        engine
+            .execute(&format!(
+                "SET 'execution.checkpointing.interval' = '{interval} ms';
+                 SET 'execution.checkpointing.dir' = '{}';
+                 SET 'state.backend.type' = '{}';
+                 SET 'state.backend.rocksdb.localdir' = '{}/local';
+                 SET 'execution.checkpointing.incremental' = 'true';",
+                checkpoint_dir.path().display(),
+                args.backend,
+                checkpoint_dir.path().display()
+            ))
+            .await
+            .map_err(|e| format!("checkpoint settings: {e}"))?;
+    }
     let setup = format!(
         "SET 'parallelism.default' = '{}'; {}; {};",
         args.parallelism,
@@ -506,6 +548,19 @@ async fn measure(query: &Query, args: &Args, m: &mut Measurement) -> Result<(), 
         .filter(|o| o.operator_name.starts_with("Sink"))
         .map(|o| o.rows_in)
         .sum();
+    let completed: Vec<_> = job
+        .checkpoints()
+        .into_iter()
+        .filter(|c| c.status.name() == "COMPLETED")
+        .collect();
+    m.checkpoints = completed.len() as u64;
+    let mut durations: Vec<f64> = completed
+        .iter()
+        .filter_map(|c| c.duration.map(|d| d.as_secs_f64() * 1000.0))
+        .collect();
+    durations.sort_by(f64::total_cmp);
+    m.checkpoint_median_ms = durations.get(durations.len() / 2).copied().unwrap_or(0.0);
+    m.checkpoint_max_bytes = completed.iter().map(|c| c.state_size).max().unwrap_or(0);
     Ok(())
 }
 
@@ -630,6 +685,15 @@ fn print_table(results: &[Measurement], args: &Args, commit: &str) {
                 m.rows_written
             ),
             Some(e) => println!("{:<5} FAILED: {e}", m.query),
+        }
+    }
+    if let Some(interval) = args.checkpoint_interval_ms {
+        println!("checkpoints every {interval} ms, state backend {}:", args.backend);
+        for m in results.iter().filter(|m| m.error.is_none()) {
+            println!(
+                "{:<5} {} completed, median {:.1} ms, largest {} bytes",
+                m.query, m.checkpoints, m.checkpoint_median_ms, m.checkpoint_max_bytes
+            );
         }
     }
 }
