@@ -17,7 +17,8 @@ pub const SAVEPOINT_POINTERS: &str = "savepoints";
 
 /// The directory of job `job_name` inside the checkpoint directory: the name
 /// with every character other than ASCII letters, digits, `-` and `_`
-/// replaced by `_`.
+/// replaced by `_` (also how other names become file names, e.g. operator ids
+/// in local state directories).
 pub fn job_dir_name(job_name: &str) -> String {
     job_name
         .chars()

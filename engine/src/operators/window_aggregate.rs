@@ -21,7 +21,7 @@ use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
-use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
+use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key};
 use crate::watermark::to_event_time;
 
 /// What one `GROUP BY` column of a window aggregate outputs.
@@ -134,20 +134,19 @@ pub struct WindowAggregate {
 /// The keyed-state namespace of window `(end, start)`.
 fn window_namespace(end: EventTime, start: EventTime) -> [u8; 16] {
     let mut ns = [0u8; 16];
-    // Order-preserving for non-negative times; the order only matters for scans.
-    ns[..8].copy_from_slice(&(end as u64 ^ (1 << 63)).to_be_bytes());
-    ns[8..].copy_from_slice(&(start as u64 ^ (1 << 63)).to_be_bytes());
+    ns[..8].copy_from_slice(&time_key(end));
+    ns[8..].copy_from_slice(&time_key(start));
     ns
 }
 
 fn window_of_namespace(ns: &[u8]) -> Result<(EventTime, EventTime)> {
+    let corrupt =
+        || datafusion::common::DataFusionError::Execution("corrupt window state: bad namespace".into());
     if ns.len() != 16 {
-        return Err(datafusion::common::DataFusionError::Execution(
-            "corrupt window state: bad namespace".into(),
-        ));
+        return Err(corrupt());
     }
-    let end = (u64::from_be_bytes(ns[..8].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
-    let start = (u64::from_be_bytes(ns[8..].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    let end = time_of_key(&ns[..8]).ok_or_else(corrupt)?;
+    let start = time_of_key(&ns[8..]).ok_or_else(corrupt)?;
     Ok((end, start))
 }
 

@@ -19,7 +19,7 @@ use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
-use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
+use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key};
 use crate::watermark::to_event_time;
 
 /// Which rows of a window join are kept without a match.
@@ -104,8 +104,7 @@ impl Side {
 fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
     let mut ns = [0u8; 9];
     ns[0] = side as u8;
-    // Order-preserving for the scans (only their order depends on it).
-    ns[1..].copy_from_slice(&(end as u64 ^ (1 << 63)).to_be_bytes());
+    ns[1..].copy_from_slice(&time_key(end));
     ns
 }
 
@@ -119,7 +118,7 @@ fn window_of_namespace(ns: &[u8]) -> Result<(Side, EventTime)> {
         1 => Side::Right,
         _ => return Err(corrupt()),
     };
-    let end = (u64::from_be_bytes(ns[1..].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    let end = time_of_key(&ns[1..]).ok_or_else(corrupt)?;
     Ok((side, end))
 }
 

@@ -13,6 +13,7 @@ use super::events::{Notice, TaskEvent, TaskReporter};
 use super::input_gate::{InputChannel, InputGate};
 use super::task::{OperatorTask, SourceControl, SourceTask, TaskLinks};
 use crate::checkpoint::config::{CheckpointingMode, FaultToleranceConfig};
+use crate::checkpoint::job_dir_name;
 use crate::checkpoint::restore::RestoreSource;
 use crate::checkpoint::targets::SnapshotTargets;
 use crate::exchange::{OutputEdge, Outputs};
@@ -102,7 +103,7 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
             max_parallelism: graph.max_parallelism,
             local_dir: spec
                 .local_dir
-                .join(format!("{}-{}", sanitize(&node.operator_id), ctx.subtask)),
+                .join(format!("{}-{}", job_dir_name(&node.operator_id), ctx.subtask)),
         };
         let (keyed, list) = match spec.restore {
             Some(r) => (
@@ -254,9 +255,4 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
         source_controls,
         notices,
     })
-}
-
-/// A name safe as a file name.
-pub(super) fn sanitize(s: &str) -> String {
-    crate::checkpoint::job_dir_name(s)
 }

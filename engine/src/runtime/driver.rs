@@ -539,7 +539,7 @@ impl Driver {
                 };
                 let name = format!(
                     "savepoint-{}-{id}-{}",
-                    super::build::sanitize(&self.graph.name),
+                    crate::checkpoint::job_dir_name(&self.graph.name),
                     now_ms()
                 );
                 let storage = match CheckpointStorage::open(&base) {

@@ -247,7 +247,7 @@ pub fn start_job(graph: JobGraph, id: String) -> Result<JobHandle> {
 /// the checkpoint coordinator and supervisor that records the job's end.
 pub fn start_job_with(graph: JobGraph, id: String, config: FaultToleranceConfig) -> Result<JobHandle> {
     let job_dir = match &config.checkpoint_dir {
-        Some(dir) => Some(CheckpointStorage::open(dir)?.child(&super::build::sanitize(&graph.name))),
+        Some(dir) => Some(CheckpointStorage::open(dir)?.child(&crate::checkpoint::job_dir_name(&graph.name))),
         None => None,
     };
     if config.checkpointing() && job_dir.is_none() {
@@ -270,7 +270,7 @@ pub fn start_job_with(graph: JobGraph, id: String, config: FaultToleranceConfig)
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let local_root = config.local_dir.join(format!(
         "{}-{}-{}",
-        super::build::sanitize(&graph.name),
+        crate::checkpoint::job_dir_name(&graph.name),
         id,
         std::process::id()
     ));

@@ -129,6 +129,18 @@ impl BatchState {
     }
 }
 
+/// An event time as 8 key bytes whose byte order is the times' order
+/// (big-endian, sign bit flipped), for namespaces scanned in time order.
+pub fn time_key(t: crate::message::EventTime) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The event time of 8 bytes made by [`time_key`]; `None` if not 8 bytes.
+pub fn time_of_key(bytes: &[u8]) -> Option<crate::message::EventTime> {
+    let bytes: [u8; 8] = bytes.try_into().ok()?;
+    Some((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
+}
+
 fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() + 256);
     let mut w = StreamWriter::try_new(&mut buf, &batch.schema())?;

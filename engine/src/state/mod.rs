@@ -22,7 +22,7 @@ pub use backend::{
     EntryVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
     SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
-pub use batch_state::BatchState;
+pub use batch_state::{BatchState, time_key, time_of_key};
 pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};
 pub use init::{KeyedState, OperatorSnapshot, StateInit};
 pub use kv_file::{read_kv_file, write_kv_file};
