@@ -14,7 +14,8 @@ use crate::message::CheckpointId;
 /// `execution.checkpointing.*` settings, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointSettings {
-    /// `execution.checkpointing.interval`: time between checkpoint triggers.
+    /// `execution.checkpointing.interval`: time between checkpoint triggers;
+    /// 0 = no periodic checkpoints (savepoints and requested checkpoints only).
     pub interval_ms: u64,
     /// `execution.checkpointing.timeout`: a checkpoint not complete after this is aborted.
     pub timeout_ms: u64,
@@ -139,9 +140,10 @@ impl CheckpointCoordinator {
         if self.stopped || self.pending_checkpoints() >= self.settings.max_concurrent {
             return actions;
         }
-        let due = self
-            .last_trigger_ms
-            .is_none_or(|t| now_ms >= t + self.settings.interval_ms);
+        let due = self.settings.interval_ms > 0
+            && self
+                .last_trigger_ms
+                .is_none_or(|t| now_ms >= t + self.settings.interval_ms);
         let paused = self
             .last_end_ms
             .is_some_and(|t| now_ms < t + self.settings.min_pause_ms)
@@ -521,5 +523,25 @@ mod tests {
         }
         assert!(c.fail_over(2).is_empty() || c.pending().is_empty());
         assert!(c.pending().is_empty());
+    }
+
+    #[test]
+    fn no_interval_triggers_nothing_but_still_expires_savepoints() {
+        let mut c = CheckpointCoordinator::new(
+            CheckpointSettings {
+                interval_ms: 0,
+                timeout_ms: 1_000,
+                ..Default::default()
+            },
+            1,
+            1,
+        );
+        assert_eq!(c.on_tick(0), vec![]);
+        assert_eq!(c.on_tick(5_000_000), vec![], "no phantom checkpoint to time out");
+        assert_eq!(c.trigger_savepoint(10), Some(Action::Trigger(1)));
+        assert!(matches!(
+            c.on_tick(2_000).as_slice(),
+            [Action::Abort { id: 1, .. }]
+        ));
     }
 }

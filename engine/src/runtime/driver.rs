@@ -178,10 +178,7 @@ impl Driver {
             .filter(|n| matches!(n.kind, NodeKind::Source { .. }))
             .map(|n| n.parallelism)
             .sum();
-        let settings = CheckpointSettings {
-            interval_ms: config.interval_ms.unwrap_or(u64::MAX / 4),
-            ..config.settings.clone()
-        };
+        let settings = coordinator_settings(&config);
         let next_id = config
             .restore
             .as_ref()
@@ -253,10 +250,7 @@ impl Driver {
             }
         }
         if max_id + 1 > self.coordinator.next_id() {
-            let settings = CheckpointSettings {
-                interval_ms: self.config.interval_ms.unwrap_or(u64::MAX / 4),
-                ..self.config.settings.clone()
-            };
+            let settings = coordinator_settings(&self.config);
             self.coordinator = CheckpointCoordinator::new(settings, self.task_index.len(), max_id + 1);
         }
         complete.sort_by_key(|(id, _)| *id);
@@ -277,41 +271,24 @@ impl Driver {
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let status = loop {
-            tokio::select! {
+            // Each event may call for a fail-over, handled once below.
+            let failure: Option<String> = tokio::select! {
                 changed = self.cancel_rx.changed() => {
                     if changed.is_err() || *self.cancel_rx.borrow() {
                         set.abort_all();
                         break JobStatus::Cancelled;
                     }
+                    None
                 }
                 next = set.join_next() => match next {
                     None => {
                         let stopped = *self.shared.stop_requested.lock() || self.stopping_with_savepoint;
                         break if stopped { JobStatus::Stopped } else { JobStatus::Finished };
                     }
-                    Some(Ok(Ok(()))) => {}
-                    Some(other) => {
-                        set.abort_all();
-                        while set.join_next().await.is_some() {}
-                        let reason = failure_reason(other);
-                        match self.restart_after(&reason).await {
-                            Ok(Some(new_set)) => set = new_set,
-                            Ok(None) => break JobStatus::Cancelled,
-                            Err(status) => break status,
-                        }
-                    }
+                    Some(Ok(Ok(()))) => None,
+                    Some(other) => Some(failure_reason(other)),
                 },
-                Some(event) = self.events_rx.recv() => {
-                    if let Some(reason) = self.on_event(event) {
-                        set.abort_all();
-                        while set.join_next().await.is_some() {}
-                        match self.restart_after(&reason).await {
-                            Ok(Some(new_set)) => set = new_set,
-                            Ok(None) => break JobStatus::Cancelled,
-                            Err(status) => break status,
-                        }
-                    }
-                }
+                Some(event) = self.events_rx.recv() => self.on_event(event),
                 Some(internal) = self.internal_rx.recv() => {
                     let actions = match internal {
                         Internal::MetadataWritten(id, Ok(())) => self.coordinator.on_metadata_written(id, now_ms()),
@@ -319,49 +296,31 @@ impl Driver {
                             self.coordinator.on_metadata_failed(id, &e.to_string(), now_ms())
                         }
                     };
-                    if let Some(reason) = self.execute(actions) {
-                        set.abort_all();
-                        while set.join_next().await.is_some() {}
-                        match self.restart_after(&reason).await {
-                            Ok(Some(new_set)) => set = new_set,
-                            Ok(None) => break JobStatus::Cancelled,
-                            Err(status) => break status,
-                        }
-                    }
+                    self.execute(actions)
                 }
-                Some(cmd) = self.commands_rx.recv() => self.on_command(cmd),
+                Some(cmd) = self.commands_rx.recv() => {
+                    self.on_command(cmd);
+                    None
+                }
                 _ = tick.tick() => {
-                    let mut actions = Vec::new();
-                    if self.config.checkpointing() && self.job_dir.is_some() {
-                        actions = self.coordinator.on_tick(now_ms());
-                        if self.needs_final_checkpoint()
-                            && let Some(a) = self.coordinator.trigger_now(now_ms())
-                        {
-                            actions.push(a);
-                        }
-                    } else {
-                        // Timeouts of savepoints still apply.
-                        actions.extend(
-                            self.coordinator
-                                .on_tick(now_ms())
-                                .into_iter()
-                                .filter(|a| !matches!(a, Action::Trigger(_))),
-                        );
-                        for a in &actions {
-                            if let Action::Trigger(id) = a {
-                                self.in_flight.remove(id);
-                            }
-                        }
+                    // Periodic triggers (none without an interval) and timeouts.
+                    let mut actions = self.coordinator.on_tick(now_ms());
+                    if self.config.checkpointing()
+                        && self.needs_final_checkpoint()
+                        && let Some(a) = self.coordinator.trigger_now(now_ms())
+                    {
+                        actions.push(a);
                     }
-                    if let Some(reason) = self.execute(actions) {
-                        set.abort_all();
-                        while set.join_next().await.is_some() {}
-                        match self.restart_after(&reason).await {
-                            Ok(Some(new_set)) => set = new_set,
-                            Ok(None) => break JobStatus::Cancelled,
-                            Err(status) => break status,
-                        }
-                    }
+                    self.execute(actions)
+                }
+            };
+            if let Some(reason) = failure {
+                set.abort_all();
+                while set.join_next().await.is_some() {}
+                match self.restart_after(&reason).await {
+                    Ok(Some(new_set)) => set = new_set,
+                    Ok(None) => break JobStatus::Cancelled,
+                    Err(status) => break status,
                 }
             }
         };
@@ -873,6 +832,15 @@ impl Driver {
             let _ = job_dir.delete_dir(SHARED_DIR).await;
         }
         let _ = std::fs::remove_dir_all(&self.local_root);
+    }
+}
+
+/// The coordinator's settings of a job: `interval_ms` 0 when periodic
+/// checkpoints are off.
+fn coordinator_settings(config: &FaultToleranceConfig) -> CheckpointSettings {
+    CheckpointSettings {
+        interval_ms: config.interval_ms.unwrap_or(0),
+        ..config.settings.clone()
     }
 }
 
