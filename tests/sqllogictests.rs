@@ -325,6 +325,22 @@ fn rows_output(
 }
 
 impl WeirDb {
+    /// Undoes a recovery pass's `SET`s: the file's own statements see the
+    /// pass's parallelism and no checkpoints.
+    async fn restore_settings(
+        &self,
+        settings: &[(&str, String)],
+        recovery: Recovery,
+    ) -> Result<(), WeirError> {
+        for (k, _) in settings {
+            self.engine.execute(&format!("RESET '{k}'")).await?;
+        }
+        self.engine
+            .execute(&format!("SET 'parallelism.default' = '{}'", recovery.before))
+            .await?;
+        Ok(())
+    }
+
     /// Runs `sql` (an append-only query) through checkpoint, kill, restore
     /// and finish; returns its rows. `None` if the query cannot go through a
     /// file sink (then it runs straight).
@@ -398,12 +414,7 @@ impl WeirDb {
         } else if job.wait().await.is_err() {
             // A query that fails by itself: run it straight, for its error.
             self.gate.open();
-            for (k, _) in &settings {
-                self.engine.execute(&format!("RESET '{k}'")).await?;
-            }
-            self.engine
-                .execute(&format!("SET 'parallelism.default' = '{}'", recovery.before))
-                .await?;
+            self.restore_settings(&settings, recovery).await?;
             self.engine.execute(&format!("DROP TABLE `{table}`")).await?;
             return Ok(None);
         }
@@ -440,12 +451,7 @@ impl WeirDb {
                 )));
             }
         }
-        for (k, _) in &settings {
-            self.engine.execute(&format!("RESET '{k}'")).await?;
-        }
-        self.engine
-            .execute(&format!("SET 'parallelism.default' = '{}'", recovery.before))
-            .await?;
+        self.restore_settings(&settings, recovery).await?;
         let mut result = self.engine.query(&format!("SELECT * FROM `{table}`")).await?;
         let mut batches = Vec::new();
         while let Some(b) = result.next_batch().await {
