@@ -244,10 +244,22 @@ impl Source for GatedSource {
             }
         }
         let event = self.inner.poll_next().await?;
-        if matches!(event, SourceEvent::Batch(_)) {
+        if matches!(event, SourceEvent::Batch(_) | SourceEvent::SplitBatch { .. }) {
             self.batches += 1;
         }
         Ok(event)
+    }
+
+    fn union_list_state(&self) -> bool {
+        self.inner.union_list_state()
+    }
+
+    fn watermark_splits(&self) -> Option<Vec<u32>> {
+        self.inner.watermark_splits()
+    }
+
+    fn splits_changed(&mut self) -> bool {
+        self.inner.splits_changed()
     }
 
     async fn snapshot_state(&mut self, id: CheckpointId) -> DfResult<Vec<serde_json::Value>> {

@@ -43,7 +43,7 @@ pub async fn collect_with(spec: &dyn SourceSpec, ctx: &OperatorContext) -> Resul
     let mut out = Vec::new();
     for _ in 0..1_000_000 {
         match source.poll_next().await? {
-            SourceEvent::Batch(b) => {
+            SourceEvent::Batch(b) | SourceEvent::SplitBatch { batch: b, .. } => {
                 assert_eq!(b.schema(), spec.schema(), "batches have the source's schema");
                 out.push(b);
             }
@@ -87,7 +87,7 @@ pub mod resume {
                 return Ok(out);
             }
             match source.poll_next().await? {
-                SourceEvent::Batch(b) => out.push(b),
+                SourceEvent::Batch(b) | SourceEvent::SplitBatch { batch: b, .. } => out.push(b),
                 SourceEvent::Idle => {}
                 SourceEvent::Finished => return Ok(out),
             }

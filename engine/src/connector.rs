@@ -6,14 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{DataFusionError, Result, plan_err};
 
 use crate::operator::Operator;
 use crate::source::SourceSpec;
 
 /// An option a connector accepts. `name` may contain `#` for a column name,
-/// e.g. `fields.#.kind`.
+/// e.g. `fields.#.kind`, or end with `*` for any suffix, e.g. `properties.*`
+/// (options passed through to a client library).
 #[derive(Debug, Clone)]
 pub struct OptionSpec {
     pub name: &'static str,
@@ -26,6 +27,9 @@ impl OptionSpec {
     }
 
     fn matches(&self, key: &str, columns: &[String]) -> bool {
+        if let Some(prefix) = self.name.strip_suffix('*') {
+            return key.len() > prefix.len() && key.starts_with(prefix);
+        }
         match self.name.split_once('#') {
             None => self.name == key,
             Some((prefix, suffix)) => key
@@ -133,7 +137,7 @@ impl ConnectorOptions {
         }
         let valid: BTreeSet<&str> = specs.iter().map(|s| s.name).collect();
         plan_err!(
-            "unknown option{} {} for connector '{connector}'; valid options are: {} ('#' stands for a column name)",
+            "unknown option{} {} for connector '{connector}'; valid options are: {} ('#' stands for a column name, '*' for any suffix)",
             if unknown.len() > 1 { "s" } else { "" },
             unknown
                 .iter()
@@ -189,6 +193,51 @@ pub trait SinkSpec: Send + Sync + fmt::Debug {
     fn create(&self, request: &SinkRequest, subtask: usize, parallelism: usize) -> Result<Box<dyn Operator>>;
 }
 
+/// A metadata key a connector offers as a `METADATA` column (Flink's
+/// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`), e.g. Kafka's `offset`.
+#[derive(Debug, Clone)]
+pub struct MetadataSpec {
+    /// The key, as written after `FROM` (or as the column name).
+    pub key: &'static str,
+    /// The type the connector produces; a column must declare this type.
+    pub data_type: DataType,
+    /// Whether a sink writes it (otherwise the column must be `VIRTUAL` to be
+    /// written to, and its value is ignored).
+    pub writable: bool,
+    pub description: &'static str,
+}
+
+/// A `METADATA` column declared by a table, validated against the
+/// connector's [`MetadataSpec`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataColumn {
+    /// The column's name in the table's schema.
+    pub column: String,
+    /// The connector's metadata key it reads.
+    pub key: String,
+    /// `VIRTUAL`: read-only, never written by a sink.
+    pub is_virtual: bool,
+}
+
+/// Everything a connector is given to create a table's source or sink.
+#[derive(Debug, Clone, Copy)]
+pub struct TableRequest<'a> {
+    /// All declared columns, physical and metadata, in declaration order.
+    pub schema: &'a SchemaRef,
+    pub options: &'a ConnectorOptions,
+    /// The columns of `schema` that are metadata columns.
+    pub metadata: &'a [MetadataColumn],
+    /// `PRIMARY KEY (...) NOT ENFORCED` columns, normalised names.
+    pub primary_key: &'a [String],
+}
+
+impl TableRequest<'_> {
+    /// Whether column `name` is a metadata column.
+    pub fn metadata_of(&self, name: &str) -> Option<&MetadataColumn> {
+        self.metadata.iter().find(|m| m.column == name)
+    }
+}
+
 /// A named kind of table: `'connector' = '<name>'`.
 ///
 /// Implementations validate options eagerly (at `CREATE TABLE`), reporting
@@ -218,6 +267,25 @@ pub trait Connector: Send + Sync {
             "connector '{}' cannot be written to (it is a source only)",
             self.name()
         )
+    }
+
+    /// The metadata keys this connector offers as `METADATA` columns. The
+    /// planner checks declared metadata columns against them before calling
+    /// [`create_source`](Self::create_source) / [`create_sink`](Self::create_sink).
+    fn metadata(&self) -> Vec<MetadataSpec> {
+        Vec::new()
+    }
+
+    /// The source of a table; the default serves connectors that need only
+    /// the schema and options ([`source`](Self::source)).
+    fn create_source(&self, request: &TableRequest<'_>) -> Result<Arc<dyn SourceSpec>> {
+        self.source(request.schema.clone(), request.options)
+    }
+
+    /// The sink of a table; the default serves connectors that need only the
+    /// schema and options ([`sink`](Self::sink)).
+    fn create_sink(&self, request: &TableRequest<'_>) -> Result<Arc<dyn SinkSpec>> {
+        self.sink(request.schema.clone(), request.options)
     }
 }
 

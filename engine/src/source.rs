@@ -15,6 +15,14 @@ use crate::operator::OperatorContext;
 pub enum SourceEvent {
     /// Rows, in the source's schema.
     Batch(RecordBatch),
+    /// Rows of one split (e.g. a Kafka partition), in the source's schema.
+    /// With a `WATERMARK FOR` clause the runtime keeps a watermark per split
+    /// and emits their minimum (see [`Source::watermark_splits`]).
+    SplitBatch {
+        /// The split, as numbered by the source (stable within a subtask).
+        split: u32,
+        batch: RecordBatch,
+    },
     /// Nothing available right now; poll again. (A source that can wait for
     /// data should rather wait inside [`Source::poll_next`].)
     Idle,
@@ -72,6 +80,31 @@ pub trait Source: Send {
 
     /// Produces the next batch. Must be cancel-safe (see the trait docs).
     async fn poll_next(&mut self) -> Result<SourceEvent>;
+
+    /// How restored list state is shared out among the subtasks: `false`
+    /// (the default) deals the entries out round-robin (or gives each subtask
+    /// its own at the same parallelism); `true` gives every subtask every
+    /// entry (Flink's union list state), for sources that pick their own
+    /// splits from the full set by a deterministic rule (e.g. Kafka
+    /// partitions by index modulo parallelism) and so can tell which splits
+    /// are new.
+    fn union_list_state(&self) -> bool {
+        false
+    }
+
+    /// The splits whose watermarks the runtime tracks separately, asked after
+    /// [`open`](Source::open) and after every [`SourceEvent::SplitBatch`]
+    /// poll that reported a change via [`splits_changed`](Source::splits_changed).
+    /// `None` (the default): one watermark for the whole subtask.
+    fn watermark_splits(&self) -> Option<Vec<u32>> {
+        None
+    }
+
+    /// Whether the set of [`watermark_splits`](Source::watermark_splits)
+    /// changed since it was last asked (e.g. partitions were discovered).
+    fn splits_changed(&mut self) -> bool {
+        false
+    }
 
     /// Records the source's position for checkpoint `checkpoint_id`: exactly
     /// after the last batch returned. Returns list-state entries (one per

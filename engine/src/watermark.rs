@@ -54,6 +54,75 @@ impl WatermarkStrategy {
     }
 }
 
+/// Per-split watermarks of one source subtask (Flink's per-partition
+/// watermarks): each split (e.g. a Kafka partition) has its own largest
+/// watermark candidate, and the subtask's watermark is their minimum, so a
+/// split read ahead of the others cannot make their rows late.
+///
+/// A split that has produced nothing for `idle_timeout` stops holding the
+/// minimum back until it produces again. A split known but never seen holds
+/// it back (as in Flink) unless the idle timeout is set.
+#[derive(Debug)]
+pub struct SplitWatermarks {
+    splits: std::collections::BTreeMap<u32, SplitWatermark>,
+    idle_timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SplitWatermark {
+    value: Option<EventTime>,
+    last_active: std::time::Instant,
+}
+
+impl SplitWatermarks {
+    pub fn new(idle_timeout: Option<std::time::Duration>) -> Self {
+        SplitWatermarks {
+            splits: Default::default(),
+            idle_timeout,
+        }
+    }
+
+    /// Declares the splits the subtask reads (those already known keep their values).
+    pub fn assign(&mut self, splits: &[u32], now: std::time::Instant) {
+        self.splits.retain(|s, _| splits.contains(s));
+        for &s in splits {
+            self.splits.entry(s).or_insert(SplitWatermark {
+                value: None,
+                last_active: now,
+            });
+        }
+    }
+
+    /// Records rows of `split` whose largest watermark candidate is `candidate`.
+    pub fn observe(&mut self, split: u32, candidate: Option<EventTime>, now: std::time::Instant) {
+        let entry = self.splits.entry(split).or_insert(SplitWatermark {
+            value: None,
+            last_active: now,
+        });
+        entry.last_active = now;
+        if let Some(c) = candidate {
+            entry.value = Some(entry.value.map_or(c, |v| v.max(c)));
+        }
+    }
+
+    /// The minimum over the splits that are not idle, if each of them has a
+    /// value; `None` when one has none yet or every split is idle.
+    pub fn combined(&self, now: std::time::Instant) -> Option<EventTime> {
+        let active = self.splits.values().filter(|s| {
+            self.idle_timeout
+                .is_none_or(|t| now.saturating_duration_since(s.last_active) < t)
+        });
+        let mut min: Option<EventTime> = None;
+        let mut any = false;
+        for s in active {
+            any = true;
+            let v = s.value?;
+            min = Some(min.map_or(v, |m| m.min(v)));
+        }
+        if any { min } else { None }
+    }
+}
+
 /// Tracks the watermark of each input channel and their minimum.
 ///
 /// Idle and ended channels do not hold the minimum back. If every channel is
@@ -173,6 +242,31 @@ mod tests {
             WatermarkUpdate::Advanced(10)
         );
         assert_eq!(t.update(0, Watermark::EventTime(8)), WatermarkUpdate::Unchanged);
+    }
+
+    #[test]
+    fn split_watermarks_take_the_minimum_of_active_splits() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut w = SplitWatermarks::new(Some(Duration::from_secs(5)));
+        w.assign(&[0, 1], t0);
+        w.observe(0, Some(100), t0);
+        assert_eq!(w.combined(t0), None, "split 1 has no value yet");
+        w.observe(1, Some(40), t0);
+        assert_eq!(w.combined(t0), Some(40));
+        w.observe(1, Some(30), t0);
+        assert_eq!(w.combined(t0), Some(40), "a split's value never goes back");
+        let later = t0 + Duration::from_secs(6);
+        w.observe(0, Some(200), later);
+        assert_eq!(w.combined(later), Some(200), "split 1 is idle now");
+        w.observe(1, None, later);
+        assert_eq!(w.combined(later), Some(40), "active again: holds it back");
+        w.assign(&[0], later);
+        assert_eq!(w.combined(later), Some(200), "split 1 was taken away");
+        let mut no_timeout = SplitWatermarks::new(None);
+        no_timeout.assign(&[0, 1], t0);
+        no_timeout.observe(0, Some(5), t0);
+        assert_eq!(no_timeout.combined(t0 + Duration::from_secs(3600)), None);
     }
 
     #[test]

@@ -712,7 +712,7 @@ async fn values_source_resumes_after_the_rows_it_emitted() {
         let mut got = Vec::new();
         for _ in 0..max {
             match src.poll_next().await.unwrap() {
-                SourceEvent::Batch(b) => {
+                SourceEvent::Batch(b) | SourceEvent::SplitBatch { batch: b, .. } => {
                     let c = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
                     got.extend(c.values().iter().copied());
                 }

@@ -31,7 +31,7 @@
 //! `json.ignore-parse-errors` / `csv.ignore-parse-errors` is set: then they
 //! are skipped and counted in the `records_skipped` metric.
 
-mod records;
+pub(crate) mod records;
 pub mod sink;
 pub mod source;
 

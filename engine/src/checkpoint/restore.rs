@@ -140,6 +140,21 @@ impl RestoreSource {
         )
     }
 
+    /// Every list-state entry of every old subtask of `operator_id`, in
+    /// subtask order (Flink's union list state): for sources whose subtasks
+    /// pick their own splits from the full set by a deterministic rule.
+    pub fn union_operator_state(&self, operator_id: &str) -> Option<Vec<Value>> {
+        let op = self.metadata.operator(operator_id)?;
+        let mut subtasks: Vec<_> = op.subtasks.iter().collect();
+        subtasks.sort_by_key(|s| s.subtask);
+        Some(
+            subtasks
+                .iter()
+                .flat_map(|s| s.operator_state.iter().cloned())
+                .collect(),
+        )
+    }
+
     /// The watermark a restored source subtask resumes from: its own at the
     /// same parallelism, else the least over the old subtasks.
     pub fn watermark_for(&self, operator_id: &str, subtask: usize, parallelism: usize) -> Option<i64> {

@@ -217,19 +217,25 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
                     let (tx, rx) = mpsc::unbounded_channel();
                     source_controls.push(tx);
                     let op_id = &graph.nodes[head].operator_id;
+                    let source = source_spec
+                        .create(s, parallelism)
+                        .map_err(|e| e.context(format!("creating source {}", graph.nodes[head].name)))?;
+                    let restored = spec.restore.and_then(|r| {
+                        if source.union_list_state() {
+                            r.union_operator_state(op_id)
+                        } else {
+                            r.operator_state_for(op_id, s, parallelism)
+                        }
+                    });
                     let task = SourceTask {
-                        source: source_spec
-                            .create(s, parallelism)
-                            .map_err(|e| e.context(format!("creating source {}", graph.nodes[head].name)))?,
+                        source,
                         ctx: ctx_for(head, s),
                         node: head,
                         watermark: watermark.clone(),
                         idle_timeout: *idle_timeout,
                         chain: chain_run,
                         control: rx,
-                        restored: spec
-                            .restore
-                            .and_then(|r| r.operator_state_for(op_id, s, parallelism)),
+                        restored,
                         restored_watermark: spec.restore.and_then(|r| r.watermark_for(op_id, s, parallelism)),
                         links: Some(TaskLinks {
                             reporter: reporter.clone(),

@@ -17,7 +17,7 @@ use crate::message::{Barrier, BarrierKind, CheckpointId, Message, Watermark};
 use crate::metrics::OperatorMetrics;
 use crate::operator::OperatorContext;
 use crate::source::{Source, SourceEvent};
-use crate::watermark::{WatermarkStrategy, WatermarkUpdate};
+use crate::watermark::{SplitWatermarks, WatermarkStrategy, WatermarkUpdate};
 
 /// What the job tells a source task.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +121,11 @@ impl SourceTask {
                 .push(0, Message::Watermark(Watermark::EventTime(w)))
                 .await?;
         }
+        let mut splits = self.source.watermark_splits().map(|assigned| {
+            let mut w = SplitWatermarks::new(self.idle_timeout);
+            w.assign(&assigned, std::time::Instant::now());
+            w
+        });
         let mut idle = false;
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let mut idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
@@ -170,36 +175,55 @@ impl SourceTask {
                         self.report_finished();
                     }
                 },
-                event = self.source.poll_next(), if reading => match event? {
-                    SourceEvent::Batch(batch) => {
-                        OperatorMetrics::add(&self.ctx.metrics.rows_out, batch.num_rows() as u64);
-                        let candidate = match &self.watermark {
-                            Some(w) => w.max_in(&batch)?,
-                            None => None,
-                        };
-                        self.chain.push(0, Message::Batch(batch)).await?;
-                        let advanced = candidate.filter(|c| watermark.is_none_or(|w| *c > w));
-                        if let Some(w) = advanced {
-                            watermark = Some(w);
+                event = self.source.poll_next(), if reading => {
+                    let (split, batch) = match event? {
+                        SourceEvent::Batch(batch) => (None, batch),
+                        SourceEvent::SplitBatch { split, batch } => (Some(split), batch),
+                        SourceEvent::Idle => {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                                continue;
+                            }
+                        SourceEvent::Finished => {
+                            self.chain.push(0, Message::Watermark(Watermark::MAX)).await?;
+                            watermark = Some(i64::MAX);
+                            if !checkpointing {
+                                break;
+                            }
+                            phase = Phase::AwaitingFinalCheckpoint;
+                            self.report_finished();
+                            continue;
                         }
-                        if let Some(w) = advanced.or(if idle { watermark } else { None }) {
-                            self.ctx.metrics.watermark.store(w, std::sync::atomic::Ordering::Relaxed);
-                            self.chain.push(0, Message::Watermark(Watermark::EventTime(w))).await?;
+                    };
+                    OperatorMetrics::add(&self.ctx.metrics.rows_out, batch.num_rows() as u64);
+                    let in_batch = match &self.watermark {
+                        Some(w) => w.max_in(&batch)?,
+                        None => None,
+                    };
+                    let candidate = match (&mut splits, split) {
+                        (Some(per_split), Some(split)) => {
+                            let now = std::time::Instant::now();
+                            if self.source.splits_changed()
+                                && let Some(assigned) = self.source.watermark_splits()
+                            {
+                                per_split.assign(&assigned, now);
+                            }
+                            per_split.observe(split, in_batch, now);
+                            per_split.combined(now)
                         }
-                        idle = false;
-                        idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
+                        _ => in_batch,
+                    };
+                    self.chain.push(0, Message::Batch(batch)).await?;
+                    let advanced = candidate.filter(|c| watermark.is_none_or(|w| *c > w));
+                    if let Some(w) = advanced {
+                        watermark = Some(w);
                     }
-                    SourceEvent::Idle => tokio::time::sleep(Duration::from_millis(1)).await,
-                    SourceEvent::Finished => {
-                        self.chain.push(0, Message::Watermark(Watermark::MAX)).await?;
-                        watermark = Some(i64::MAX);
-                        if !checkpointing {
-                            break;
-                        }
-                        phase = Phase::AwaitingFinalCheckpoint;
-                        self.report_finished();
+                    if let Some(w) = advanced.or(if idle { watermark } else { None }) {
+                        self.ctx.metrics.watermark.store(w, std::sync::atomic::Ordering::Relaxed);
+                        self.chain.push(0, Message::Watermark(Watermark::EventTime(w))).await?;
                     }
-                },
+                    idle = false;
+                    idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
+                }
                 _ = tokio::time::sleep_until(deadline), if reading && !idle && idle_deadline.is_some() => {
                     idle = true;
                     self.chain.push(0, Message::Watermark(Watermark::Idle)).await?;

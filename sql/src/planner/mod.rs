@@ -22,7 +22,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query, Statement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use weir_engine::changelog::with_op_column;
-use weir_engine::connector::{ConnectorOptions, ConnectorRegistry};
+use weir_engine::connector::{ConnectorOptions, ConnectorRegistry, MetadataColumn, TableRequest};
 use weir_engine::graph::{JobGraph, NodeKind, OperatorFactory, Partitioning};
 use weir_engine::operators::window::WindowKind;
 
@@ -215,16 +215,7 @@ impl StreamPlanner {
             );
         };
         let connector = self.registry.get(&connector_name)?.clone();
-        if !stmt.metadata_columns.is_empty() {
-            return plan_err!(
-                "connector '{connector_name}' provides no METADATA columns (declared: {})",
-                stmt.metadata_columns
-                    .iter()
-                    .map(|c| c.name.value.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+        let metadata = validate_metadata_columns(&connector_name, connector.as_ref(), stmt, &schema)?;
         let engine_opts = ConnectorOptions::new(
             options
                 .iter()
@@ -276,12 +267,14 @@ impl StreamPlanner {
             }
             None => None,
         };
-        let source = connector
-            .source(schema.clone(), &options)
-            .map_err(|e| e.to_string());
-        let sink = connector
-            .sink(schema.clone(), &options)
-            .map_err(|e| e.to_string());
+        let request = TableRequest {
+            schema: &schema,
+            options: &options,
+            metadata: &metadata,
+            primary_key: &primary_key,
+        };
+        let source = connector.create_source(&request).map_err(|e| e.to_string());
+        let sink = connector.create_sink(&request).map_err(|e| e.to_string());
         if let (Err(src), Err(snk)) = (&source, &sink) {
             // Option errors are the same for both sides; report the first.
             let msg = if src.contains("cannot be read from") {
@@ -682,6 +675,59 @@ impl StreamPlanner {
             lowering_graph: lowering.into_graph(String::new()),
         })
     }
+}
+
+/// Checks a table's `METADATA` columns against the keys its connector
+/// offers: the key must exist and the declared type must be the key's type.
+fn validate_metadata_columns(
+    connector_name: &str,
+    connector: &dyn weir_engine::connector::Connector,
+    stmt: &CreateTableStatement,
+    schema: &Schema,
+) -> Result<Vec<MetadataColumn>> {
+    if stmt.metadata_columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let offered = connector.metadata();
+    if offered.is_empty() {
+        return plan_err!(
+            "connector '{connector_name}' provides no METADATA columns (declared: {})",
+            stmt.metadata_columns
+                .iter()
+                .map(|c| c.name.value.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut out = Vec::with_capacity(stmt.metadata_columns.len());
+    for m in &stmt.metadata_columns {
+        let column = normalize_ident(&m.name);
+        let key = m.key.clone().unwrap_or_else(|| column.clone());
+        let Some(spec) = offered.iter().find(|s| s.key == key) else {
+            return plan_err!(
+                "unknown metadata key '{key}' for column '{column}' of connector '{connector_name}'; valid keys are: {}",
+                offered.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+            );
+        };
+        let declared = schema.field_with_name(&column)?.data_type();
+        let compatible = declared == &spec.data_type
+            || matches!(
+                (declared, &spec.data_type),
+                (DataType::Timestamp(_, _), DataType::Timestamp(_, _))
+            );
+        if !compatible {
+            return plan_err!(
+                "metadata column '{column}' ('{key}' of connector '{connector_name}') must be declared as {}, not {declared}",
+                spec.data_type
+            );
+        }
+        out.push(MetadataColumn {
+            column,
+            key,
+            is_virtual: m.is_virtual,
+        });
+    }
+    Ok(out)
 }
 
 /// The CTEs of a query's WITH clause, by normalised name, in order.
