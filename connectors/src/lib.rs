@@ -8,6 +8,8 @@
 //! | `nexmark` | the Nexmark benchmark's persons, auctions and bids | | [`nexmark`] |
 //! | `orders` | the orders / payments demo streams | | [`orders`] |
 //! | `filesystem` | JSON lines, CSV, Parquet files (bounded) | JSON lines, CSV, Parquet | [`filesystem`] |
+//! | `kafka` | Kafka topics (JSON, raw), offsets in checkpoints | exactly-once (transactions), at-least-once | [`kafka`] |
+//! | `upsert-kafka` | | a changelog keyed by the primary key, tombstones for deletes | [`kafka`] |
 //! | `print` | | rows to stdout, Flink's `+I[...]` form | [`print`](mod@print) |
 //! | `blackhole` | | discards everything | [`blackhole`] |
 //!
@@ -39,6 +41,7 @@ pub mod blackhole;
 pub mod columns;
 pub mod datagen;
 pub mod filesystem;
+pub mod kafka;
 pub mod nexmark;
 pub mod options;
 pub mod orders;
@@ -63,4 +66,6 @@ pub fn register_all(registry: &mut ConnectorRegistry) {
     registry.register(Arc::new(filesystem::FileSystemConnector));
     registry.register(Arc::new(print::PrintConnector));
     registry.register(Arc::new(blackhole::BlackholeConnector));
+    registry.register(Arc::new(kafka::KafkaConnector));
+    registry.register(Arc::new(kafka::UpsertKafkaConnector));
 }

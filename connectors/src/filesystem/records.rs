@@ -36,13 +36,6 @@ impl Chunk {
         self.bytes.clear();
         self.records.clear();
     }
-
-    fn bytes_of(&self, records: &[RecordSpan]) -> &[u8] {
-        match (records.first(), records.last()) {
-            (Some(first), Some(last)) => &self.bytes[first.start..last.end],
-            _ => &[],
-        }
-    }
 }
 
 /// Reads a text file record by record: a record is a line, or, for CSV, as
@@ -153,7 +146,7 @@ fn feed(
         let consumed = decode(bytes)?;
         if consumed == 0 {
             return Err(ArrowError::ParseError(
-                "more values than lines (one record per line expected)".into(),
+                "more values than records (one value per record, e.g. per line, expected)".into(),
             ));
         }
         bytes = &bytes[consumed..];
@@ -165,7 +158,7 @@ fn check_rows(batch: Option<RecordBatch>, schema: &SchemaRef, n: usize) -> Resul
     let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
     if batch.num_rows() != n {
         return Err(ArrowError::ParseError(format!(
-            "expected {n} record(s), found {} (one record per line expected)",
+            "expected {n} record(s), found {} (one value per record, e.g. per line, expected)",
             batch.num_rows()
         )));
     }
@@ -183,12 +176,12 @@ pub struct JsonDecoder {
 impl RecordDecoder for JsonDecoder {
     fn decode(&self, bytes: &[u8], n: usize) -> Result<RecordBatch, ArrowError> {
         if self.fail_on_missing_field {
-            for line in bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            // Value by value, not line by line: a Kafka record's value may
+            // span lines.
+            for object in serde_json::Deserializer::from_slice(bytes)
+                .into_iter::<serde_json::Map<String, serde_json::Value>>()
             {
-                let object: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_slice(line).map_err(|e| ArrowError::JsonError(e.to_string()))?;
+                let object = object.map_err(|e| ArrowError::JsonError(e.to_string()))?;
                 if let Some(f) = self
                     .schema
                     .fields()
@@ -248,42 +241,70 @@ pub fn decode_chunk(
     skipped: &mut u64,
 ) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
-    decode_range(decoder, chunk, &chunk.records, file, on_error, skipped, &mut out)?;
-    Ok(out)
-}
-
-fn decode_range(
-    decoder: &dyn RecordDecoder,
-    chunk: &Chunk,
-    records: &[RecordSpan],
-    file: &Path,
-    on_error: OnError,
-    skipped: &mut u64,
-    out: &mut Vec<RecordBatch>,
-) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    match decoder.decode(chunk.bytes_of(records), records.len()) {
-        Ok(batch) => {
-            out.push(batch);
+    let mut malformed = |i: usize, e: ArrowError| match on_error {
+        OnError::Skip => {
+            *skipped += 1;
             Ok(())
         }
-        Err(e) if records.len() == 1 => match on_error {
-            OnError::Skip => {
-                *skipped += 1;
-                Ok(())
-            }
-            OnError::Fail => Err(DataFusionError::Execution(format!(
-                "{}:{}: malformed record: {e}",
-                file.display(),
-                records[0].line
-            ))),
-        },
+        OnError::Fail => Err(DataFusionError::Execution(format!(
+            "{}:{}: malformed record: {e}",
+            file.display(),
+            chunk.records[i].line
+        ))),
+    };
+    decode_spans(decoder, &chunk.bytes, &chunk.records, 0, &mut malformed, &mut out)?;
+    Ok(out.into_iter().map(|(_, batch)| batch).collect())
+}
+
+/// Where a record is in a buffer of consecutive records.
+pub trait Span {
+    /// Its bytes are `buffer[start..end]`.
+    fn bounds(&self) -> (usize, usize);
+}
+
+impl Span for RecordSpan {
+    fn bounds(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+}
+
+impl Span for std::ops::Range<usize> {
+    fn bounds(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+}
+
+/// Decodes `records` (consecutive in `bytes`: each starts where the previous
+/// ends), the first of which is record number `first`, into batches appended
+/// to `out` with the number of their first record: a batch of `n` rows holds
+/// records `first..first + n`. A malformed record `i` is passed to
+/// `malformed`, which fails (returns the error) or skips it (`Ok`); the
+/// records around it are decoded without it.
+///
+/// The happy path is one decoder call for all records; a failing range is
+/// halved until its malformed records are isolated.
+pub fn decode_spans<S: Span>(
+    decoder: &dyn RecordDecoder,
+    bytes: &[u8],
+    records: &[S],
+    first: usize,
+    malformed: &mut dyn FnMut(usize, ArrowError) -> Result<()>,
+    out: &mut Vec<(usize, RecordBatch)>,
+) -> Result<()> {
+    let (Some(head), Some(tail)) = (records.first(), records.last()) else {
+        return Ok(());
+    };
+    match decoder.decode(&bytes[head.bounds().0..tail.bounds().1], records.len()) {
+        Ok(batch) => {
+            out.push((first, batch));
+            Ok(())
+        }
+        Err(e) if records.len() == 1 => malformed(first, e),
         Err(_) => {
-            let (left, right) = records.split_at(records.len() / 2);
-            decode_range(decoder, chunk, left, file, on_error, skipped, out)?;
-            decode_range(decoder, chunk, right, file, on_error, skipped, out)
+            let mid = records.len() / 2;
+            let (left, right) = records.split_at(mid);
+            decode_spans(decoder, bytes, left, first, malformed, out)?;
+            decode_spans(decoder, bytes, right, first + mid, malformed, out)
         }
     }
 }

@@ -1,0 +1,275 @@
+//! Kafka end to end against a real broker started by the test: JSON topics
+//! in, a window aggregate, JSON topics out through the exactly-once sink,
+//! read back with read_committed and compared exactly with results computed
+//! here; an upsert changelog into `upsert-kafka`; at-least-once delivery.
+
+#[path = "support/kafka_broker.rs"]
+mod kafka_broker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_broker::TestBroker;
+use weir::Engine;
+
+const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+const KEYS: i64 = 5;
+
+/// Row r: id r, event time 2024-01-01 00:00:00 + r ms, in partition r % 3.
+fn produce_input(broker: &TestBroker, topic: &str, rows: i64) {
+    broker.create_topic(topic, 3);
+    for p in 0..3 {
+        let records: Vec<(Option<String>, String)> = (0..rows)
+            .filter(|r| r % 3 == p)
+            .map(|r| {
+                (
+                    None,
+                    format!(r#"{{"id": {r}, "ts": "{}"}}"#, timestamp_text(BASE_MS + r)),
+                )
+            })
+            .collect();
+        broker.produce_json(topic, Some(p as i32), &records);
+    }
+}
+
+fn timestamp_text(ms: i64) -> String {
+    let secs = ms / 1000 - BASE_MS / 1000;
+    format!(
+        "2024-01-01 {:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+fn parse_ms(text: &str) -> i64 {
+    let time = text.split([' ', 'T']).nth(1).expect("date and time");
+    let mut parts = time.split(':');
+    let h: i64 = parts.next().unwrap().parse().unwrap();
+    let m: i64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    BASE_MS + (h * 3600 + m * 60) * 1000 + (s * 1000.0).round() as i64
+}
+
+fn source_table(name: &str, bootstrap: &str, topic: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (id BIGINT, ts TIMESTAMP(3),
+           part INT METADATA FROM 'partition' VIRTUAL,
+           WATERMARK FOR ts AS ts - INTERVAL '100' MILLISECOND)
+         WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+               'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
+               'format' = 'json')"
+    )
+}
+
+/// (key, window index) -> (count, sum) of rows 0..rows.
+fn expected_windows(rows: i64) -> BTreeMap<(i64, i64), (i64, i64)> {
+    let mut m = BTreeMap::new();
+    for r in 0..rows {
+        let e = m.entry((r % KEYS, r / 1000)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += r;
+    }
+    m
+}
+
+async fn window_aggregate_exactly_once(parallelism: usize) {
+    const ROWS: i64 = 12_000;
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    produce_input(&broker, "events", ROWS);
+    broker.create_topic("windows", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'pipeline.name' = 'kafka-windows';
+             SET 'parallelism.default' = '{parallelism}';
+             {};
+             CREATE TABLE windows (k BIGINT, window_start TIMESTAMP(3), c BIGINT, s BIGINT)
+             WITH ('connector' = 'kafka', 'topic' = 'windows', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once');",
+            dir.path().display(),
+            source_table("events", &bootstrap, "events"),
+        ))
+        .await
+        .unwrap();
+    let job = engine
+        .submit(&format!(
+            "INSERT INTO windows SELECT id % {KEYS}, window_start, count(*), sum(id)
+             FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+             GROUP BY id % {KEYS}, window_start, window_end"
+        ))
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
+        .await
+        .expect("job ends")
+        .unwrap();
+    assert_eq!(status, weir::JobStatus::Finished);
+
+    let records = broker.read_all("windows", "read_committed", Duration::from_secs(30));
+    let mut got: BTreeMap<(i64, i64), Vec<(i64, i64)>> = BTreeMap::new();
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        let window = (parse_ms(v["window_start"].as_str().unwrap()) - BASE_MS) / 1000;
+        got.entry((v["k"].as_i64().unwrap(), window))
+            .or_default()
+            .push((v["c"].as_i64().unwrap(), v["s"].as_i64().unwrap()));
+    }
+    let want: BTreeMap<(i64, i64), Vec<(i64, i64)>> = expected_windows(ROWS)
+        .into_iter()
+        .map(|(k, v)| (k, vec![v]))
+        .collect();
+    assert_eq!(got.len(), want.len(), "windows");
+    assert_eq!(got, want);
+    assert!(
+        broker.open_transactions("weir-").is_empty(),
+        "no transaction stays open: {:?}",
+        broker.open_transactions("weir-")
+    );
+    let uncommitted = broker.read_all("windows", "read_uncommitted", Duration::from_secs(30));
+    assert_eq!(
+        uncommitted.len(),
+        records.len(),
+        "nothing was written outside committed transactions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_aggregate_exactly_once_parallelism_1() {
+    window_aggregate_exactly_once(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_aggregate_exactly_once_parallelism_3() {
+    window_aggregate_exactly_once(3).await;
+}
+
+/// A non-windowed aggregate (a changelog) into `upsert-kafka`: the latest
+/// value per key, with tombstones for deletes, read back as a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_kafka_keeps_the_latest_row_per_key() {
+    const ROWS: i64 = 3_000;
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    produce_input(&broker, "events", ROWS);
+    broker.create_topic("counts", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'pipeline.name' = 'kafka-upsert';
+             SET 'parallelism.default' = '2';
+             {};
+             CREATE TABLE counts (k BIGINT, c BIGINT, s BIGINT, PRIMARY KEY (k) NOT ENFORCED)
+             WITH ('connector' = 'upsert-kafka', 'topic' = 'counts', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'key.format' = 'json', 'value.format' = 'json', 'sink.delivery-guarantee' = 'exactly-once');",
+            dir.path().display(),
+            source_table("events", &bootstrap, "events"),
+        ))
+        .await
+        .unwrap();
+    let job = engine
+        .submit(&format!(
+            "INSERT INTO counts SELECT id % {KEYS} AS k, count(*) AS c, sum(id) AS s FROM events GROUP BY id % {KEYS}"
+        ))
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
+        .await
+        .expect("job ends")
+        .unwrap();
+    assert_eq!(status, weir::JobStatus::Finished);
+    let records = broker.read_all("counts", "read_committed", Duration::from_secs(30));
+    assert!(!records.is_empty());
+    // Replay the changelog in offset order per partition (a key lives in one partition).
+    let mut table: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut sorted = records.clone();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in &sorted {
+        let key: serde_json::Value = serde_json::from_str(r.key.as_deref().expect("a key")).unwrap();
+        let k = key["k"].as_i64().unwrap();
+        if r.value.is_empty() {
+            table.remove(&k);
+        } else {
+            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            table.insert(k, (v["c"].as_i64().unwrap(), v["s"].as_i64().unwrap()));
+        }
+    }
+    let mut want = BTreeMap::new();
+    for r in 0..ROWS {
+        let e = want.entry(r % KEYS).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += r;
+    }
+    assert_eq!(table, want);
+}
+
+/// At-least-once with a record timestamp written from a metadata column,
+/// and a key from `key.fields`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_writes_keys_and_timestamps() {
+    const ROWS: i64 = 2_000;
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    produce_input(&broker, "events", ROWS);
+    broker.create_topic("copy", 2);
+    let engine = Engine::new();
+    engine
+        .execute(&format!(
+            "{};
+             CREATE TABLE copy (id BIGINT, ts TIMESTAMP(3), rt TIMESTAMP(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = 'copy', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'id_text',
+                   'sink.delivery-guarantee' = 'at-least-once');",
+            source_table("events", &bootstrap, "events"),
+        ))
+        .await
+        .expect_err("key.fields must name a column");
+    engine
+        .execute(&format!(
+            "CREATE TABLE copy (id_text STRING, id BIGINT, ts TIMESTAMP(3), rt TIMESTAMP(3) METADATA FROM 'timestamp')
+             WITH ('connector' = 'kafka', 'topic' = 'copy', 'properties.bootstrap.servers' = '{bootstrap}',
+                   'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'id_text',
+                   'value.fields-include' = 'EXCEPT_KEY', 'sink.delivery-guarantee' = 'at-least-once');"
+        ))
+        .await
+        .unwrap();
+    let job = engine
+        .submit("INSERT INTO copy SELECT CAST(id AS STRING) AS id_text, id, ts, ts AS rt FROM events")
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
+        .await
+        .expect("job ends")
+        .unwrap();
+    assert_eq!(status, weir::JobStatus::Finished);
+    let records = broker.read_all("copy", "read_committed", Duration::from_secs(30));
+    assert_eq!(records.len(), ROWS as usize);
+    let mut ids: Vec<i64> = records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            let id = v["id"].as_i64().unwrap();
+            assert!(
+                v.get("id_text").is_none(),
+                "EXCEPT_KEY leaves the key out of the value: {v}"
+            );
+            assert_eq!(r.key.as_deref(), Some(id.to_string().as_str()));
+            assert_eq!(
+                r.timestamp,
+                Some(BASE_MS + id),
+                "the record timestamp is the metadata column"
+            );
+            id
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..ROWS).collect::<Vec<_>>());
+}
