@@ -86,7 +86,7 @@ pub trait Source: Send {
     /// its own at the same parallelism); `true` gives every subtask every
     /// entry (Flink's union list state), for sources that pick their own
     /// splits from the full set by a deterministic rule (e.g. Kafka
-    /// partitions by index modulo parallelism) and so can tell which splits
+    /// partitions by Flink's topic-hash rule) and so can tell which splits
     /// are new.
     fn union_list_state(&self) -> bool {
         false
