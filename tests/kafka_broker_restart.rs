@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kafka_broker::TestBroker;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use weir::{Engine, JobStatus};
 
 const ROWS: i64 = 18_000;
@@ -27,7 +27,13 @@ const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
 
 fn timestamp_text(ms: i64) -> String {
     let secs = ms / 1000 - BASE_MS / 1000;
-    format!("2024-01-01 {:02}:{:02}:{:02}.{:03}", secs / 3600, secs / 60 % 60, secs % 60, ms % 1000)
+    format!(
+        "2024-01-01 {:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
 }
 
 fn parse_ms(text: &str) -> i64 {
@@ -51,7 +57,9 @@ fn produce_slowly(config: rdkafka::ClientConfig) {
     for chunk in (0..ROWS).collect::<Vec<_>>().chunks(300) {
         for &r in chunk {
             let value = format!(r#"{{"id": {r}, "ts": "{}"}}"#, timestamp_text(BASE_MS + r));
-            let mut record = BaseRecord::<(), String>::to("events").payload(&value).partition((r % 3) as i32);
+            let mut record = BaseRecord::<(), String>::to("events")
+                .payload(&value)
+                .partition((r % 3) as i32);
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -64,7 +72,9 @@ fn produce_slowly(config: rdkafka::ClientConfig) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    producer.flush(Duration::from_secs(120)).expect("every row delivered");
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("every row delivered");
 }
 
 fn script(dir: &Path, bootstrap: &str, bounded: bool) -> String {
@@ -98,7 +108,11 @@ fn committed(dir: &Path) -> BTreeMap<(i64, i64), Vec<(i64, i64)>> {
         if name.starts_with('.') || name.starts_with('_') {
             continue;
         }
-        for line in std::fs::read_to_string(e.path()).unwrap().lines().filter(|l| !l.is_empty()) {
+        for line in std::fs::read_to_string(e.path())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let window = (parse_ms(v["window_start"].as_str().unwrap()) - BASE_MS) / 1000;
             m.entry((v["k"].as_i64().unwrap(), window))
@@ -119,10 +133,22 @@ async fn a_job_survives_the_broker_being_killed_and_restarted() {
     let producer = std::thread::spawn(move || produce_slowly(config));
 
     let engine = Engine::new();
-    engine.execute(&script(dir.path(), &bootstrap, false)).await.unwrap();
+    engine
+        .execute(&script(dir.path(), &bootstrap, false))
+        .await
+        .unwrap();
     let job = engine.submit(INSERT).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before = job.checkpoints().iter().filter(|c| matches!(c.status, weir::weir_engine::checkpoint::stats::CheckpointStatus::Completed)).count();
+    let before = job
+        .checkpoints()
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.status,
+                weir::weir_engine::checkpoint::stats::CheckpointStatus::Completed
+            )
+        })
+        .count();
     assert!(before > 0, "the job checkpoints before the broker goes away");
     let outage = Instant::now();
     broker.kill();
@@ -135,8 +161,22 @@ async fn a_job_survives_the_broker_being_killed_and_restarted() {
     // Wait until the job checkpoints again after the outage, then stop it
     // with a savepoint and read the rest of the topic to its end.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while job.checkpoints().iter().filter(|c| matches!(c.status, weir::weir_engine::checkpoint::stats::CheckpointStatus::Completed)).count() <= before + 2 {
-        assert!(Instant::now() < deadline, "no checkpoint after the broker came back");
+    while job
+        .checkpoints()
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.status,
+                weir::weir_engine::checkpoint::stats::CheckpointStatus::Completed
+            )
+        })
+        .count()
+        <= before + 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after the broker came back"
+        );
         assert_eq!(job.status(), JobStatus::Running);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -145,7 +185,10 @@ async fn a_job_survives_the_broker_being_killed_and_restarted() {
     eprintln!("restarts during the outage: {restarts}; savepoint {savepoint}");
 
     let engine = Engine::new();
-    engine.execute(&script(dir.path(), &bootstrap, true)).await.unwrap();
+    engine
+        .execute(&script(dir.path(), &bootstrap, true))
+        .await
+        .unwrap();
     engine
         .execute(&format!("SET 'execution.savepoint.path' = '{savepoint}'"))
         .await
@@ -158,14 +201,19 @@ async fn a_job_survives_the_broker_being_killed_and_restarted() {
     assert_eq!(status, JobStatus::Finished);
 
     // Expected: the windows of exactly the rows the topic holds.
-    let input = tokio::task::block_in_place(|| broker.read_all("events", "read_committed", Duration::from_secs(60)));
+    let input =
+        tokio::task::block_in_place(|| broker.read_all("events", "read_committed", Duration::from_secs(60)));
     let mut want: BTreeMap<(i64, i64), Vec<(i64, i64)>> = BTreeMap::new();
     let mut rows: BTreeMap<i64, ()> = BTreeMap::new();
     for r in &input {
         let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
         rows.insert(v["id"].as_i64().unwrap(), ());
     }
-    assert_eq!(input.len(), ROWS as usize, "the idempotent producer wrote each row once");
+    assert_eq!(
+        input.len(),
+        ROWS as usize,
+        "the idempotent producer wrote each row once"
+    );
     for &id in rows.keys() {
         let e = want.entry((id % KEYS, id / 1000)).or_insert_with(|| vec![(0, 0)]);
         e[0].0 += 1;
