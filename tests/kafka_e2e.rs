@@ -273,3 +273,78 @@ async fn at_least_once_writes_keys_and_timestamps() {
     ids.sort_unstable();
     assert_eq!(ids, (0..ROWS).collect::<Vec<_>>());
 }
+
+/// The exactly-once sink at parallelism 3 is cancelled mid-stream (its open
+/// and pre-committed transactions left behind, as by a crash) and the job
+/// resumes from its latest checkpoint at parallelism 2: the new subtasks
+/// commit the old subtasks' pending transactions and abort their open ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_sink_resumes_at_a_lower_parallelism() {
+    const ROWS: i64 = 12_000;
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    broker.create_topic("copy", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let setup = |parallelism: usize| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '100 ms';
+             SET 'execution.checkpointing.dir' = '{}';
+             SET 'pipeline.name' = 'kafka-rescale';
+             SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';
+             SET 'parallelism.default' = '{parallelism}';
+             CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '6000',
+               'number-of-rows' = '{ROWS}', 'batch-size' = '100', 'fields.id.kind' = 'sequence',
+               'fields.id.start' = '0');
+             CREATE TABLE copy (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'copy',
+               'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'json',
+               'sink.delivery-guarantee' = 'exactly-once');",
+            dir.path().display()
+        )
+    };
+    let engine = Engine::new();
+    engine.execute(&setup(3)).await.unwrap();
+    let job = engine
+        .submit("INSERT INTO copy SELECT id FROM gen")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    job.cancel();
+    let _ = job.wait().await;
+    let committed_before = broker
+        .read_all("copy", "read_committed", Duration::from_secs(30))
+        .len();
+    assert!(committed_before < ROWS as usize, "cancelled mid-stream");
+
+    let engine = Engine::new();
+    engine.execute(&setup(2)).await.unwrap();
+    let job = engine
+        .submit("INSERT INTO copy SELECT id FROM gen")
+        .await
+        .unwrap();
+    assert!(
+        job.restored_from().is_some(),
+        "resumed from the latest checkpoint"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
+        .await
+        .expect("job ends")
+        .unwrap();
+    assert_eq!(status, weir::JobStatus::Finished);
+    let mut ids: Vec<i64> = broker
+        .read_all("copy", "read_committed", Duration::from_secs(30))
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids.len(),
+        ROWS as usize,
+        "each row once (committed before: {committed_before})"
+    );
+    assert_eq!(ids, (0..ROWS).collect::<Vec<_>>());
+    assert!(broker.open_transactions("weir-").is_empty());
+}
