@@ -512,6 +512,7 @@ impl TestBroker {
             .set("group.id", format!("weir-test-reader-{}", random_uuid()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            .set("fetch.queue.backoff.ms", "10")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", isolation_level)
             .create()

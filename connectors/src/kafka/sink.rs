@@ -275,6 +275,10 @@ struct TransactionalWriter {
     prefix: String,
     next: u64,
     current: Option<Transaction>,
+    /// The next transaction's producer, being created and initialized in the
+    /// background since the last barrier (so the first row after a barrier
+    /// does not wait for it): its id and the producer.
+    opening: Option<tokio::task::JoinHandle<Result<(String, KafkaProducer)>>>,
     /// Pre-committed, by the checkpoint whose barrier closed them.
     pending: BTreeMap<CheckpointId, Vec<Transaction>>,
     protocol: KafkaProtocolClient,
@@ -426,22 +430,39 @@ impl KafkaSink {
     }
 }
 
-/// Opens the next transaction of subtask `subtask`.
-async fn begin(sink: &SinkConfig, subtask: usize, w: &mut TransactionalWriter) -> Result<()> {
+/// Starts creating the producer of the next transaction of `subtask` in
+/// the background: `init_transactions` (which fences earlier producers of
+/// the id) and `begin_transaction`.
+fn start_opening(sink: &Arc<SinkConfig>, subtask: usize, w: &mut TransactionalWriter) {
     let id = format!("{}-{}-{}", w.prefix, subtask, w.next);
     w.next += 1;
-    let producer: KafkaProducer = producer_config(sink, Some(&id))?
-        .create_with_context(DeliveryErrors::default())
-        .map_err(|e| kafka_err("creating a transactional producer", e))?;
-    let p = producer.clone();
-    let id2 = id.clone();
-    blocking(move || {
-        p.init_transactions(OPERATION_TIMEOUT)
-            .map_err(|e| kafka_err(&format!("init_transactions of '{id2}'"), e))?;
-        p.begin_transaction()
-            .map_err(|e| kafka_err(&format!("begin_transaction of '{id2}'"), e))
-    })
-    .await?;
+    let sink = sink.clone();
+    w.opening = Some(tokio::task::spawn_blocking(move || {
+        let producer: KafkaProducer = producer_config(&sink, Some(&id))?
+            .create_with_context(DeliveryErrors::default())
+            .map_err(|e| kafka_err("creating a transactional producer", e))?;
+        producer
+            .init_transactions(OPERATION_TIMEOUT)
+            .map_err(|e| kafka_err(&format!("init_transactions of '{id}'"), e))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| kafka_err(&format!("begin_transaction of '{id}'"), e))?;
+        Ok((id, producer))
+    }));
+}
+
+/// Makes the next transaction of `subtask` the current one (waiting for its
+/// producer if it is still being opened).
+async fn begin(sink: &Arc<SinkConfig>, subtask: usize, w: &mut TransactionalWriter) -> Result<()> {
+    if w.opening.is_none() {
+        start_opening(sink, subtask, w);
+    }
+    let opening = w.opening.take().expect("started above");
+    let (id, producer) = opening
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))??;
+    // librdkafka does not expose the producer id and epoch the checkpoint
+    // must record; the transaction coordinator tells them.
     let described = w.protocol.describe_transaction(&id).await?;
     debug!(transactional_id = %id, producer_id = described.producer_id, epoch = described.producer_epoch, "opened transaction");
     w.current = Some(Transaction {
@@ -463,9 +484,27 @@ fn owning_subtask(prefix: &str, transactional_id: &str) -> Option<usize> {
     subtask.parse().ok()
 }
 
+/// Waits until every record `producer` was given is acknowledged (or failed).
+///
+/// Not librdkafka's `flush`: rdkafka waits there in 100 ms polls whose
+/// events the producer's own thread takes first, so each flush lasted a full
+/// 100 ms (measured by benches/kafka.rs); the in-flight count reaches zero as
+/// soon as the last acknowledgement arrives.
 async fn flush(producer: &KafkaProducer) -> Result<()> {
-    let p = producer.clone();
-    blocking(move || p.flush(OPERATION_TIMEOUT).map_err(|e| kafka_err("flushing", e))).await?;
+    let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT;
+    while producer.in_flight_count() > 0 {
+        KafkaSink::errors(producer)?;
+        if tokio::time::Instant::now() > deadline {
+            return Err(DataFusionError::External(
+                format!(
+                    "kafka sink: {} records not acknowledged within {OPERATION_TIMEOUT:?}",
+                    producer.in_flight_count()
+                )
+                .into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     KafkaSink::errors(producer)
 }
 
@@ -524,6 +563,7 @@ impl Operator for KafkaSink {
                     prefix,
                     next,
                     current: None,
+                    opening: None,
                     pending: BTreeMap::new(),
                     protocol,
                 }))
@@ -558,6 +598,7 @@ impl Operator for KafkaSink {
                     flush(&txn.producer).await?;
                     weir_engine::crash_point!("kafka-sink-after-precommit");
                     w.pending.entry(barrier.checkpoint_id).or_default().push(txn);
+                    start_opening(&self.config, self.subtask, w);
                 }
                 SinkState {
                     subtask: self.subtask,
