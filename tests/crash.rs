@@ -10,10 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+
+#[path = "support/weir_process.rs"]
+mod weir_process;
+use weir_process::{sigkill, start, stderr_of};
 
 const ROWS: u64 = 45_000;
 const KEYS: u64 = 5;
@@ -95,29 +98,6 @@ fn parse_ts_ms(s: &str) -> u64 {
     1_704_067_200_000 + (h * 3600 + m * 60) * 1000 + (sec * 1000.0).round() as u64
 }
 
-fn start(dir: &Path, failpoints: Option<&str>) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-    cmd.arg("-f")
-        .arg(dir.join("job.sql"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("RUST_LOG", "warn");
-    match failpoints {
-        Some(f) => cmd.env("FAILPOINTS", f),
-        None => cmd.env_remove("FAILPOINTS"),
-    };
-    cmd.spawn().expect("weir starts")
-}
-
-fn sigkill(child: &mut Child) {
-    // SIGKILL: no destructor, no flush, no graceful anything.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
 /// Runs the job to completion through `kills` random SIGKILLs and one crash
 /// at each named failpoint; returns how many times it was started.
 fn run_with_crashes(dir: &Path, kills: usize, failpoints: &[&str], seed: u64) -> usize {
@@ -126,7 +106,7 @@ fn run_with_crashes(dir: &Path, kills: usize, failpoints: &[&str], seed: u64) ->
     // Crashes at named points of the protocol: the process aborts there.
     for fp in failpoints {
         starts += 1;
-        let mut child = start(dir, Some(&format!("{fp}=return")));
+        let mut child = start(&dir.join("job.sql"), Some(&format!("{fp}=return")));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -146,15 +126,16 @@ fn run_with_crashes(dir: &Path, kills: usize, failpoints: &[&str], seed: u64) ->
     // Random SIGKILLs.
     for _ in 0..kills {
         starts += 1;
-        let mut child = start(dir, None);
+        let mut child = start(&dir.join("job.sql"), None);
         let wait = Duration::from_millis(rng.random_range(50..900));
         std::thread::sleep(wait);
         match child.try_wait().unwrap() {
             Some(status) => {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-                assert!(status.success(), "weir failed: {status}\n{err}");
+                assert!(
+                    status.success(),
+                    "weir failed: {status}\n{}",
+                    stderr_of(&mut child)
+                );
                 return starts; // finished before the kill
             }
             None => sigkill(&mut child),
@@ -162,7 +143,7 @@ fn run_with_crashes(dir: &Path, kills: usize, failpoints: &[&str], seed: u64) ->
     }
     // Then let it finish.
     starts += 1;
-    let child = start(dir, None);
+    let child = start(&dir.join("job.sql"), None);
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

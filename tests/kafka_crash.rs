@@ -14,20 +14,24 @@
 //! values (computed here from the datagen contract), and no transaction may
 //! stay open.
 
+#[path = "support/event_time.rs"]
+mod event_time;
 #[path = "support/kafka_broker.rs"]
 mod kafka_broker;
+#[path = "support/weir_process.rs"]
+mod weir_process;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use event_time::window_index;
 use kafka_broker::TestBroker;
 use rand::{Rng, SeedableRng};
+use weir_process::{sigkill, start, stderr_of};
 
 const ROWS: i64 = 30_000;
 const KEYS: i64 = 5;
-const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
 
 fn settings(dir: &Path, name: &str) -> String {
     let d = dir.display();
@@ -75,36 +79,6 @@ GROUP BY id % {KEYS}, window_start, window_end;
     )
 }
 
-fn start(script: &Path, failpoints: Option<&str>) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-    cmd.arg("-f")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("RUST_LOG", "warn");
-    match failpoints {
-        Some(f) => cmd.env("FAILPOINTS", f),
-        None => cmd.env_remove("FAILPOINTS"),
-    };
-    cmd.spawn().expect("weir starts")
-}
-
-fn sigkill(child: &mut Child) {
-    // SIGKILL: no destructor, no flush, no graceful anything.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGKILL);
-    }
-    let _ = child.wait();
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut err = String::new();
-    use std::io::Read;
-    let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut err));
-    err
-}
-
 fn run_to_end(script: &Path) {
     let child = start(script, None);
     let out = child.wait_with_output().unwrap();
@@ -115,15 +89,6 @@ fn run_to_end(script: &Path) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn parse_ms(text: &str) -> i64 {
-    let time = text.split([' ', 'T']).nth(1).expect("date and time");
-    let mut parts = time.split(':');
-    let h: i64 = parts.next().unwrap().parse().unwrap();
-    let m: i64 = parts.next().unwrap().parse().unwrap();
-    let s: f64 = parts.next().unwrap().parse().unwrap();
-    BASE_MS + (h * 3600 + m * 60) * 1000 + (s * 1000.0).round() as i64
 }
 
 #[test]
@@ -222,7 +187,7 @@ fn sigkill_at_random_and_at_protocol_points() {
     let mut got: BTreeMap<(i64, i64), Vec<(i64, i64)>> = BTreeMap::new();
     for r in broker.read_all("windows", "read_committed", Duration::from_secs(60)) {
         let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
-        let window = (parse_ms(v["window_start"].as_str().unwrap()) - BASE_MS) / 1000;
+        let window = window_index(v["window_start"].as_str().unwrap());
         got.entry((v["k"].as_i64().unwrap(), window))
             .or_default()
             .push((v["c"].as_i64().unwrap(), v["s"].as_i64().unwrap()));

@@ -3,16 +3,18 @@
 //! read back with read_committed and compared exactly with results computed
 //! here; an upsert changelog into `upsert-kafka`; at-least-once delivery.
 
+#[path = "support/event_time.rs"]
+mod event_time;
 #[path = "support/kafka_broker.rs"]
 mod kafka_broker;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use event_time::{BASE_MS, timestamp_text, window_index};
 use kafka_broker::TestBroker;
 use weir::Engine;
 
-const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
 const KEYS: i64 = 5;
 
 /// Row r: id r, event time 2024-01-01 00:00:00 + r ms, in partition r % 3.
@@ -32,26 +34,6 @@ fn produce_input(broker: &TestBroker, topic: &str, rows: i64) {
     }
 }
 
-fn timestamp_text(ms: i64) -> String {
-    let secs = ms / 1000 - BASE_MS / 1000;
-    format!(
-        "2024-01-01 {:02}:{:02}:{:02}.{:03}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        ms % 1000
-    )
-}
-
-fn parse_ms(text: &str) -> i64 {
-    let time = text.split([' ', 'T']).nth(1).expect("date and time");
-    let mut parts = time.split(':');
-    let h: i64 = parts.next().unwrap().parse().unwrap();
-    let m: i64 = parts.next().unwrap().parse().unwrap();
-    let s: f64 = parts.next().unwrap().parse().unwrap();
-    BASE_MS + (h * 3600 + m * 60) * 1000 + (s * 1000.0).round() as i64
-}
-
 fn source_table(name: &str, bootstrap: &str, topic: &str) -> String {
     format!(
         "CREATE TABLE {name} (id BIGINT, ts TIMESTAMP(3),
@@ -61,6 +43,15 @@ fn source_table(name: &str, bootstrap: &str, topic: &str) -> String {
                'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset',
                'format' = 'json')"
     )
+}
+
+/// Waits for a bounded job to finish.
+async fn finishes(job: &weir::JobHandle) {
+    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
+        .await
+        .expect("job ends")
+        .unwrap();
+    assert_eq!(status, weir::JobStatus::Finished);
 }
 
 /// (key, window index) -> (count, sum) of rows 0..rows.
@@ -105,17 +96,13 @@ async fn window_aggregate_exactly_once(parallelism: usize) {
         ))
         .await
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
-        .await
-        .expect("job ends")
-        .unwrap();
-    assert_eq!(status, weir::JobStatus::Finished);
+    finishes(&job).await;
 
     let records = broker.read_all("windows", "read_committed", Duration::from_secs(30));
     let mut got: BTreeMap<(i64, i64), Vec<(i64, i64)>> = BTreeMap::new();
     for r in &records {
         let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
-        let window = (parse_ms(v["window_start"].as_str().unwrap()) - BASE_MS) / 1000;
+        let window = window_index(v["window_start"].as_str().unwrap());
         got.entry((v["k"].as_i64().unwrap(), window))
             .or_default()
             .push((v["c"].as_i64().unwrap(), v["s"].as_i64().unwrap()));
@@ -181,11 +168,7 @@ async fn upsert_kafka_keeps_the_latest_row_per_key() {
         ))
         .await
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
-        .await
-        .expect("job ends")
-        .unwrap();
-    assert_eq!(status, weir::JobStatus::Finished);
+    finishes(&job).await;
     let records = broker.read_all("counts", "read_committed", Duration::from_secs(30));
     assert!(!records.is_empty());
     // Replay the changelog in offset order per partition (a key lives in one partition).
@@ -245,11 +228,7 @@ async fn at_least_once_writes_keys_and_timestamps() {
         .submit("INSERT INTO copy SELECT CAST(id AS STRING) AS id_text, id, ts, ts AS rt FROM events")
         .await
         .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
-        .await
-        .expect("job ends")
-        .unwrap();
-    assert_eq!(status, weir::JobStatus::Finished);
+    finishes(&job).await;
     let records = broker.read_all("copy", "read_committed", Duration::from_secs(30));
     assert_eq!(records.len(), ROWS as usize);
     let mut ids: Vec<i64> = records
@@ -325,11 +304,7 @@ async fn exactly_once_sink_resumes_at_a_lower_parallelism() {
         job.restored_from().is_some(),
         "resumed from the latest checkpoint"
     );
-    let status = tokio::time::timeout(Duration::from_secs(120), job.wait())
-        .await
-        .expect("job ends")
-        .unwrap();
-    assert_eq!(status, weir::JobStatus::Finished);
+    finishes(&job).await;
     let mut ids: Vec<i64> = broker
         .read_all("copy", "read_committed", Duration::from_secs(30))
         .iter()

@@ -120,6 +120,25 @@ pub struct JsonOptions {
     pub timestamp_standard: TimestampStandard,
 }
 
+impl JsonOptions {
+    /// Reads `json.ignore-parse-errors`, `json.fail-on-missing-field` and
+    /// `json.timestamp-format.standard` (Flink's names, shared by every
+    /// connector with a `json` format).
+    pub fn from_options(options: &ConnectorOptions) -> Result<Self> {
+        Ok(JsonOptions {
+            ignore_parse_errors: options.get_bool("json.ignore-parse-errors")?.unwrap_or(false),
+            fail_on_missing_field: options.get_bool("json.fail-on-missing-field")?.unwrap_or(false),
+            timestamp_standard: match options
+                .get_enum("json.timestamp-format.standard", &["sql", "iso-8601"])?
+                .as_deref()
+            {
+                Some("iso-8601") => TimestampStandard::Iso8601,
+                _ => TimestampStandard::Sql,
+            },
+        })
+    }
+}
+
 /// The options of the `csv` format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvOptions {
@@ -219,17 +238,7 @@ impl FileSystemOptions {
         };
         let path = PathBuf::from(options.required("path")?);
         let format = match format_name.as_str() {
-            "json" => Format::Json(JsonOptions {
-                ignore_parse_errors: options.get_bool("json.ignore-parse-errors")?.unwrap_or(false),
-                fail_on_missing_field: options.get_bool("json.fail-on-missing-field")?.unwrap_or(false),
-                timestamp_standard: match options
-                    .get_enum("json.timestamp-format.standard", &["sql", "iso-8601"])?
-                    .as_deref()
-                {
-                    Some("iso-8601") => TimestampStandard::Iso8601,
-                    _ => TimestampStandard::Sql,
-                },
-            }),
+            "json" => Format::Json(JsonOptions::from_options(options)?),
             "csv" => {
                 let options = CsvOptions {
                     delimiter: single_byte(options, "csv.field-delimiter", b',')?,

@@ -5,7 +5,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{Result, plan_err};
 use weir_engine::connector::{ConnectorOptions, TableRequest};
 
-use crate::filesystem::{JsonOptions, TimestampStandard};
+use crate::filesystem::JsonOptions;
 
 /// The encoding of a record's key or value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,17 +145,7 @@ impl RecordLayout {
 
 fn parse_format(name: &str, options: &ConnectorOptions, key: &str) -> Result<RecordFormat> {
     match name.to_ascii_lowercase().as_str() {
-        "json" => Ok(RecordFormat::Json(JsonOptions {
-            ignore_parse_errors: options.get_bool("json.ignore-parse-errors")?.unwrap_or(false),
-            fail_on_missing_field: options.get_bool("json.fail-on-missing-field")?.unwrap_or(false),
-            timestamp_standard: match options
-                .get_enum("json.timestamp-format.standard", &["sql", "iso-8601"])?
-                .as_deref()
-            {
-                Some("iso-8601") => TimestampStandard::Iso8601,
-                _ => TimestampStandard::Sql,
-            },
-        })),
+        "json" => Ok(RecordFormat::Json(JsonOptions::from_options(options)?)),
         "raw" => Ok(RecordFormat::Raw),
         other => plan_err!("invalid value '{other}' for option '{key}': expected one of json, raw"),
     }
