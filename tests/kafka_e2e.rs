@@ -195,7 +195,7 @@ async fn upsert_kafka_keeps_the_latest_row_per_key() {
 }
 
 /// At-least-once with a record timestamp written from a metadata column,
-/// and a key from `key.fields`.
+/// a key from `key.fields`, and a virtual metadata column an INSERT leaves out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_writes_keys_and_timestamps() {
     const ROWS: i64 = 2_000;
@@ -217,7 +217,8 @@ async fn at_least_once_writes_keys_and_timestamps() {
         .expect_err("key.fields must name a column");
     engine
         .execute(&format!(
-            "CREATE TABLE copy (id_text STRING, id BIGINT, ts TIMESTAMP(3), rt TIMESTAMP(3) METADATA FROM 'timestamp')
+            "CREATE TABLE copy (id_text STRING, id BIGINT, ts TIMESTAMP(3), rt TIMESTAMP(3) METADATA FROM 'timestamp',
+               part INT METADATA FROM 'partition' VIRTUAL)
              WITH ('connector' = 'kafka', 'topic' = 'copy', 'properties.bootstrap.servers' = '{bootstrap}',
                    'format' = 'json', 'key.format' = 'raw', 'key.fields' = 'id_text',
                    'value.fields-include' = 'EXCEPT_KEY', 'sink.delivery-guarantee' = 'at-least-once');"

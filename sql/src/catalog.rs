@@ -40,6 +40,9 @@ pub struct TableDef {
     pub scan_parallelism: Option<usize>,
     pub sink_parallelism: Option<usize>,
     pub primary_key: Vec<String>,
+    /// `METADATA ... VIRTUAL` columns: read-only, left out of an `INSERT`
+    /// without a column list (as in Flink).
+    pub virtual_columns: Vec<String>,
     /// The source, or why the table cannot be read.
     pub source: Result<Arc<dyn SourceSpec>, String>,
     /// The sink, or why the table cannot be written.

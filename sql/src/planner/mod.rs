@@ -294,6 +294,11 @@ impl StreamPlanner {
             scan_parallelism,
             sink_parallelism,
             primary_key,
+            virtual_columns: metadata
+                .iter()
+                .filter(|m| m.is_virtual)
+                .map(|m| m.column.clone())
+                .collect(),
             source,
             sink,
         };
@@ -606,21 +611,26 @@ impl StreamPlanner {
             .sink
             .clone()
             .map_err(|why| plan_datafusion_err!("table '{name}' cannot be written: {why}"))?;
+        // Without a column list, an INSERT writes the persisted columns: all
+        // but the virtual metadata ones (which DataFusion then fills with NULL).
+        let column_list: Vec<String> = if columns.is_empty() && !def.virtual_columns.is_empty() {
+            def.schema
+                .fields()
+                .iter()
+                .filter(|f| !def.virtual_columns.contains(f.name()))
+                .map(|f| format!("\"{}\"", f.name().replace('"', "\"\"")))
+                .collect()
+        } else {
+            columns.iter().map(|c| c.to_string()).collect()
+        };
         let insert = datafusion::sql::sqlparser::parser::Parser::new(&GenericDialect {})
             .try_with_sql(&format!(
                 "INSERT INTO \"{}\" {} SELECT 1",
                 name.replace('"', "\"\""),
-                if columns.is_empty() {
+                if column_list.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        "({})",
-                        columns
-                            .iter()
-                            .map(|c| c.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
+                    format!("({})", column_list.join(", "))
                 }
             ))?
             .parse_statement()?;
