@@ -372,6 +372,40 @@ async fn startup_modes() {
     )
     .await;
     assert_eq!(latest_reset, vec![6, 7, 8, 9]);
+
+    // Bounded by timestamp: before the first record at or after t0 + 3 s.
+    let until_time = |name: &'static str, extra: String| {
+        let engine = &engine;
+        let bootstrap = bootstrap.clone();
+        async move {
+            engine
+                .execute(&table(name, "id BIGINT", &bootstrap, "modes", &extra))
+                .await
+                .unwrap();
+            ids_of(&run(engine, &format!("SELECT id FROM {name}")).await.0)
+        }
+    };
+    let stop_at_time = until_time(
+        "stop_at_time",
+        format!(
+            ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'timestamp', \
+             'scan.bounded.timestamp-millis' = '{}'",
+            t0 + 3000
+        ),
+    )
+    .await;
+    assert_eq!(stop_at_time, vec![0, 1, 2, 100, 101, 102]);
+    // Bounded by offsets: partition 0 stops before offset 2; partition 1 is
+    // not listed and reads to its end at start.
+    let stop_at_offsets = until_time(
+        "stop_at_offsets",
+        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'specific-offsets', \
+         'scan.bounded.specific-offsets' = 'partition:0,offset:2'"
+            .into(),
+    )
+    .await;
+    let want: Vec<i64> = (0..2).chain(100..110).collect();
+    assert_eq!(stop_at_offsets, want);
     // The table is also a sink, so it is created; reading it fails.
     engine
         .execute(&table("no_group", "id BIGINT", &bootstrap, "modes", ""))

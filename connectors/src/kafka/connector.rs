@@ -62,7 +62,15 @@ const SOURCE_OPTIONS: &[OptionSpec] = &[
     ),
     OptionSpec::new(
         "scan.bounded.mode",
-        "'unbounded' (default) or 'latest-offset': stop at the end offsets seen at start",
+        "'unbounded' (default), 'latest-offset' (the ends seen at start), 'timestamp' or 'specific-offsets'",
+    ),
+    OptionSpec::new(
+        "scan.bounded.timestamp-millis",
+        "with scan.bounded.mode 'timestamp': stop before the first record at or after it",
+    ),
+    OptionSpec::new(
+        "scan.bounded.specific-offsets",
+        "with 'specific-offsets': stop before these, 'partition:0,offset:42;partition:1,offset:300'",
     ),
     OptionSpec::new(
         "scan.topic-partition-discovery.interval",

@@ -33,7 +33,7 @@
 //!
 //! `offset` is the next offset to read, or `-2` (Kafka's `OFFSET_BEGINNING`)
 //! for a partition read from its earliest offset of which no record has been
-//! returned yet. Bounded reads (`scan.bounded.mode` = `latest-offset`) add
+//! returned yet. Bounded reads (`scan.bounded.mode` other than `unbounded`) add
 //! `end`, the offset where the partition stops, fixed when the job first
 //! started.
 //!
@@ -191,8 +191,8 @@ struct SourceConfig {
     topics: TopicSelector,
     startup: StartupMode,
     reset: OffsetReset,
-    /// `scan.bounded.mode` = `latest-offset`.
-    bounded: bool,
+    /// `scan.bounded.mode`.
+    bounded: BoundedMode,
     discovery: Option<Duration>,
     group_id: Option<String>,
     decoder: KafkaDecoder,
@@ -207,10 +207,10 @@ pub struct KafkaSourceSpec {
 
 /// Parses `scan.startup.specific-offsets`:
 /// `partition:0,offset:42;partition:1,offset:300`.
-pub fn parse_specific_offsets(text: &str) -> Result<BTreeMap<i32, i64>> {
+pub fn parse_specific_offsets(text: &str, option: &str) -> Result<BTreeMap<i32, i64>> {
     let bad = |why: &str| {
         plan_err!(
-            "invalid value '{text}' for option 'scan.startup.specific-offsets': {why} (expected e.g. 'partition:0,offset:42;partition:1,offset:300')"
+            "invalid value '{text}' for option '{option}': {why} (expected e.g. 'partition:0,offset:42;partition:1,offset:300')"
         )
     };
     let mut offsets = BTreeMap::new();
@@ -287,7 +287,7 @@ pub fn parse_startup(options: &ConnectorOptions, topics: &TopicSelector) -> Resu
             if !matches!(topics, TopicSelector::Names(n) if n.len() == 1) {
                 return plan_err!("'scan.startup.mode' = 'specific-offsets' needs a single 'topic'");
             }
-            StartupMode::SpecificOffsets(parse_specific_offsets(text)?)
+            StartupMode::SpecificOffsets(parse_specific_offsets(text, "scan.startup.specific-offsets")?)
         }
         _ => {
             if config::property(options, "group.id").is_none_or(|g| g.trim().is_empty()) {
@@ -315,12 +315,68 @@ pub fn parse_reset(options: &ConnectorOptions) -> Result<OffsetReset> {
     }
 }
 
-/// Parses `scan.bounded.mode`: whether the source stops at the end offsets
-/// seen when the job first started.
-pub fn parse_bounded(options: &ConnectorOptions) -> Result<bool> {
-    Ok(options
-        .get_enum("scan.bounded.mode", &["unbounded", "latest-offset"])?
-        .is_some_and(|m| m == "latest-offset"))
+/// `scan.bounded.mode`: where a bounded read stops, per partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundedMode {
+    /// Never (the default).
+    Unbounded,
+    /// At the partition's end offset when the job first started.
+    LatestOffset,
+    /// Before the first record whose timestamp is at or after this (epoch
+    /// ms); at the end offset when the job first started if there is none.
+    Timestamp(i64),
+    /// Before these offsets, by partition (every topic); an unlisted
+    /// partition stops at its end offset when the job first started.
+    SpecificOffsets(BTreeMap<i32, i64>),
+}
+
+impl BoundedMode {
+    /// Whether the source ends by itself.
+    pub fn is_bounded(&self) -> bool {
+        *self != BoundedMode::Unbounded
+    }
+}
+
+/// Parses `scan.bounded.mode` and the options that go with it.
+pub fn parse_bounded(options: &ConnectorOptions) -> Result<BoundedMode> {
+    let mode = options
+        .get_enum(
+            "scan.bounded.mode",
+            &["unbounded", "latest-offset", "timestamp", "specific-offsets"],
+        )?
+        .unwrap_or_else(|| "unbounded".into());
+    let timestamp = options.get_i64("scan.bounded.timestamp-millis")?;
+    let specific = options.get("scan.bounded.specific-offsets");
+    let misplaced = match mode.as_str() {
+        "timestamp" => specific.map(|_| "scan.bounded.specific-offsets"),
+        "specific-offsets" => timestamp.map(|_| "scan.bounded.timestamp-millis"),
+        _ => timestamp
+            .map(|_| "scan.bounded.timestamp-millis")
+            .or(specific.map(|_| "scan.bounded.specific-offsets")),
+    };
+    if let Some(option) = misplaced {
+        return plan_err!("'{option}' does not go with 'scan.bounded.mode' = '{mode}'");
+    }
+    Ok(match mode.as_str() {
+        "latest-offset" => BoundedMode::LatestOffset,
+        "timestamp" => match timestamp {
+            Some(ts) => BoundedMode::Timestamp(ts),
+            None => {
+                return plan_err!("'scan.bounded.mode' = 'timestamp' needs 'scan.bounded.timestamp-millis'");
+            }
+        },
+        "specific-offsets" => match specific {
+            Some(text) => {
+                BoundedMode::SpecificOffsets(parse_specific_offsets(text, "scan.bounded.specific-offsets")?)
+            }
+            None => {
+                return plan_err!(
+                    "'scan.bounded.mode' = 'specific-offsets' needs 'scan.bounded.specific-offsets'"
+                );
+            }
+        },
+        _ => BoundedMode::Unbounded,
+    })
 }
 
 /// Parses `scan.topic-partition-discovery.interval` (`None`: off).
@@ -359,7 +415,11 @@ impl KafkaSourceSpec {
         let startup = parse_startup(options, &topics)?;
         let reset = parse_reset(options)?;
         let bounded = parse_bounded(options)?;
-        let discovery = if bounded { None } else { parse_discovery(options)? };
+        let discovery = if bounded.is_bounded() {
+            None
+        } else {
+            parse_discovery(options)?
+        };
         let group_id = config::property(options, "group.id")
             .map(str::trim)
             .filter(|g| !g.is_empty())
@@ -404,7 +464,7 @@ impl SourceSpec for KafkaSourceSpec {
     }
 
     fn is_bounded(&self) -> bool {
-        self.config.bounded
+        self.config.bounded.is_bounded()
     }
 
     fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Source>> {
@@ -679,6 +739,19 @@ fn resolve_starts(
             .collect(),
         _ => HashMap::new(),
     };
+    // Where a fresh bounded read stops, where the mode asks the brokers.
+    let ends_wanted: HashMap<(String, i32), i64> = match &config.bounded {
+        BoundedMode::Timestamp(ts) => offsets_of(
+            consumer
+                .offsets_for_times(tpl_of(Offset::Offset(*ts))?, METADATA_TIMEOUT)
+                .map_err(|e| kafka_err("cannot look up end offsets by timestamp", e))?,
+        ),
+        BoundedMode::SpecificOffsets(by_partition) => mine
+            .iter()
+            .filter_map(|(t, p)| by_partition.get(p).map(|o| ((t.clone(), *p), *o)))
+            .collect(),
+        _ => HashMap::new(),
+    };
     let mut starts = Vec::with_capacity(mine.len());
     for key in mine {
         let (topic, partition) = key;
@@ -706,7 +779,11 @@ fn resolve_starts(
                 None,
             ),
         };
-        let end = config.bounded.then(|| end.unwrap_or(range.1));
+        // A restored end wins: the stop offsets are fixed at the first start.
+        let end = config
+            .bounded
+            .is_bounded()
+            .then(|| end.unwrap_or_else(|| ends_wanted.get(key).copied().unwrap_or(range.1)));
         // An empty earliest start: the partition's first offset is its low watermark.
         let next = match end {
             Some(end) if next == EARLIEST && range.0 >= end => end,
@@ -1067,7 +1144,7 @@ impl KafkaSource {
             .as_ref()
             .filter(|d| d.task.is_none())
             .map(|d| d.next);
-        let end_check = self.config.bounded.then_some(self.next_end_check);
+        let end_check = self.config.bounded.is_bounded().then_some(self.next_end_check);
         match (discovery, end_check) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1190,7 +1267,7 @@ impl Source for KafkaSource {
             if let Some(event) = self.emit(&consumer)? {
                 return Ok(event);
             }
-            if self.config.bounded {
+            if self.config.bounded.is_bounded() {
                 if Instant::now() >= self.next_end_check {
                     self.check_ends(&consumer)?;
                     self.next_end_check = Instant::now() + END_CHECK_INTERVAL;
@@ -1359,7 +1436,11 @@ mod tests {
 
     #[test]
     fn specific_offsets_parse() {
-        let o = parse_specific_offsets("partition:0,offset:42; partition:1,offset:300").unwrap();
+        let o = parse_specific_offsets(
+            "partition:0,offset:42; partition:1,offset:300",
+            "scan.startup.specific-offsets",
+        )
+        .unwrap();
         assert_eq!(o, BTreeMap::from([(0, 42), (1, 300)]));
         for bad in [
             "",
@@ -1369,7 +1450,9 @@ mod tests {
             "partition:0,offset:1;partition:0,offset:2",
             "partition:-1,offset:1",
         ] {
-            let e = parse_specific_offsets(bad).unwrap_err().to_string();
+            let e = parse_specific_offsets(bad, "scan.startup.specific-offsets")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("scan.startup.specific-offsets"), "{bad}: {e}");
         }
     }
@@ -1441,9 +1524,35 @@ mod tests {
 
     #[test]
     fn bounded_discovery_reset_and_topics_parse() {
-        assert!(!parse_bounded(&opts(&[])).unwrap());
-        assert!(parse_bounded(&opts(&[("scan.bounded.mode", "latest-offset")])).unwrap());
+        assert_eq!(parse_bounded(&opts(&[])).unwrap(), BoundedMode::Unbounded);
+        assert_eq!(
+            parse_bounded(&opts(&[("scan.bounded.mode", "latest-offset")])).unwrap(),
+            BoundedMode::LatestOffset
+        );
         assert!(parse_bounded(&opts(&[("scan.bounded.mode", "timestamp")])).is_err());
+        assert_eq!(
+            parse_bounded(&opts(&[
+                ("scan.bounded.mode", "timestamp"),
+                ("scan.bounded.timestamp-millis", "1704067200000")
+            ]))
+            .unwrap(),
+            BoundedMode::Timestamp(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_bounded(&opts(&[
+                ("scan.bounded.mode", "specific-offsets"),
+                ("scan.bounded.specific-offsets", "partition:1,offset:7")
+            ]))
+            .unwrap(),
+            BoundedMode::SpecificOffsets([(1, 7)].into_iter().collect())
+        );
+        let err = parse_bounded(&opts(&[
+            ("scan.bounded.mode", "latest-offset"),
+            ("scan.bounded.timestamp-millis", "5"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("scan.bounded.timestamp-millis"), "{err}");
         assert_eq!(
             parse_discovery(&opts(&[])).unwrap(),
             Some(DEFAULT_DISCOVERY_INTERVAL)
