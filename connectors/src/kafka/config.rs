@@ -59,14 +59,7 @@ pub fn topics(options: &ConnectorOptions) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn opts(pairs: &[(&str, &str)]) -> ConnectorOptions {
-        ConnectorOptions::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::test_util::options as opts;
 
     #[test]
     fn properties_pass_through() {

@@ -567,7 +567,6 @@ mod tests {
     use super::*;
     use arrow::array::{AsArray, TimestampMicrosecondArray};
     use arrow::datatypes::{Field, Int64Type, Schema};
-    use std::collections::BTreeMap;
     use weir_engine::connector::{ConnectorOptions, MetadataColumn};
 
     fn request_parts(
@@ -584,12 +583,7 @@ mod tests {
             Field::new("tt", DataType::Utf8, true),
             Field::new("k", DataType::Utf8, true),
         ]));
-        let options = ConnectorOptions::new(
-            options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        );
+        let options = crate::test_util::options(options);
         let metadata = metadata
             .iter()
             .map(|(c, k)| MetadataColumn {

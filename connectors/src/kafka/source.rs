@@ -1405,14 +1405,7 @@ impl Source for KafkaSource {
 mod tests {
     use super::*;
 
-    fn opts(pairs: &[(&str, &str)]) -> ConnectorOptions {
-        ConnectorOptions::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
+    use crate::test_util::options as opts;
 
     #[test]
     fn owners_match_flink_and_never_move() {
