@@ -13,6 +13,7 @@
 //!   producer id and epoch after a crash), `at-least-once`, `none`; upsert
 //!   tables write tombstones for deletes.
 
+mod blocking;
 pub mod config;
 mod connector;
 mod decode;

@@ -65,6 +65,7 @@ use weir_engine::message::{Barrier, CheckpointId};
 use weir_engine::operator::{Operator, OperatorContext, Output};
 use weir_engine::state::{OperatorSnapshot, StateInit};
 
+use super::blocking::blocking;
 use super::config::{self, METADATA_TIMEOUT};
 use super::encode::{EncodedBatch, RecordEncoder};
 use super::format::RecordLayout;
@@ -295,6 +296,7 @@ struct KafkaSink {
     encoder: RecordEncoder,
     subtask: usize,
     parallelism: usize,
+    /// The restored checkpoint's entries, until `open` recovers them.
     restored: Vec<SinkState>,
     writer: Option<Writer>,
     /// The topic's partition count (for `fixed` and `round-robin`).
@@ -304,13 +306,6 @@ struct KafkaSink {
 
 fn kafka_err(what: &str, e: KafkaError) -> DataFusionError {
     DataFusionError::External(format!("kafka sink: {what}: {e}").into())
-}
-
-/// Runs a blocking librdkafka call off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
 }
 
 /// The librdkafka configuration of the sink's producers.
@@ -331,6 +326,27 @@ fn producer_config(sink: &SinkConfig, transactional_id: Option<&str>) -> Result<
     Ok(config)
 }
 
+/// A producer of the sink (transactional when `transactional_id` is given).
+fn create_producer(sink: &SinkConfig, transactional_id: Option<&str>) -> Result<KafkaProducer> {
+    producer_config(sink, transactional_id)?
+        .create_with_context(DeliveryErrors::default())
+        .map_err(|e| kafka_err("creating a producer", e))
+}
+
+/// The number of partitions of the sink's topic, as `producer` sees it.
+async fn partition_count(producer: &KafkaProducer, topic: &str) -> Result<i32> {
+    let (producer, topic) = (producer.clone(), topic.to_string());
+    let n = blocking(move || {
+        let md = producer
+            .client()
+            .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+            .map_err(|e| kafka_err(&format!("metadata of '{topic}'"), e))?;
+        Ok(md.topics().first().map_or(0, |t| t.partitions().len()))
+    })
+    .await?;
+    Ok(n as i32)
+}
+
 impl KafkaSink {
     fn errors(producer: &KafkaProducer) -> Result<()> {
         match producer.context().first.lock().as_ref() {
@@ -341,9 +357,14 @@ impl KafkaSink {
 
     /// Recovery after a restore: commits what the checkpoint lists as
     /// pending, then aborts this subtask's share of open transactions.
-    async fn recover(&self, protocol: &mut KafkaProtocolClient, prefix: &str) -> Result<u64> {
+    async fn recover(
+        &self,
+        restored: &[SinkState],
+        protocol: &mut KafkaProtocolClient,
+        prefix: &str,
+    ) -> Result<u64> {
         let mut committed = Vec::new();
-        for state in &self.restored {
+        for state in restored {
             for txn in &state.pending {
                 match protocol.end_transaction(txn, true).await? {
                     EndTxnOutcome::Completed => {
@@ -369,8 +390,7 @@ impl KafkaSink {
                 .fence_transactional_id(&listing.transactional_id, self.config.transaction_timeout)
                 .await?;
         }
-        Ok(self
-            .restored
+        Ok(restored
             .iter()
             .find(|s| s.subtask == self.subtask)
             .map_or(0, |s| s.next))
@@ -438,9 +458,7 @@ fn start_opening(sink: &Arc<SinkConfig>, subtask: usize, w: &mut TransactionalWr
     w.next += 1;
     let sink = sink.clone();
     w.opening = Some(tokio::task::spawn_blocking(move || {
-        let producer: KafkaProducer = producer_config(&sink, Some(&id))?
-            .create_with_context(DeliveryErrors::default())
-            .map_err(|e| kafka_err("creating a transactional producer", e))?;
+        let producer = create_producer(&sink, Some(&id))?;
         producer
             .init_transactions(OPERATION_TIMEOUT)
             .map_err(|e| kafka_err(&format!("init_transactions of '{id}'"), e))?;
@@ -522,59 +540,50 @@ impl Operator for KafkaSink {
     }
 
     async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        let exactly_once = self.config.guarantee == DeliveryGuarantee::ExactlyOnce;
+        if exactly_once && !ctx.checkpointing {
+            return plan_err!(
+                "'sink.delivery-guarantee' = 'exactly-once' commits with checkpoints: set \
+                 'execution.checkpointing.interval' (or use 'at-least-once')"
+            );
+        }
+        // The producer that writes (at-least-once, none), or one only to ask
+        // for the partition count (exactly-once opens one per transaction).
+        let producer = if exactly_once && self.config.partitioner == SinkPartitioner::Default {
+            None
+        } else {
+            Some(create_producer(&self.config, None)?)
+        };
         if self.config.partitioner != SinkPartitioner::Default {
-            let producer: KafkaProducer = producer_config(&self.config, None)?
-                .create_with_context(DeliveryErrors::default())
-                .map_err(|e| kafka_err("creating a producer", e))?;
-            let topic = self.config.topic.clone();
-            let n = blocking(move || {
-                let md = producer
-                    .client()
-                    .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
-                    .map_err(|e| kafka_err(&format!("metadata of '{topic}'"), e))?;
-                Ok(md.topics().first().map_or(0, |t| t.partitions().len()))
-            })
-            .await?;
-            if n == 0 {
+            let producer = producer.as_ref().expect("created for the partition count");
+            self.partitions = partition_count(producer, &self.config.topic).await?;
+            if self.partitions == 0 {
                 return plan_err!(
                     "kafka sink: topic '{}' has no partitions (does it exist?)",
                     self.config.topic
                 );
             }
-            self.partitions = n as i32;
         }
-        self.writer = Some(match self.config.guarantee {
-            DeliveryGuarantee::ExactlyOnce => {
-                if !ctx.checkpointing {
-                    return plan_err!(
-                        "'sink.delivery-guarantee' = 'exactly-once' commits with checkpoints: set \
-                         'execution.checkpointing.interval' (or use 'at-least-once')"
-                    );
-                }
-                let prefix = self
-                    .config
-                    .transactional_id_prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("weir-{}-{}", ctx.job_name, ctx.operator_id));
-                let mut protocol =
-                    KafkaProtocolClient::connect(&self.config.bootstrap, METADATA_TIMEOUT).await?;
-                let next = self.recover(&mut protocol, &prefix).await?;
-                Writer::Transactional(Box::new(TransactionalWriter {
-                    prefix,
-                    next,
-                    current: None,
-                    opening: None,
-                    pending: BTreeMap::new(),
-                    protocol,
-                }))
-            }
-            DeliveryGuarantee::AtLeastOnce | DeliveryGuarantee::None => Writer::Plain(
-                producer_config(&self.config, None)?
-                    .create_with_context(DeliveryErrors::default())
-                    .map_err(|e| kafka_err("creating a producer", e))?,
-            ),
+        self.writer = Some(if exactly_once {
+            let prefix = self
+                .config
+                .transactional_id_prefix
+                .clone()
+                .unwrap_or_else(|| format!("weir-{}-{}", ctx.job_name, ctx.operator_id));
+            let mut protocol = KafkaProtocolClient::connect(&self.config.bootstrap, METADATA_TIMEOUT).await?;
+            let restored = std::mem::take(&mut self.restored);
+            let next = self.recover(&restored, &mut protocol, &prefix).await?;
+            Writer::Transactional(Box::new(TransactionalWriter {
+                prefix,
+                next,
+                current: None,
+                opening: None,
+                pending: BTreeMap::new(),
+                protocol,
+            }))
+        } else {
+            Writer::Plain(producer.expect("created for writing"))
         });
-        self.restored.retain(|s| s.subtask == self.subtask);
         Ok(())
     }
 

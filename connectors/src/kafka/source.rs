@@ -89,6 +89,7 @@ use weir_engine::metrics::OperatorMetrics;
 use weir_engine::operator::OperatorContext;
 use weir_engine::source::{Source, SourceEvent, SourceSpec};
 
+use super::blocking::blocking;
 use super::config::{self, METADATA_TIMEOUT};
 use super::decode::{KafkaDecoder, Origin, RecordBuffer};
 use super::format::RecordLayout;
@@ -647,18 +648,6 @@ fn kafka_err(what: &str, e: KafkaError) -> DataFusionError {
     DataFusionError::Execution(format!("kafka: {what}: {e}"))
 }
 
-/// Runs a blocking librdkafka call (a broker round trip) off the runtime's
-/// worker threads.
-async fn blocking<T: Send + 'static>(
-    consumer: &Arc<KafkaConsumer>,
-    f: impl FnOnce(&KafkaConsumer) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let consumer = Arc::clone(consumer);
-    tokio::task::spawn_blocking(move || f(&consumer))
-        .await
-        .map_err(|e| DataFusionError::Execution(format!("kafka: a broker request failed: {e}")))?
-}
-
 /// All partitions of the selected topics, sorted by (topic, partition).
 /// Fails only if the brokers cannot be asked.
 fn list_partitions(consumer: &KafkaConsumer, topics: &TopicSelector) -> Result<Vec<(String, i32)>> {
@@ -1195,7 +1184,8 @@ impl Source for KafkaSource {
             .map_err(|e| kafka_err("cannot create a consumer", e))?;
         let consumer = Arc::new(consumer);
         let config = Arc::clone(&self.config);
-        let all = blocking(&consumer, move |c| list_partitions(c, &config.topics)).await?;
+        let c = Arc::clone(&consumer);
+        let all = blocking(move || list_partitions(&c, &config.topics)).await?;
         check_topics_exist(&self.config.topics, &all)?;
         let (subtask, parallelism) = (self.subtask, self.parallelism);
         let mine: Vec<(String, i32)> = all
@@ -1226,10 +1216,8 @@ impl Source for KafkaSource {
         };
         let config = Arc::clone(&self.config);
         let keys = mine.clone();
-        let starts = blocking(&consumer, move |c| {
-            resolve_starts(c, &config, &keys, restored.as_ref())
-        })
-        .await?;
+        let c = Arc::clone(&consumer);
+        let starts = blocking(move || resolve_starts(&c, &config, &keys, restored.as_ref())).await?;
         info!(
             source = %self.name,
             partitions = ?mine.iter().zip(&starts).map(|((t, p), s)| format!("{t}/{p}@{}", s.next)).collect::<Vec<_>>(),
