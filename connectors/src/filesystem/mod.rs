@@ -121,6 +121,17 @@ pub struct JsonOptions {
 }
 
 impl JsonOptions {
+    /// A writer of JSON lines in this format: explicit nulls (as Flink), and
+    /// timestamps per `json.timestamp-format.standard`.
+    pub fn writer<W: std::io::Write>(&self, out: W) -> arrow::json::LineDelimitedWriter<W> {
+        let (ts, ts_tz) = self.timestamp_standard.formats();
+        arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .with_timestamp_format(ts.to_string())
+            .with_timestamp_tz_format(ts_tz.to_string())
+            .build::<_, arrow::json::writer::LineDelimited>(out)
+    }
+
     /// Reads `json.ignore-parse-errors`, `json.fail-on-missing-field` and
     /// `json.timestamp-format.standard` (Flink's names, shared by every
     /// connector with a `json` format).

@@ -157,16 +157,7 @@ enum FormatWriter {
 impl FormatWriter {
     fn new(format: &Format, schema: &SchemaRef, out: Counting) -> Result<Self> {
         Ok(match format {
-            Format::Json(o) => {
-                let (ts, ts_tz) = o.timestamp_standard.formats();
-                FormatWriter::Json(
-                    arrow::json::WriterBuilder::new()
-                        .with_explicit_nulls(true)
-                        .with_timestamp_format(ts.to_string())
-                        .with_timestamp_tz_format(ts_tz.to_string())
-                        .build::<_, LineDelimited>(out),
-                )
-            }
+            Format::Json(o) => FormatWriter::Json(o.writer(out)),
             Format::Csv(o) => {
                 let (ts, ts_tz) = super::TimestampStandard::Sql.formats();
                 FormatWriter::Csv(

@@ -5,7 +5,6 @@
 use arrow::array::{Array, AsArray, Int64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
-use arrow::json::writer::LineDelimited;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use weir_engine::changelog::{RowKind, split_ops};
@@ -126,12 +125,7 @@ fn encode_columns(rows: &RecordBatch, format: &RecordFormat, columns: &[usize]) 
     let part = rows.project(columns)?;
     match format {
         RecordFormat::Json(options) => {
-            let (ts, ts_tz) = options.timestamp_standard.formats();
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .with_timestamp_format(ts.to_string())
-                .with_timestamp_tz_format(ts_tz.to_string())
-                .build::<_, LineDelimited>(Vec::with_capacity(part.num_rows() * 64));
+            let mut writer = options.writer(Vec::with_capacity(part.num_rows() * 64));
             writer.write(&part)?;
             writer.finish()?;
             let bytes = writer.into_inner();
