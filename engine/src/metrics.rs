@@ -15,6 +15,11 @@ pub struct OperatorMetrics {
     pub records_skipped: AtomicU64,
     /// The current input watermark (ns); 0 until the first one.
     pub watermark: AtomicI64,
+    /// Entries in the subtask's keyed state (operators that keep their state
+    /// in the backend report it; 0 otherwise).
+    pub state_entries: AtomicU64,
+    /// Approximate bytes of those entries.
+    pub state_bytes: AtomicU64,
 }
 
 impl OperatorMetrics {
@@ -22,6 +27,12 @@ impl OperatorMetrics {
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets the state-size gauges.
+    pub fn set_state_size(&self, entries: u64, bytes: u64) {
+        self.state_entries.store(entries, Ordering::Relaxed);
+        self.state_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Reads a counter.

@@ -9,7 +9,6 @@ use arrow::array::{
     Array, ArrayRef, Int8Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::util::display::array_value_to_string;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::max_udaf;
@@ -18,185 +17,20 @@ use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::{cast, col};
 use weir_engine::changelog::OP_COLUMN;
-use weir_engine::checkpoint::storage::CheckpointStorage;
-use weir_engine::checkpoint::targets::SnapshotTargets;
-use weir_engine::key_group::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, key_groups_of, subtask_of_key_group};
-use weir_engine::message::{Barrier, BarrierKind, EventTime, Message};
-use weir_engine::metrics::OperatorMetrics;
-use weir_engine::operator::{Operator, OperatorContext, Output};
+use weir_engine::operator::Operator;
 use weir_engine::operators::aggregates::AggregateSpec;
 use weir_engine::operators::session_window::{SessionAggregate, SessionAggregateConfig};
 use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggregateConfig};
 use weir_engine::operators::window_aggregate::GroupColumn;
 use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 use weir_engine::source::{SourceEvent, SourceSpec};
-use weir_engine::state::{HashMapBackendFactory, KeyedStateHandle, StateInit, StateScope};
 use weir_engine::values::ValuesSpec;
 
-const MAX_PAR: usize = DEFAULT_MAX_PARALLELISM;
+#[path = "support/operator_harness.rs"]
+mod operator_harness;
+
+use operator_harness::*;
 const SEC: i64 = 1_000_000_000;
-
-/// What the test feeds an operator.
-#[derive(Clone)]
-enum Step {
-    Batch(usize, RecordBatch),
-    Watermark(EventTime),
-}
-
-/// Where the snapshots of a test go, and the state to start operators from.
-struct Harness {
-    dir: tempfile::TempDir,
-    storage: CheckpointStorage,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap())
-            .unwrap()
-            .child("job");
-        Harness { dir, storage }
-    }
-
-    fn ctx(&self, subtask: usize, parallelism: usize, ttl: Option<Duration>) -> OperatorContext {
-        OperatorContext {
-            job_name: "job".into(),
-            operator_id: "op".into(),
-            operator_name: "op".into(),
-            subtask,
-            parallelism,
-            max_parallelism: MAX_PAR,
-            key_groups: KeyGroupRange::for_subtask(subtask, parallelism, MAX_PAR),
-            metrics: Arc::new(OperatorMetrics::default()),
-            checkpointing: true,
-            state_ttl: ttl,
-        }
-    }
-
-    fn init(&self, ctx: &OperatorContext, restore: Option<&KeyedStateHandle>) -> StateInit {
-        let scope = StateScope {
-            job_name: ctx.job_name.clone(),
-            operator_id: ctx.operator_id.clone(),
-            subtask: ctx.subtask,
-            key_groups: ctx.key_groups,
-            max_parallelism: MAX_PAR,
-            local_dir: self
-                .dir
-                .path()
-                .join(format!("local-{}-{}", ctx.subtask, ctx.parallelism)),
-        };
-        let targets = Arc::new(SnapshotTargets::new(Some(self.storage.clone()), false));
-        match restore {
-            None => StateInit::new(
-                scope,
-                Arc::new(HashMapBackendFactory),
-                targets,
-                vec![],
-                None,
-                None,
-            ),
-            Some(h) => StateInit::new(
-                scope,
-                Arc::new(HashMapBackendFactory),
-                targets,
-                vec![(h.clone(), self.storage.clone())],
-                Some(vec![]),
-                Some(1),
-            ),
-        }
-    }
-
-    /// A started operator (state initialized, opened).
-    async fn start(
-        &self,
-        mut op: Box<dyn Operator>,
-        subtask: usize,
-        parallelism: usize,
-        ttl: Option<Duration>,
-        restore: Option<&KeyedStateHandle>,
-    ) -> Box<dyn Operator> {
-        let ctx = self.ctx(subtask, parallelism, ttl);
-        op.initialize_state(&ctx, self.init(&ctx, restore)).await.unwrap();
-        op.open(&ctx).await.unwrap();
-        op
-    }
-}
-
-/// Feeds `steps` to `op`, appending the batches it emits to `out`.
-async fn feed(op: &mut dyn Operator, steps: &[Step], out: &mut Vec<RecordBatch>) {
-    for step in steps {
-        let mut o = Output::default();
-        match step {
-            Step::Batch(input, b) => op.process_batch(*input, b.clone(), &mut o).await.unwrap(),
-            Step::Watermark(w) => op.process_watermark(*w, &mut o).await.unwrap(),
-        }
-        collect(o, out);
-    }
-}
-
-fn collect(o: Output, out: &mut Vec<RecordBatch>) {
-    for m in o.into_messages() {
-        if let Message::Batch(b) = m {
-            out.push(b);
-        }
-    }
-}
-
-/// Feeds the final watermark and ends the input.
-async fn finish(op: &mut dyn Operator, out: &mut Vec<RecordBatch>) {
-    feed(op, &[Step::Watermark(EventTime::MAX)], out).await;
-    let mut o = Output::default();
-    op.finish(&mut o).await.unwrap();
-    collect(o, out);
-}
-
-async fn snapshot(op: &mut dyn Operator, checkpoint_id: u64) -> KeyedStateHandle {
-    let mut o = Output::default();
-    let snap = op
-        .snapshot_state(
-            Barrier {
-                checkpoint_id,
-                kind: BarrierKind::Checkpoint,
-            },
-            &mut o,
-        )
-        .await
-        .unwrap();
-    assert!(o.is_empty(), "nothing is emitted at a barrier");
-    snap.keyed.expect("keyed state").await.unwrap()
-}
-
-/// Every row of `batches`, as text, in order.
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = b
-                .columns()
-                .iter()
-                .map(|c| array_value_to_string(c, r).unwrap())
-                .collect();
-            out.push(cells.join(","));
-        }
-    }
-    out
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
-
-/// The last watermark among `steps`.
-fn last_watermark(steps: &[Step]) -> Vec<Step> {
-    steps
-        .iter()
-        .rev()
-        .find(|s| matches!(s, Step::Watermark(_)))
-        .cloned()
-        .into_iter()
-        .collect()
-}
 
 fn aggregate(
     f: Arc<AggregateUDF>,
@@ -221,41 +55,6 @@ fn aggregate(
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, None)
-}
-
-/// Runs `steps` uninterrupted, and again with snapshots after
-/// `steps[..cuts[i]]` (each continuing on the same instance), the last one
-/// restored into a new instance that runs the rest. Returns both outputs.
-async fn interrupted_and_not(
-    make: impl Fn() -> Box<dyn Operator>,
-    steps: &[Step],
-    cuts: &[usize],
-    ttl: Option<Duration>,
-) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
-    let h = Harness::new();
-    let mut whole = Vec::new();
-    let mut op = h.start(make(), 0, 1, ttl, None).await;
-    feed(op.as_mut(), steps, &mut whole).await;
-    finish(op.as_mut(), &mut whole).await;
-
-    let mut parts = Vec::new();
-    let mut op = h.start(make(), 0, 1, ttl, None).await;
-    let mut done = 0;
-    let mut handle = None;
-    for (i, &cut) in cuts.iter().enumerate() {
-        feed(op.as_mut(), &steps[done..cut], &mut parts).await;
-        done = cut;
-        handle = Some(snapshot(op.as_mut(), i as u64 + 1).await);
-    }
-    // What the first instance does after the last snapshot is lost (a crash).
-    feed(op.as_mut(), &steps[done..], &mut Vec::new()).await;
-    drop(op);
-    let mut op = h.start(make(), 0, 1, ttl, handle.as_ref()).await;
-    // The restored instance sees the watermark again before new rows.
-    feed(op.as_mut(), &last_watermark(&steps[..done]), &mut parts).await;
-    feed(op.as_mut(), &steps[done..], &mut parts).await;
-    finish(op.as_mut(), &mut parts).await;
-    (whole, parts)
 }
 
 // ---------------------------------------------------------------- session
@@ -422,69 +221,6 @@ async fn window_join_restores_its_buffered_windows() {
     let (whole, parts) = interrupted_and_not(join_operator, &steps, &[40, 61, 62], None).await;
     assert!(rows(&whole).len() > 1000);
     assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
-}
-
-/// Splits `batch` by the subtask (of `parallelism`) its `k` column routes to.
-fn route(batch: &RecordBatch, key: &str, parallelism: usize) -> Vec<RecordBatch> {
-    let k = batch.column(batch.schema().index_of(key).unwrap()).clone();
-    let kgs = key_groups_of(&[k], batch.num_rows(), MAX_PAR).unwrap();
-    (0..parallelism)
-        .map(|s| {
-            let mask: arrow::array::BooleanArray = kgs
-                .iter()
-                .map(|kg| Some(subtask_of_key_group(*kg, parallelism, MAX_PAR) == s))
-                .collect();
-            arrow::compute::filter_record_batch(batch, &mask).unwrap()
-        })
-        .collect()
-}
-
-/// Snapshot at parallelism 1, restore into `parallelism` subtasks, route the
-/// rest of the input by key group, compare the union of the outputs.
-async fn rescaled(
-    make: impl Fn() -> Box<dyn Operator>,
-    steps: &[Step],
-    cut: usize,
-    key: &str,
-    parallelism: usize,
-) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
-    let h = Harness::new();
-    let mut whole = Vec::new();
-    let mut op = h.start(make(), 0, 1, None, None).await;
-    feed(op.as_mut(), steps, &mut whole).await;
-    finish(op.as_mut(), &mut whole).await;
-
-    let mut parts = Vec::new();
-    let mut op = h.start(make(), 0, 1, None, None).await;
-    feed(op.as_mut(), &steps[..cut], &mut parts).await;
-    let handle = snapshot(op.as_mut(), 1).await;
-    drop(op);
-    let mut restored = Vec::new();
-    for s in 0..parallelism {
-        let mut op = h.start(make(), s, parallelism, None, Some(&handle)).await;
-        feed(op.as_mut(), &last_watermark(&steps[..cut]), &mut parts).await;
-        restored.push(op);
-    }
-    for step in &steps[cut..] {
-        match step {
-            Step::Batch(input, b) => {
-                for (s, part) in route(b, key, parallelism).into_iter().enumerate() {
-                    if part.num_rows() > 0 {
-                        feed(restored[s].as_mut(), &[Step::Batch(*input, part)], &mut parts).await;
-                    }
-                }
-            }
-            w => {
-                for op in &mut restored {
-                    feed(op.as_mut(), std::slice::from_ref(w), &mut parts).await;
-                }
-            }
-        }
-    }
-    for op in &mut restored {
-        finish(op.as_mut(), &mut parts).await;
-    }
-    (whole, parts)
 }
 
 #[tokio::test]

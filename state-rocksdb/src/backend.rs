@@ -221,6 +221,52 @@ impl KeyedStateBackend for RocksDbStateBackend {
         Ok(())
     }
 
+    fn scan_key_group_prefix(
+        &self,
+        key_group: usize,
+        prefix: &[u8],
+        f: &mut weir_engine::state::KeyVisitor<'_>,
+    ) -> Result<()> {
+        let seek = self.raw_key(key_group, prefix)?;
+        let mut it = self.db.raw_iterator();
+        it.seek(&seek);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&seek) {
+                break;
+            }
+            f(&k[KEY_GROUP_BYTES..], v)?;
+            it.next();
+        }
+        it.status().map_err(|e| db_error("scanning", e))
+    }
+
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        f: &mut weir_engine::state::EntryVisitor<'_>,
+    ) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let mut it = self.db.raw_iterator();
+        let (mut seek, mut stop) = (Vec::new(), Vec::new());
+        for kg in self.scope.key_groups.range() {
+            encode_key(&mut seek, kg, start);
+            encode_key(&mut stop, kg, end);
+            it.seek(&seek);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if k >= stop.as_slice() {
+                    break;
+                }
+                f(kg, &k[KEY_GROUP_BYTES..], v)?;
+                it.next();
+            }
+            it.status().map_err(|e| db_error("scanning", e))?;
+        }
+        Ok(())
+    }
+
     fn len(&self) -> u64 {
         self.entries
     }

@@ -92,6 +92,9 @@ pub struct StateScope {
 /// A visitor of entries: `(key_group, key, value)`.
 pub type EntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + 'a;
 
+/// A visitor of the entries of one key group: `(key, value)`.
+pub type KeyVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// A visitor of entries that may cross threads.
 pub type SendEntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + Send + 'a;
 
@@ -124,6 +127,16 @@ pub trait KeyedStateBackend: Send + Sync {
     /// Calls `f(key_group, key, value)` for every entry whose key starts with
     /// `prefix`, in key group order and, within a key group, in key order.
     fn scan_prefix(&self, prefix: &[u8], f: &mut EntryVisitor<'_>) -> Result<()>;
+
+    /// Calls `f(key, value)` for every entry of `key_group` whose key starts
+    /// with `prefix`, in key order: a point lookup of one grouping key's
+    /// entries (e.g. the rows of one join key), touching one key group only.
+    fn scan_key_group_prefix(&self, key_group: usize, prefix: &[u8], f: &mut KeyVisitor<'_>) -> Result<()>;
+
+    /// Calls `f(key_group, key, value)` for every entry with `start <= key <
+    /// end`, in key group order and, within a key group, in key order (e.g.
+    /// timers due up to a time, under time-ordered keys).
+    fn scan_range(&self, start: &[u8], end: &[u8], f: &mut EntryVisitor<'_>) -> Result<()>;
 
     /// Number of entries.
     fn len(&self) -> u64;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
 
 use super::backend::{
-    EntryVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor, SnapshotTarget,
-    StateBackendFactory, StateFile, StateScope,
+    EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
+    SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
 use super::kv_file::{read_kv_file, write_kv_file};
 use crate::checkpoint::storage::CheckpointStorage;
@@ -98,6 +98,32 @@ impl KeyedStateBackend for HashMapStateBackend {
                 if !k.starts_with(prefix) {
                     break;
                 }
+                f(kg, k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_key_group_prefix(&self, key_group: usize, prefix: &[u8], f: &mut KeyVisitor<'_>) -> Result<()> {
+        let map = &self.groups[self.index(key_group)?];
+        for (k, v) in map.range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(k, v)?;
+        }
+        Ok(())
+    }
+
+    fn scan_range(&self, start: &[u8], end: &[u8], f: &mut EntryVisitor<'_>) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        for (i, map) in self.groups.iter().enumerate() {
+            let kg = self.scope.key_groups.start + i;
+            for (k, v) in
+                map.range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)))
+            {
                 f(kg, k, v)?;
             }
         }

@@ -19,7 +19,7 @@ mod kv_file;
 pub mod testing;
 
 pub use backend::{
-    EntryVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
+    EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
     SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
 pub use batch_state::{BatchState, time_key, time_of_key};

@@ -70,6 +70,28 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
         scanned.windows(2).all(|w| (w[0].0, &w[0].1) < (w[1].0, &w[1].1)),
         "ordered"
     );
+    let mut in_group = Vec::new();
+    b.scan_key_group_prefix(5, &[1], &mut |k, v| {
+        in_group.push((k.to_vec(), v.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        in_group,
+        (0..10u8).map(|i| (vec![1, i], vec![5, i])).collect::<Vec<_>>(),
+        "one key group's entries under a prefix, in key order"
+    );
+    let mut ranged = Vec::new();
+    b.scan_range(&[1, 3], &[1, 5], &mut |kg, k, _| {
+        ranged.push((kg, k.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    let expected: Vec<_> = (0..16usize)
+        .flat_map(|kg| [3u8, 4].into_iter().map(move |i| (kg, vec![1, i])))
+        .filter(|(kg, k)| !(*kg == 3 && k == &vec![1, 4]))
+        .collect();
+    assert_eq!(ranged, expected, "start <= key < end, in every key group");
     assert!(
         b.put(99, b"x", b"y").is_err(),
         "a key group out of range is an error"

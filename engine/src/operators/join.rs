@@ -1,0 +1,206 @@
+//! What every stream join shares: the join types, the two inputs, the
+//! equality keys as comparable bytes, and the assembly of output rows (joined
+//! pairs and NULL-padded unmatched rows).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use arrow::compute::{cast, take_record_batch};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::aggregates::{evaluate_exprs, nulls_as_false};
+
+/// Which rows of a join are kept without a match (SQL's join types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinType {
+    Inner,
+    /// Unmatched left rows too, with NULLs for the right columns.
+    Left,
+    /// Unmatched right rows too, with NULLs for the left columns.
+    Right,
+    /// Unmatched rows of both sides.
+    Full,
+}
+
+impl JoinType {
+    /// Whether unmatched rows of `side` are part of the result.
+    pub fn preserves(self, side: Side) -> bool {
+        match side {
+            Side::Left => matches!(self, JoinType::Left | JoinType::Full),
+            Side::Right => matches!(self, JoinType::Right | JoinType::Full),
+        }
+    }
+}
+
+impl std::fmt::Display for JoinType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinType::Inner => "InnerJoin",
+            JoinType::Left => "LeftOuterJoin",
+            JoinType::Right => "RightOuterJoin",
+            JoinType::Full => "FullOuterJoin",
+        })
+    }
+}
+
+/// An input of a two-input join; its value is the input index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    Left = 0,
+    Right = 1,
+}
+
+impl Side {
+    /// The side of input `input` (0 is left).
+    pub fn of_input(input: usize) -> Side {
+        if input == 0 { Side::Left } else { Side::Right }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+}
+
+/// The equality condition and output layout of a join, shared by the
+/// interval join and the regular join.
+#[derive(Debug)]
+pub struct JoinSpec {
+    pub join_type: JoinType,
+    /// Equality keys of the left input (what it is hash-partitioned on); may
+    /// be empty (then every row has the same key and parallelism is 1).
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Equality keys of the right input, pairwise with `left_keys`.
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The rest of the `ON` condition, over the joined row (left columns then
+    /// right columns); `NULL` counts as false.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The rows of each input (without a row-kind column).
+    pub left_schema: SchemaRef,
+    pub right_schema: SchemaRef,
+    /// Left columns then right columns (without a row-kind column).
+    pub output_schema: SchemaRef,
+}
+
+impl JoinSpec {
+    pub fn keys(&self, side: Side) -> &[Arc<dyn PhysicalExpr>] {
+        match side {
+            Side::Left => &self.left_keys,
+            Side::Right => &self.right_keys,
+        }
+    }
+
+    pub fn schema(&self, side: Side) -> &SchemaRef {
+        match side {
+            Side::Left => &self.left_schema,
+            Side::Right => &self.right_schema,
+        }
+    }
+
+    /// The encoder of this join's keys (made once per subtask).
+    pub fn key_encoder(&self) -> Result<KeyEncoder> {
+        let empty = RecordBatch::new_empty(self.left_schema.clone());
+        let types: Vec<DataType> = evaluate_exprs(&self.left_keys, &empty)?
+            .iter()
+            .map(|a| a.data_type().clone())
+            .collect();
+        let converter = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        Ok(KeyEncoder { converter, types })
+    }
+
+    /// The join keys of `rows` (rows of input `side`) as comparable bytes,
+    /// whether each row's key has a NULL (it then matches nothing), and the
+    /// key columns as evaluated (to compute key groups exactly as the hash
+    /// exchange does).
+    pub fn join_keys(
+        &self,
+        encoder: &KeyEncoder,
+        side: Side,
+        rows: &RecordBatch,
+    ) -> Result<(Rows, Vec<bool>, Vec<ArrayRef>)> {
+        let evaluated = evaluate_exprs(self.keys(side), rows)?;
+        let mut keys = evaluated.clone();
+        for (k, t) in keys.iter_mut().zip(&encoder.types) {
+            if k.data_type() != t {
+                *k = cast(k, t)?;
+            }
+        }
+        let has_null = (0..rows.num_rows())
+            .map(|i| keys.iter().any(|k| k.is_null(i)))
+            .collect();
+        Ok((encoder.converter.convert_columns(&keys)?, has_null, evaluated))
+    }
+
+    /// Joins `left[i]` with `right[i]` for every `i`.
+    pub fn combine(&self, left: &RecordBatch, right: &RecordBatch) -> Result<RecordBatch> {
+        let mut columns = left.columns().to_vec();
+        columns.extend(right.columns().iter().cloned());
+        Ok(RecordBatch::try_new_with_options(
+            self.output_schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(left.num_rows())),
+        )?)
+    }
+
+    /// The rows of `side` padded with NULLs for the other side's columns.
+    pub fn pad(&self, side: Side, rows: &RecordBatch) -> Result<RecordBatch> {
+        let n = rows.num_rows();
+        match side {
+            Side::Left => self.combine(rows, &null_batch(&self.right_schema, n)),
+            Side::Right => self.combine(&null_batch(&self.left_schema, n), rows),
+        }
+    }
+
+    /// Which joined rows satisfy the residual filter (all, without one).
+    pub fn filter_mask(&self, joined: &RecordBatch) -> Result<Option<BooleanArray>> {
+        let Some(f) = &self.filter else { return Ok(None) };
+        let mask = f.evaluate(joined)?.into_array(joined.num_rows())?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| DataFusionError::Plan("a join condition must be a boolean".into()))?;
+        Ok(Some(nulls_as_false(mask)))
+    }
+}
+
+/// Encodes join keys as bytes that are equal exactly when the keys are
+/// (the left keys' types; right keys are cast to them).
+pub struct KeyEncoder {
+    converter: RowConverter,
+    types: Vec<DataType>,
+}
+
+/// `rows` NULLs for every column of `schema` (whose fields become nullable).
+pub fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), rows))
+        .collect();
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        )),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .expect("null columns match their schema")
+}
+
+/// The rows of `batch` at `indices`.
+pub fn take_rows(batch: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
+    if indices.len() == batch.num_rows() && indices.iter().enumerate().all(|(i, &j)| i as u32 == j) {
+        return Ok(batch.clone());
+    }
+    Ok(take_record_batch(batch, &UInt32Array::from(indices.to_vec()))?)
+}

@@ -1,0 +1,408 @@
+//! Regular (unbounded) join: two streams, append-only or changelogs, joined
+//! on equality keys with no time bound, producing a changelog, as Flink's
+//! regular join.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int8Array};
+use arrow::compute::interleave_record_batch;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result};
+
+use super::join::{JoinSpec, JoinType, KeyEncoder, Side, take_rows};
+use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use crate::changelog::{RowKind, attach_ops, split_ops};
+use crate::key_group::key_groups_of;
+use crate::message::Barrier;
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Operator, OperatorContext, Output};
+use crate::state::{KeyedState, OperatorSnapshot, StateInit};
+
+/// The plan of a regular join.
+#[derive(Debug)]
+pub struct StreamJoinConfig {
+    pub spec: JoinSpec,
+    /// Whether each input is a changelog (its batches end with the
+    /// row-kind column; `spec`'s schemas do not have it).
+    pub left_updating: bool,
+    pub right_updating: bool,
+}
+
+impl StreamJoinConfig {
+    /// Whether the result is a changelog: outer joins retract NULL-padded
+    /// rows once a match arrives, and retractions of an input retract the
+    /// rows joined with them. An inner join of append-only inputs is
+    /// append-only.
+    pub fn output_updating(&self) -> bool {
+        self.spec.join_type != JoinType::Inner || self.left_updating || self.right_updating
+    }
+}
+
+/// The current processing time, in ms since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where an output row comes from, for [`interleave_record_batch`]: the
+/// joined pairs, this batch's rows padded, or stored rows padded.
+const JOINED: usize = 0;
+const THIS_PADDED: usize = 1;
+const OTHER_PADDED: usize = 2;
+
+/// A regular join subtask.
+///
+/// # Semantics (Flink's)
+///
+/// Every row is stored (per side and join key) until it is retracted, and
+/// joined on arrival with the stored rows of the other side that have the
+/// same key and pass the condition:
+///
+/// - an accumulating row (`+I`, `+U`) emits `+I` for each pair; in an outer
+///   join, a stored row of the preserved other side that had no match until
+///   now first has its NULL-padded row retracted (`-D`), and an arriving row
+///   with no match is emitted NULL-padded (`+I`);
+/// - a retracting row (`-U`, `-D`) emits `-D` for each pair, re-emits
+///   NULL-padded (`+I`) a preserved stored row left without matches, and
+///   retracts its own NULL-padded row if it had no match. A retraction of a
+///   row that is not stored (it expired by TTL) is ignored.
+///
+/// Rows with a NULL key match nothing and are not stored. An inner join of
+/// append-only inputs emits only `+I`, so its output is append-only (no
+/// row-kind column); otherwise the output is a changelog.
+///
+/// Watermarks are forwarded: rows are emitted as they join, so event time
+/// plays no role, and the output's time columns are no rowtime attributes
+/// (the planner rejects windows over them).
+///
+/// # State
+///
+/// Each distinct row is an entry of the keyed state backend
+/// ([`JoinRowStore`], untimed) with its number of copies and of matches,
+/// read by key on every probe: nothing but the current batch is held in
+/// memory, so RocksDB holds state of any size. A checkpoint is the
+/// backend's snapshot. With `table.exec.state.ttl`, a row not written for
+/// longer than the TTL is ignored by probes and deleted (lazily when
+/// probed, and by a sweep that visits one key group at a time, each key
+/// group about once per TTL), as Flink's state TTL; results involving
+/// expired rows are then incomplete, which is the TTL's trade-off.
+pub struct StreamJoin {
+    config: Arc<StreamJoinConfig>,
+    store: JoinRowStore,
+    keys: KeyEncoder,
+    rows: [RowConverter; 2],
+    state: Option<KeyedState>,
+    max_parallelism: usize,
+    metrics: Option<Arc<OperatorMetrics>>,
+    ttl_ms: Option<i64>,
+    /// The next key group the TTL sweep visits, and when (ms since the epoch).
+    sweep_key_group: usize,
+    next_sweep_ms: i64,
+}
+
+impl StreamJoin {
+    pub fn new(config: Arc<StreamJoinConfig>) -> Result<Self> {
+        let converter = |schema: &arrow::datatypes::SchemaRef| {
+            RowConverter::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )
+        };
+        Ok(StreamJoin {
+            keys: config.spec.key_encoder()?,
+            rows: [
+                converter(&config.spec.left_schema)?,
+                converter(&config.spec.right_schema)?,
+            ],
+            store: JoinRowStore { timed: false },
+            config,
+            state: None,
+            max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
+            metrics: None,
+            ttl_ms: None,
+            sweep_key_group: 0,
+            next_sweep_ms: 0,
+        })
+    }
+
+    fn configure(&mut self, ctx: &OperatorContext) {
+        self.max_parallelism = ctx.max_parallelism;
+        self.ttl_ms = ctx
+            .state_ttl
+            .filter(|ttl| !ttl.is_zero())
+            .map(|ttl| (ttl.as_millis() as i64).max(1));
+    }
+
+    fn state(&mut self) -> Result<&mut KeyedState> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| DataFusionError::Internal("join without state".into()))
+    }
+
+    fn decode<'a>(&self, side: Side, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
+        let converter = &self.rows[side as usize];
+        let parser = converter.parser();
+        let columns = converter.convert_rows(rows.into_iter().map(|r| parser.parse(r)))?;
+        Ok(RecordBatch::try_new_with_options(
+            self.config.spec.schema(side).clone(),
+            columns,
+            &arrow::record_batch::RecordBatchOptions::new(),
+        )?)
+    }
+
+    fn update_state_metrics(&self) {
+        if let (Some(m), Some(state)) = (&self.metrics, &self.state) {
+            m.set_state_size(state.backend_ref().len(), state.backend_ref().approximate_size());
+        }
+    }
+
+    /// Deletes the expired rows of the next key group, if a sweep is due.
+    fn sweep(&mut self, now: i64) -> Result<()> {
+        let Some(ttl) = self.ttl_ms else { return Ok(()) };
+        if now < self.next_sweep_ms {
+            return Ok(());
+        }
+        let store = self.store;
+        let range = self.state()?.backend_ref().key_groups();
+        let groups = (range.end - range.start).max(1);
+        let kg = range.start + self.sweep_key_group % groups;
+        self.sweep_key_group = (self.sweep_key_group + 1) % groups;
+        self.next_sweep_ms = now + (ttl / groups as i64).clamp(1, 1000);
+        let mut expired = Vec::new();
+        store.scan_key_group(self.state()?.backend_ref(), kg, &mut |k, v| {
+            if now - v.touched_ms > ttl {
+                expired.push(k.to_vec());
+            }
+            Ok(())
+        })?;
+        let backend = self.state()?.backend();
+        for k in expired {
+            backend.delete(kg, &k)?;
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &self,
+        joined: Vec<RecordBatch>,
+        sources: &[(usize, usize)],
+        ops: Vec<i8>,
+        out: &mut Output,
+    ) -> Result<()> {
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<&RecordBatch> = joined.iter().collect();
+        let rows = interleave_record_batch(&parts, sources)?;
+        if self.config.output_updating() {
+            out.emit(attach_ops(&rows, Arc::new(Int8Array::from(ops)) as ArrayRef)?);
+        } else {
+            out.emit(rows);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Operator for StreamJoin {
+    async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
+        self.configure(ctx);
+        self.state = Some(init.keyed_state().await?);
+        Ok(())
+    }
+
+    async fn open(&mut self, ctx: &OperatorContext) -> Result<()> {
+        self.configure(ctx);
+        self.metrics = Some(ctx.metrics.clone());
+        self.update_state_metrics();
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
+        let side = Side::of_input(input);
+        let other = side.other();
+        let (batch, ops) = split_ops(&batch);
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.sweep(now)?;
+        let config = self.config.clone();
+        let spec = &config.spec;
+        let (keys, null_key, hash_columns) = spec.join_keys(&self.keys, side, &batch)?;
+        let kgs = key_groups_of(&hash_columns, n, self.max_parallelism)?;
+        let rows = self.rows[side as usize].convert_columns(batch.columns())?;
+        let store = self.store;
+        let ttl = self.ttl_ms;
+        let expired = |v: &RowValue| ttl.is_some_and(|ttl| now - v.touched_ms > ttl);
+
+        // Probe each distinct key once; expired rows are dropped.
+        let mut candidates: Vec<StoredRow> = Vec::new();
+        let mut probed: HashMap<(usize, &[u8]), (usize, usize)> = HashMap::new();
+        let mut stale: Vec<StoredRow> = Vec::new();
+        let (mut pair_this, mut pair_other) = (Vec::new(), Vec::new());
+        {
+            let backend = self.state()?.backend_ref();
+            let mut found = Vec::new();
+            for i in 0..n {
+                if null_key[i] {
+                    continue;
+                }
+                let key = keys.row(i).data();
+                let range = match probed.get(&(kgs[i], key)) {
+                    Some(r) => *r,
+                    None => {
+                        found.clear();
+                        store.probe(backend, kgs[i], other, key, &mut found)?;
+                        let start = candidates.len();
+                        for c in found.drain(..) {
+                            if expired(&c.value) {
+                                stale.push(c);
+                            } else {
+                                candidates.push(c);
+                            }
+                        }
+                        probed.insert((kgs[i], key), (start, candidates.len()));
+                        (start, candidates.len())
+                    }
+                };
+                for c in range.0..range.1 {
+                    pair_this.push(i as u32);
+                    pair_other.push(c);
+                }
+            }
+        }
+
+        // Every pair joined, and which pass the condition.
+        let decoded = self.decode(other, candidates.iter().map(|c| c.row()))?;
+        let this_part = take_rows(&batch, &pair_this)?;
+        let other_part = take_rows(
+            &decoded,
+            &pair_other.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+        )?;
+        let joined = match side {
+            Side::Left => spec.combine(&this_part, &other_part)?,
+            Side::Right => spec.combine(&other_part, &this_part)?,
+        };
+        let passing: Vec<bool> = match spec.filter_mask(&joined)? {
+            Some(mask) => mask.values().iter().collect(),
+            None => vec![true; joined.num_rows()],
+        };
+        let this_padded = spec.pad(side, &batch)?;
+        let other_padded = spec.pad(other, &decoded)?;
+
+        // Apply the rows in order: output rows and state changes.
+        let (this_preserved, other_preserved) =
+            (spec.join_type.preserves(side), spec.join_type.preserves(other));
+        let mut matches: Vec<i64> = candidates.iter().map(|c| c.value.matches).collect();
+        let mut touched = vec![false; candidates.len()];
+        let mut sources: Vec<(usize, usize)> = Vec::new();
+        let mut kinds: Vec<i8> = Vec::new();
+        let mut push = |src: usize, idx: usize, kind: RowKind, copies: i64| {
+            for _ in 0..copies.max(1) {
+                sources.push((src, idx));
+                kinds.push(kind as i8);
+            }
+        };
+        let backend = self.state()?.backend();
+        for c in &stale {
+            backend.delete(c.kg, &c.entry)?;
+        }
+        let mut pair = 0usize;
+        for i in 0..n {
+            let accumulate = RowKind::from_i8(ops.value(i))?.is_accumulate();
+            let first = pair;
+            while pair < pair_this.len() && pair_this[pair] as usize == i {
+                pair += 1;
+            }
+            if null_key[i] {
+                if this_preserved {
+                    let kind = if accumulate {
+                        RowKind::Insert
+                    } else {
+                        RowKind::Delete
+                    };
+                    push(THIS_PADDED, i, kind, 1);
+                }
+                continue;
+            }
+            let entry = store.entry_key(side, keys.row(i).data(), 0, rows.row(i).data());
+            let existing = store.get(backend, kgs[i], &entry)?.filter(|v| !expired(v));
+            if !accumulate && existing.is_none() {
+                continue; // never stored, or expired: nothing to retract
+            }
+            let mut matched = 0i64;
+            for p in first..pair {
+                if !passing[p] {
+                    continue;
+                }
+                let c = pair_other[p];
+                let copies = candidates[c].value.count;
+                matched += copies;
+                if accumulate {
+                    if other_preserved && matches[c] == 0 {
+                        push(OTHER_PADDED, c, RowKind::Delete, copies);
+                    }
+                    push(JOINED, p, RowKind::Insert, copies);
+                    matches[c] += 1;
+                } else {
+                    push(JOINED, p, RowKind::Delete, copies);
+                    matches[c] -= 1;
+                    if other_preserved && matches[c] == 0 {
+                        push(OTHER_PADDED, c, RowKind::Insert, copies);
+                    }
+                }
+                touched[c] = true;
+            }
+            if matched == 0 && this_preserved {
+                let kind = if accumulate {
+                    RowKind::Insert
+                } else {
+                    RowKind::Delete
+                };
+                push(THIS_PADDED, i, kind, 1);
+            }
+            let count = existing.map_or(0, |v| v.count) + if accumulate { 1 } else { -1 };
+            let value = RowValue {
+                count,
+                matches: matched,
+                touched_ms: if accumulate {
+                    now
+                } else {
+                    existing.map_or(now, |v| v.touched_ms)
+                },
+            };
+            store.put(backend, kgs[i], &entry, value)?;
+        }
+        if other_preserved {
+            for (c, cand) in candidates.iter().enumerate() {
+                if touched[c] {
+                    let value = RowValue {
+                        matches: matches[c],
+                        touched_ms: now,
+                        ..cand.value
+                    };
+                    store.put(backend, cand.kg, &cand.entry, value)?;
+                }
+            }
+        }
+        self.emit(vec![joined, this_padded, other_padded], &sources, kinds, out)?;
+        self.update_state_metrics();
+        Ok(())
+    }
+
+    async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
+        self.sweep(now_ms())?;
+        self.update_state_metrics();
+        let pending = self.state()?.snapshot(barrier)?;
+        Ok(OperatorSnapshot::keyed(pending))
+    }
+}
