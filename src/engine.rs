@@ -544,6 +544,8 @@ impl Engine {
             Arc::new(UInt64Array::from_iter_values(written)),
             Arc::new(UInt64Array::from_iter_values(sum(|m| m.late_rows_dropped))),
             Arc::new(UInt64Array::from_iter_values(sum(|m| m.records_skipped))),
+            Arc::new(UInt64Array::from_iter_values(sum(|m| m.state_entries))),
+            Arc::new(UInt64Array::from_iter_values(sum(|m| m.state_bytes))),
             Arc::new(StringArray::from_iter(statuses.iter().map(|s| match s {
                 JobStatus::Failed(m) => Some(m.clone()),
                 _ => None,
@@ -558,6 +560,8 @@ impl Engine {
             Field::new("rows written", DataType::UInt64, false),
             Field::new("late rows dropped", DataType::UInt64, false),
             Field::new("records skipped", DataType::UInt64, false),
+            Field::new("state entries", DataType::UInt64, false),
+            Field::new("state bytes", DataType::UInt64, false),
             Field::new("error", DataType::Utf8, true),
         ]);
         RecordBatch::try_new(Arc::new(schema), columns).expect("columns match the schema")

@@ -50,4 +50,8 @@ pub struct OperatorMetricsSummary {
     pub rows_out: u64,
     pub late_rows_dropped: u64,
     pub records_skipped: u64,
+    /// Keyed state entries and their approximate bytes, as last reported by
+    /// the subtasks (see [`OperatorMetrics::state_entries`]).
+    pub state_entries: u64,
+    pub state_bytes: u64,
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
 use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -15,6 +15,7 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::evaluate_exprs;
+use super::join::{Side, null_batch};
 use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
@@ -23,16 +24,7 @@ use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit, time_key
 use crate::watermark::to_event_time;
 
 /// Which rows of a window join are kept without a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowJoinType {
-    Inner,
-    /// Unmatched left rows too, with NULLs for the right columns.
-    Left,
-    /// Unmatched right rows too, with NULLs for the left columns.
-    Right,
-    /// Unmatched rows of both sides.
-    Full,
-}
+pub use super::join::JoinType as WindowJoinType;
 
 /// The plan of a window join.
 #[derive(Debug)]
@@ -85,19 +77,6 @@ pub struct WindowJoin {
     /// (window end, side) that received rows since the last snapshot.
     dirty: BTreeSet<(EventTime, Side)>,
     max_parallelism: usize,
-}
-
-/// An input of the join, as recorded in the state's namespaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Side {
-    Left = 0,
-    Right = 1,
-}
-
-impl Side {
-    fn of_input(input: usize) -> Side {
-        if input == 0 { Side::Left } else { Side::Right }
-    }
 }
 
 /// The keyed-state namespace of one side of window `end`.
@@ -274,26 +253,6 @@ fn unmatched(matched: &[bool]) -> UInt32Array {
             .map(|(i, _)| i as u32)
             .collect::<Vec<_>>(),
     )
-}
-
-fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| new_null_array(f.data_type(), rows))
-        .collect();
-    RecordBatch::try_new_with_options(
-        Arc::new(arrow::datatypes::Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        )),
-        columns,
-        &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows)),
-    )
-    .expect("null columns match their schema")
 }
 
 #[async_trait]

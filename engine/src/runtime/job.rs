@@ -146,6 +146,8 @@ impl JobHandle {
                     rows_out: sum(|m| &m.rows_out),
                     late_rows_dropped: sum(|m| &m.late_rows_dropped),
                     records_skipped: sum(|m| &m.records_skipped),
+                    state_entries: sum(|m| &m.state_entries),
+                    state_bytes: sum(|m| &m.state_bytes),
                 }
             })
             .collect()
