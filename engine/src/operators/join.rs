@@ -106,10 +106,14 @@ impl JoinSpec {
     /// The encoder of this join's keys (made once per subtask).
     pub fn key_encoder(&self) -> Result<KeyEncoder> {
         let empty = RecordBatch::new_empty(self.left_schema.clone());
-        let types: Vec<DataType> = evaluate_exprs(&self.left_keys, &empty)?
+        let mut types: Vec<DataType> = evaluate_exprs(&self.left_keys, &empty)?
             .iter()
             .map(|a| a.data_type().clone())
             .collect();
+        if types.is_empty() {
+            // No equality keys: every row has the same (constant) key.
+            types.push(DataType::Int8);
+        }
         let converter = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
         Ok(KeyEncoder { converter, types })
     }
@@ -126,6 +130,9 @@ impl JoinSpec {
     ) -> Result<(Rows, Vec<bool>, Vec<ArrayRef>)> {
         let evaluated = evaluate_exprs(self.keys(side), rows)?;
         let mut keys = evaluated.clone();
+        if keys.is_empty() {
+            keys.push(Arc::new(arrow::array::Int8Array::from_value(0, rows.num_rows())));
+        }
         for (k, t) in keys.iter_mut().zip(&encoder.types) {
             if k.data_type() != t {
                 *k = cast(k, t)?;

@@ -296,12 +296,20 @@ impl Operator for StreamJoin {
             Some(mask) => mask.values().iter().collect(),
             None => vec![true; joined.num_rows()],
         };
-        let this_padded = spec.pad(side, &batch)?;
-        let other_padded = spec.pad(other, &decoded)?;
-
         // Apply the rows in order: output rows and state changes.
         let (this_preserved, other_preserved) =
             (spec.join_type.preserves(side), spec.join_type.preserves(other));
+        // NULL-padded rows of preserved sides only (the other side's columns
+        // may be NOT NULL).
+        let padded = |preserved: bool, side: Side, rows: &RecordBatch| {
+            if preserved {
+                spec.pad(side, rows)
+            } else {
+                Ok(RecordBatch::new_empty(spec.output_schema.clone()))
+            }
+        };
+        let this_padded = padded(this_preserved, side, &batch)?;
+        let other_padded = padded(other_preserved, other, &decoded)?;
         let mut matches: Vec<i64> = candidates.iter().map(|c| c.value.matches).collect();
         let mut touched = vec![false; candidates.len()];
         let mut sources: Vec<(usize, usize)> = Vec::new();

@@ -5,7 +5,8 @@
 //! `window_start` and `window_end` of a window TVF becomes a window aggregate
 //! (the TVF fused into it); any other aggregate becomes an updating
 //! (changelog) aggregate. Keyed operators receive their input hash-partitioned
-//! by key over key groups.
+//! by key over key groups. Joins are lowered in [`super::join`]. Each stream
+//! knows which of its columns are event-time attributes ([`TimeAttributes`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use datafusion::common::{Column, DFSchemaRef, Result, plan_err};
 use datafusion::datasource::DefaultTableSource;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Aggregate, Expr, Join, JoinType, LogicalPlan, TableScan};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use weir_engine::changelog::with_op_column;
@@ -35,7 +36,6 @@ use weir_engine::operators::window_aggregate::{
     GroupColumn, WindowAggregate, WindowAggregateConfig, WindowSource,
 };
 use weir_engine::operators::window_assign::WindowAssign;
-use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 use weir_engine::source::SourceSpec;
 use weir_engine::values::ValuesSpec;
 use weir_engine::watermark::WatermarkStrategy;
@@ -46,7 +46,7 @@ use crate::catalog::Catalog;
 /// A window TVF not applied yet: the stream's node emits the TVF's input
 /// rows, whose columns are the first `base_len` columns of the stream's schema.
 #[derive(Debug, Clone, Copy)]
-struct PendingWindow {
+pub(super) struct PendingWindow {
     kind: WindowKind,
     time_column: usize,
     base_len: usize,
@@ -54,10 +54,87 @@ struct PendingWindow {
 
 /// Window columns materialized in a stream, by index.
 #[derive(Debug, Clone, Copy, Default)]
-struct WindowColumns {
-    start: Option<usize>,
-    end: Option<usize>,
-    time: Option<usize>,
+pub(super) struct WindowColumns {
+    pub(super) start: Option<usize>,
+    pub(super) end: Option<usize>,
+    pub(super) time: Option<usize>,
+}
+
+/// Which columns of a stream are event-time (rowtime) attributes, by index.
+///
+/// As in Flink: a table's `WATERMARK FOR` column is one; projections keep
+/// plain references to them, filters keep them, window TVFs add
+/// `window_time`, a window aggregate grouped by `window_time` keeps it, an
+/// interval join keeps those of both inputs and a window join those of its
+/// left input. A regular join (and a non-windowed aggregate) has none: its
+/// output rows are not bounded by any watermark, so a regular join
+/// *materializes* its inputs' rowtime columns into plain timestamps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct TimeAttributes {
+    /// The rowtime attribute columns (sorted).
+    pub(super) rowtime: Vec<usize>,
+    /// Columns that were rowtime attributes upstream of a regular join
+    /// (sorted): window TVFs reject them with an explanation.
+    pub(super) materialized: Vec<usize>,
+}
+
+impl TimeAttributes {
+    /// Only `column` is a rowtime attribute.
+    pub(super) fn rowtime(column: usize) -> Self {
+        TimeAttributes {
+            rowtime: vec![column],
+            materialized: Vec::new(),
+        }
+    }
+
+    pub(super) fn is_rowtime(&self, column: usize) -> bool {
+        self.rowtime.contains(&column)
+    }
+
+    /// The attributes of the columns `map` keeps, at their new indices.
+    pub(super) fn map(&self, map: impl Fn(usize) -> Vec<usize>) -> Self {
+        let pick = |v: &Vec<usize>| {
+            let mut out: Vec<usize> = v.iter().flat_map(|&i| map(i)).collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        };
+        TimeAttributes {
+            rowtime: pick(&self.rowtime),
+            materialized: pick(&self.materialized),
+        }
+    }
+
+    /// The attributes of a join's output: `left`'s, then `right`'s shifted by
+    /// the left width. A regular join (`keep` false) materializes them all.
+    pub(super) fn joined(left: &Self, right: &Self, left_width: usize, keep: bool) -> Self {
+        let shift = |v: &Vec<usize>| v.iter().map(move |i| i + left_width).collect::<Vec<_>>();
+        let rowtime: Vec<usize> = left
+            .rowtime
+            .iter()
+            .copied()
+            .chain(shift(&right.rowtime))
+            .collect();
+        let mut materialized: Vec<usize> = left
+            .materialized
+            .iter()
+            .copied()
+            .chain(shift(&right.materialized))
+            .collect();
+        if keep {
+            TimeAttributes {
+                rowtime,
+                materialized,
+            }
+        } else {
+            materialized.extend(rowtime);
+            materialized.sort_unstable();
+            TimeAttributes {
+                rowtime: Vec::new(),
+                materialized,
+            }
+        }
+    }
 }
 
 /// The output of a lowered plan node.
@@ -69,8 +146,10 @@ pub struct Stream {
     /// Whether the stream is a changelog.
     pub updating: bool,
     pub parallelism: usize,
-    pending: Option<PendingWindow>,
-    window: WindowColumns,
+    pub(super) pending: Option<PendingWindow>,
+    pub(super) window: WindowColumns,
+    /// Event-time attributes (with a pending window TVF: of the TVF's output).
+    pub(super) times: TimeAttributes,
 }
 
 impl Stream {
@@ -185,7 +264,7 @@ impl<'a> Lowering<'a> {
         node
     }
 
-    fn physical(&self, expr: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
+    pub(super) fn physical(&self, expr: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>> {
         let subquery = expr.exists(|e| {
             Ok(matches!(
                 e,
@@ -219,9 +298,12 @@ impl<'a> Lowering<'a> {
                     .map(|e| self.physical(e, &input.schema))
                     .collect::<Result<Vec<_>>>()?;
                 let mut window = WindowColumns::default();
+                // Output position of each plain column reference.
+                let mut refs: Vec<(usize, usize)> = Vec::new();
                 for (i, e) in p.expr.iter().enumerate() {
                     if let Expr::Column(c) = e.clone().unalias() {
                         let idx = input.schema.index_of_column(&c)?;
+                        refs.push((idx, i));
                         if input.window.start == Some(idx) {
                             window.start = Some(i);
                         }
@@ -233,6 +315,12 @@ impl<'a> Lowering<'a> {
                         }
                     }
                 }
+                let times = input.times.map(|idx| {
+                    refs.iter()
+                        .filter(|(from, _)| *from == idx)
+                        .map(|(_, to)| *to)
+                        .collect()
+                });
                 let out = Stream {
                     node: 0,
                     schema: p.schema.clone(),
@@ -240,6 +328,7 @@ impl<'a> Lowering<'a> {
                     parallelism: input.parallelism,
                     pending: None,
                     window,
+                    times,
                 };
                 let schema = out.physical_schema();
                 let op = Projection {
@@ -290,6 +379,14 @@ impl<'a> Lowering<'a> {
                         "UNION ALL of an updating and an append-only query is not supported: make both sides updating or both append-only"
                     );
                 }
+                // Rowtime attributes common to all inputs (by index).
+                let mut times = inputs.first().map(|s| s.times.clone()).unwrap_or_default();
+                for s in inputs.iter().skip(1) {
+                    times.rowtime.retain(|i| s.times.is_rowtime(*i));
+                    times.materialized.extend(&s.times.materialized);
+                }
+                times.materialized.sort_unstable();
+                times.materialized.dedup();
                 let out = Stream {
                     node: 0,
                     schema: u.schema.clone(),
@@ -297,6 +394,7 @@ impl<'a> Lowering<'a> {
                     parallelism: self.parallelism,
                     pending: None,
                     window: WindowColumns::default(),
+                    times,
                 };
                 let schema = out.physical_schema();
                 let node = self.add_node(
@@ -405,6 +503,7 @@ impl<'a> Lowering<'a> {
             parallelism: 1,
             pending: None,
             window: WindowColumns::default(),
+            times: TimeAttributes::default(),
         }
     }
 
@@ -418,6 +517,18 @@ impl<'a> Lowering<'a> {
         } else if let Some(tvf) = provider.downcast_ref::<WindowTvfTable>() {
             let input = self.lower(&tvf.input)?;
             let input = self.materialize(input)?;
+            if input.times.materialized.contains(&tvf.time_column) {
+                let name = input.schema.field(tvf.time_column).name();
+                return plan_err!(
+                    "window table function {}: column '{name}' is not a time attribute any more: it \
+                     comes out of a regular join, whose rows no watermark bounds (a regular join keeps \
+                     no event time, as in Flink: rowtime attributes must not be in the input rows of a \
+                     regular join). Join the inputs with an interval join instead, which keeps both \
+                     inputs' event times: add a time bound between their rowtime columns, e.g. \
+                     `AND r.ts BETWEEN l.ts - INTERVAL '1' MINUTE AND l.ts + INTERVAL '1' MINUTE`",
+                    tvf.kind.name()
+                );
+            }
             if input.updating {
                 return plan_err!(
                     "window table function {} cannot be applied to an updating input",
@@ -425,6 +536,9 @@ impl<'a> Lowering<'a> {
                 );
             }
             let base_len = input.schema.fields().len();
+            // The input's time attributes, and `window_time`.
+            let mut times = input.times.clone();
+            times.rowtime.push(base_len + 2);
             Stream {
                 node: input.node,
                 schema: scan.projected_schema.clone(),
@@ -436,6 +550,7 @@ impl<'a> Lowering<'a> {
                     base_len,
                 }),
                 window: WindowColumns::default(),
+                times,
             }
         } else {
             return plan_err!("table '{}' cannot be read by a stream", scan.table_name);
@@ -458,6 +573,13 @@ impl<'a> Lowering<'a> {
             Err(why) => return plan_err!("table '{}' cannot be read: {why}", def.name),
         };
         let logical = scan.projected_schema.clone();
+        let times = match &def.watermark {
+            Some(w) => match logical.fields().iter().position(|f| *f.name() == w.column) {
+                Some(i) => TimeAttributes::rowtime(i),
+                None => TimeAttributes::default(),
+            },
+            None => TimeAttributes::default(),
+        };
         if let Some(&(node, parallelism)) = self.sources.get(&table.name) {
             return Ok(Stream {
                 node,
@@ -466,6 +588,7 @@ impl<'a> Lowering<'a> {
                 parallelism,
                 pending: None,
                 window: WindowColumns::default(),
+                times,
             });
         }
         let watermark = match &def.watermark {
@@ -516,11 +639,12 @@ impl<'a> Lowering<'a> {
             parallelism,
             pending: None,
             window: WindowColumns::default(),
+            times,
         })
     }
 
     /// Applies a pending window TVF as an operator (each row once per window).
-    fn materialize(&mut self, stream: Stream) -> Result<Stream> {
+    pub(super) fn materialize(&mut self, stream: Stream) -> Result<Stream> {
         let Some(p) = stream.pending else {
             return Ok(stream);
         };
@@ -725,12 +849,17 @@ impl<'a> Lowering<'a> {
         );
         self.connect(input.node, node, 0, partitioning);
         // The result's window columns, for cascaded window aggregates.
+        // `window_time` stays a rowtime attribute.
         let mut window = WindowColumns::default();
+        let mut times = TimeAttributes::default();
         for (i, e) in a.group_expr.iter().enumerate() {
             match classify(&input, e)? {
                 Some(GroupColumn::WindowStart) => window.start = Some(i),
                 Some(GroupColumn::WindowEnd) => window.end = Some(i),
-                Some(GroupColumn::WindowTime) => window.time = Some(i),
+                Some(GroupColumn::WindowTime) => {
+                    window.time = Some(i);
+                    times.rowtime.push(i);
+                }
                 _ => {}
             }
         }
@@ -741,127 +870,7 @@ impl<'a> Lowering<'a> {
             parallelism,
             pending: None,
             window,
-        })
-    }
-
-    /// A join of two windowed streams on their window bounds: a window join.
-    fn lower_join(&mut self, join: &Join) -> Result<Stream> {
-        let join_type = match join.join_type {
-            JoinType::Inner => WindowJoinType::Inner,
-            JoinType::Left => WindowJoinType::Left,
-            JoinType::Right => WindowJoinType::Right,
-            JoinType::Full => WindowJoinType::Full,
-            other => return plan_err!("{other} joins are not supported on streams"),
-        };
-        let left = self.lower(&join.left)?;
-        let left = self.materialize(left)?;
-        let right = self.lower(&join.right)?;
-        let right = self.materialize(right)?;
-        if left.updating || right.updating {
-            return plan_err!(
-                "a window join cannot consume an updating input (the result of a non-windowed GROUP BY)"
-            );
-        }
-        let index = |s: &Stream, e: &Expr| -> Result<Option<usize>> {
-            match e.clone().unalias() {
-                Expr::Column(c) => Ok(Some(s.schema.index_of_column(&c)?)),
-                _ => Ok(None),
-            }
-        };
-        let (mut start_pair, mut end_pair) = (None, None);
-        let mut keys = Vec::new();
-        for (l, r) in &join.on {
-            let (li, ri) = (index(&left, l)?, index(&right, r)?);
-            if li.is_some() && li == left.window.start && ri.is_some() && ri == right.window.start {
-                start_pair = Some((l.clone(), r.clone()));
-            } else if li.is_some() && li == left.window.end && ri.is_some() && ri == right.window.end {
-                end_pair = Some((l.clone(), r.clone()));
-            } else {
-                keys.push((l.clone(), r.clone()));
-            }
-        }
-        let (Some(start_pair), Some(end_pair)) = (start_pair, end_pair) else {
-            return plan_err!(
-                "only window joins are supported on streams so far: both inputs must be windowed \
-                 (window TVFs or window aggregates) and joined ON l.window_start = r.window_start \
-                 AND l.window_end = r.window_end [AND keys]"
-            );
-        };
-        let left_keys = std::iter::once(&start_pair.0)
-            .chain(keys.iter().map(|k| &k.0))
-            .map(|e| self.physical(e, &left.schema))
-            .collect::<Result<Vec<_>>>()?;
-        let right_keys = std::iter::once(&start_pair.1)
-            .chain(keys.iter().map(|k| &k.1))
-            .map(|e| self.physical(e, &right.schema))
-            .collect::<Result<Vec<_>>>()?;
-        let filter = match &join.filter {
-            Some(f) => Some(self.physical(f, &join.schema)?),
-            None => None,
-        };
-        let output_schema = Arc::new(join.schema.as_arrow().clone());
-        let config = Arc::new(WindowJoinConfig {
-            join_type,
-            left_window_end: self.physical(&end_pair.0, &left.schema)?,
-            right_window_end: self.physical(&end_pair.1, &right.schema)?,
-            left_keys,
-            right_keys,
-            filter,
-            left_schema: left.physical_schema(),
-            right_schema: right.physical_schema(),
-            output_schema: output_schema.clone(),
-        });
-        let equi: Vec<&(Expr, Expr)> = keys.iter().collect();
-        let (parallelism, left_part, right_part) = if equi.is_empty() || self.parallelism == 1 {
-            (1, Partitioning::Single, Partitioning::Single)
-        } else {
-            let lk = equi
-                .iter()
-                .map(|(l, _)| self.physical(l, &left.schema))
-                .collect::<Result<Vec<_>>>()?;
-            let rk = equi
-                .iter()
-                .map(|(_, r)| self.physical(r, &right.schema))
-                .collect::<Result<Vec<_>>>()?;
-            (self.parallelism, Partitioning::Hash(lk), Partitioning::Hash(rk))
-        };
-        let name = format!(
-            "WindowJoin(joinType=[{}], where=[{}{}])",
-            join.join_type,
-            join.on
-                .iter()
-                .map(|(l, r)| format!("{l} = {r}"))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-            join.filter
-                .as_ref()
-                .map(|f| format!(" AND {f}"))
-                .unwrap_or_default()
-        );
-        let factory = FnOperatorFactory::new("window-join", move |_, _| {
-            Ok(Box::new(WindowJoin::new(config.clone())) as Box<dyn Operator>)
-        });
-        let node = self.add_node(
-            "window-join",
-            name,
-            NodeKind::Operator(factory),
-            output_schema,
-            parallelism,
-            2,
-        );
-        self.connect(left.node, node, 0, left_part);
-        self.connect(right.node, node, 1, right_part);
-        Ok(Stream {
-            node,
-            schema: join.schema.clone(),
-            updating: false,
-            parallelism,
-            pending: None,
-            window: WindowColumns {
-                start: left.window.start,
-                end: left.window.end,
-                time: left.window.time,
-            },
+            times,
         })
     }
 
@@ -928,6 +937,7 @@ impl<'a> Lowering<'a> {
             parallelism,
             pending: None,
             window: WindowColumns::default(),
+            times: TimeAttributes::default(),
         };
         let node = self.add_node(
             "group-aggregate",

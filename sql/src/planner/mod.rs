@@ -2,6 +2,7 @@
 //! with DataFusion doing parsing-to-logical-plan, type checking and
 //! expression planning.
 
+mod join;
 mod lower;
 mod providers;
 mod window_args;
@@ -496,6 +497,9 @@ impl StreamPlanner {
                     let state = self.ctx.state();
                     let stmt = DfStatement::Statement(Box::new(Statement::Query(Box::new(query.clone()))));
                     if let Ok(plan) = state.statement_to_plan(stmt).await {
+                        // Optimized as a view's plan is (e.g. join conditions
+                        // pushed into joins and split into keys).
+                        let plan = state.optimize(&plan).unwrap_or(plan);
                         cte_plans.insert(name.clone(), plan);
                     }
                 }
