@@ -123,6 +123,32 @@ impl RocksDbStateBackend {
             .map(|v| v.len()))
     }
 
+    /// Writes `value` under `raw` (the RocksDB key of a user key of
+    /// `key_len` bytes) whose current value has `old` bytes (`None`: absent).
+    fn write(&mut self, raw: Vec<u8>, key_len: usize, value: &[u8], old: Option<usize>) -> Result<()> {
+        self.db
+            .put_opt(&raw, value, &write_options())
+            .map_err(|e| db_error("writing", e))?;
+        match old {
+            Some(old) => self.bytes = self.bytes.saturating_sub(old as u64) + value.len() as u64,
+            None => {
+                self.entries += 1;
+                self.bytes += (key_len + value.len()) as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `raw`, whose current value has `old` bytes.
+    fn remove(&mut self, raw: Vec<u8>, key_len: usize, old: usize) -> Result<()> {
+        self.db
+            .delete_opt(&raw, &write_options())
+            .map_err(|e| db_error("deleting", e))?;
+        self.entries = self.entries.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub((key_len + old) as u64);
+        Ok(())
+    }
+
     /// Copies the entries of the key groups in `range` from the (read-only)
     /// RocksDB in `dir`, e.g. a downloaded snapshot of another subtask.
     pub(crate) fn import_dir(&mut self, dir: &Path, range: KeyGroupRange) -> Result<()> {
@@ -177,17 +203,17 @@ impl KeyedStateBackend for RocksDbStateBackend {
     fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()> {
         let raw = self.raw_key(key_group, key)?;
         let old = self.existing_len(&raw)?;
-        self.db
-            .put_opt(&raw, value, &write_options())
-            .map_err(|e| db_error("writing", e))?;
-        match old {
-            Some(old) => self.bytes = self.bytes.saturating_sub(old as u64) + value.len() as u64,
-            None => {
-                self.entries += 1;
-                self.bytes += (key.len() + value.len()) as u64;
-            }
-        }
-        Ok(())
+        self.write(raw, key.len(), value, old)
+    }
+
+    fn put_known(&mut self, key_group: usize, key: &[u8], value: &[u8], previous: Option<usize>) -> Result<()> {
+        let raw = self.raw_key(key_group, key)?;
+        self.write(raw, key.len(), value, previous)
+    }
+
+    fn delete_known(&mut self, key_group: usize, key: &[u8], previous: usize) -> Result<()> {
+        let raw = self.raw_key(key_group, key)?;
+        self.remove(raw, key.len(), previous)
     }
 
     fn delete(&mut self, key_group: usize, key: &[u8]) -> Result<()> {
@@ -195,12 +221,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
         let Some(old) = self.existing_len(&raw)? else {
             return Ok(());
         };
-        self.db
-            .delete_opt(&raw, &write_options())
-            .map_err(|e| db_error("deleting", e))?;
-        self.entries -= 1;
-        self.bytes = self.bytes.saturating_sub((key.len() + old) as u64);
-        Ok(())
+        self.remove(raw, key.len(), old)
     }
 
     fn scan_prefix(&self, prefix: &[u8], f: &mut weir_engine::state::EntryVisitor<'_>) -> Result<()> {

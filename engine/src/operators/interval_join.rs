@@ -189,7 +189,7 @@ impl IntervalJoin {
                 {
                     unmatched.push(StoredRow::from_entry(kg, entry.clone(), value, true)?);
                 }
-                backend.delete(kg, &entry)?;
+                store.delete(backend, kg, &entry)?;
             }
             if !unmatched.is_empty() {
                 let copies = unmatched
@@ -317,7 +317,7 @@ impl Operator for IntervalJoin {
                         matches: cand.value.matches + m,
                         ..cand.value
                     };
-                    store.put(backend, cand.kg, &cand.entry, value)?;
+                    store.put(backend, cand.kg, &cand.entry, value, true)?;
                 }
             }
         }
@@ -341,7 +341,7 @@ impl Operator for IntervalJoin {
                         matches: existing.map_or(0, |v| v.matches) + matches[i],
                         touched_ms: 0,
                     };
-                    store.put(backend, kgs[i], &entry, value)?;
+                    store.put(backend, kgs[i], &entry, value, existing.is_some())?;
                     if existing.is_none() {
                         store.add_expiry(backend, kgs[i], expiry, &entry)?;
                     }

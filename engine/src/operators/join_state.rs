@@ -30,6 +30,9 @@ use crate::state::{KeyedStateBackend, time_key, time_of_key};
 const ROWS: u8 = b'R';
 const EXPIRY: u8 = b'X';
 
+/// The size of an encoded [`RowValue`].
+const VALUE_BYTES: usize = 24;
+
 /// What is stored per distinct row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RowValue {
@@ -45,8 +48,8 @@ pub struct RowValue {
 }
 
 impl RowValue {
-    fn encode(&self) -> [u8; 24] {
-        let mut b = [0u8; 24];
+    fn encode(&self) -> [u8; VALUE_BYTES] {
+        let mut b = [0u8; VALUE_BYTES];
         b[..8].copy_from_slice(&self.count.to_le_bytes());
         b[8..16].copy_from_slice(&self.matches.to_le_bytes());
         b[16..].copy_from_slice(&self.touched_ms.to_le_bytes());
@@ -54,7 +57,7 @@ impl RowValue {
     }
 
     fn decode(bytes: &[u8]) -> Result<RowValue> {
-        if bytes.len() != 24 {
+        if bytes.len() != VALUE_BYTES {
             return Err(corrupt("a row value is not 24 bytes"));
         }
         let int = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
@@ -185,19 +188,28 @@ impl JoinRowStore {
         backend.get(kg, entry)?.map(|v| RowValue::decode(&v)).transpose()
     }
 
-    /// Writes a row's value; a count of 0 or less deletes the row.
+    /// Writes a row's value; a count of 0 or less deletes the row. `stored`
+    /// says whether the row is stored now (as just read), which spares the
+    /// backend a read.
     pub fn put(
         &self,
         backend: &mut dyn KeyedStateBackend,
         kg: usize,
         entry: &[u8],
         value: RowValue,
+        stored: bool,
     ) -> Result<()> {
-        if value.count <= 0 {
-            backend.delete(kg, entry)
-        } else {
-            backend.put(kg, entry, &value.encode())
+        let previous = stored.then_some(VALUE_BYTES);
+        match (value.count > 0, previous) {
+            (true, previous) => backend.put_known(kg, entry, &value.encode(), previous),
+            (false, Some(previous)) => backend.delete_known(kg, entry, previous),
+            (false, None) => Ok(()),
         }
+    }
+
+    /// Deletes a row known to be stored.
+    pub fn delete(&self, backend: &mut dyn KeyedStateBackend, kg: usize, entry: &[u8]) -> Result<()> {
+        backend.delete_known(kg, entry, VALUE_BYTES)
     }
 
     fn expiry_key(expire: EventTime, entry: &[u8]) -> Result<Vec<u8>> {
@@ -218,7 +230,7 @@ impl JoinRowStore {
         expire: EventTime,
         entry: &[u8],
     ) -> Result<()> {
-        backend.put(kg, &Self::expiry_key(expire, entry)?, &[])
+        backend.put_known(kg, &Self::expiry_key(expire, entry)?, &[], None)
     }
 
     /// The rows of `side` whose expiry is at most `watermark`, as (key group,
@@ -247,7 +259,7 @@ impl JoinRowStore {
         })?;
         let mut rows = Vec::with_capacity(due.len());
         for (kg, k) in due {
-            backend.delete(kg, &k)?;
+            backend.delete_known(kg, &k, 0)?;
             // `k` is [EXPIRY, side, time (8 bytes), side, ...]; the row's is [ROWS, side, ...].
             let mut entry = Vec::with_capacity(k.len() - 9);
             entry.push(ROWS);

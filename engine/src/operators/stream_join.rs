@@ -184,7 +184,7 @@ impl StreamJoin {
         })?;
         let backend = self.state()?.backend();
         for k in expired {
-            backend.delete(kg, &k)?;
+            store.delete(backend, kg, &k)?;
         }
         Ok(())
     }
@@ -322,7 +322,7 @@ impl Operator for StreamJoin {
         };
         let backend = self.state()?.backend();
         for c in &stale {
-            backend.delete(c.kg, &c.entry)?;
+            store.delete(backend, c.kg, &c.entry)?;
         }
         let mut pair = 0usize;
         for i in 0..n {
@@ -343,7 +343,8 @@ impl Operator for StreamJoin {
                 continue;
             }
             let entry = store.entry_key(side, keys.row(i).data(), 0, rows.row(i).data());
-            let existing = store.get(backend, kgs[i], &entry)?.filter(|v| !expired(v));
+            let stored = store.get(backend, kgs[i], &entry)?;
+            let existing = stored.filter(|v| !expired(v));
             if !accumulate && existing.is_none() {
                 continue; // never stored, or expired: nothing to retract
             }
@@ -388,7 +389,7 @@ impl Operator for StreamJoin {
                     existing.map_or(now, |v| v.touched_ms)
                 },
             };
-            store.put(backend, kgs[i], &entry, value)?;
+            store.put(backend, kgs[i], &entry, value, stored.is_some())?;
         }
         if other_preserved {
             for (c, cand) in candidates.iter().enumerate() {
@@ -398,7 +399,7 @@ impl Operator for StreamJoin {
                         touched_ms: now,
                         ..cand.value
                     };
-                    store.put(backend, cand.kg, &cand.entry, value)?;
+                    store.put(backend, cand.kg, &cand.entry, value, true)?;
                 }
             }
         }

@@ -124,6 +124,22 @@ pub trait KeyedStateBackend: Send + Sync {
 
     fn delete(&mut self, key_group: usize, key: &[u8]) -> Result<()>;
 
+    /// [`put`](Self::put) by a caller that has just read the key: `previous`
+    /// is the length of its current value (`None`: absent). Backends that
+    /// read before writing to keep [`len`](Self::len) exact skip that read.
+    /// A wrong `previous` only makes `len` and `approximate_size` wrong.
+    fn put_known(&mut self, key_group: usize, key: &[u8], value: &[u8], previous: Option<usize>) -> Result<()> {
+        let _ = previous;
+        self.put(key_group, key, value)
+    }
+
+    /// [`delete`](Self::delete) of a key known to hold a value of `previous`
+    /// bytes (see [`put_known`](Self::put_known)).
+    fn delete_known(&mut self, key_group: usize, key: &[u8], previous: usize) -> Result<()> {
+        let _ = previous;
+        self.delete(key_group, key)
+    }
+
     /// Calls `f(key_group, key, value)` for every entry whose key starts with
     /// `prefix`, in key group order and, within a key group, in key order.
     fn scan_prefix(&self, prefix: &[u8], f: &mut EntryVisitor<'_>) -> Result<()>;

@@ -70,6 +70,13 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
         scanned.windows(2).all(|w| (w[0].0, &w[0].1) < (w[1].0, &w[1].1)),
         "ordered"
     );
+    // Writes by a caller that knows the current value keep `len` exact.
+    let before = b.len();
+    b.put_known(3, &[9, 9], b"v", None).unwrap();
+    b.put_known(3, &[9, 9], b"vw", Some(1)).unwrap();
+    assert_eq!((b.len(), b.get(3, &[9, 9]).unwrap()), (before + 1, Some(b"vw".to_vec())));
+    b.delete_known(3, &[9, 9], 2).unwrap();
+    assert_eq!((b.len(), b.get(3, &[9, 9]).unwrap()), (before, None));
     let mut in_group = Vec::new();
     b.scan_key_group_prefix(5, &[1], &mut |k, v| {
         in_group.push((k.to_vec(), v.to_vec()));
