@@ -65,6 +65,19 @@ impl std::fmt::Debug for RocksDbStateBackend {
     }
 }
 
+/// The smallest key above every key starting with `prefix` (`None` if
+/// there is none: all bytes 0xff).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Writes skip the WAL: durability comes from checkpoints.
 fn write_options() -> WriteOptions {
     let mut o = WriteOptions::default();
@@ -249,7 +262,13 @@ impl KeyedStateBackend for RocksDbStateBackend {
         f: &mut weir_engine::state::KeyVisitor<'_>,
     ) -> Result<()> {
         let seek = self.raw_key(key_group, prefix)?;
-        let mut it = self.db.raw_iterator();
+        // An upper bound lets RocksDB stop at the prefix's end instead of
+        // stepping over whatever (tombstones included) follows it.
+        let mut opts = rocksdb::ReadOptions::default();
+        if let Some(end) = prefix_end(&seek) {
+            opts.set_iterate_upper_bound(end);
+        }
+        let mut it = self.db.raw_iterator_opt(opts);
         it.seek(&seek);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             if !k.starts_with(&seek) {
@@ -270,11 +289,13 @@ impl KeyedStateBackend for RocksDbStateBackend {
         if start >= end {
             return Ok(());
         }
-        let mut it = self.db.raw_iterator();
         let (mut seek, mut stop) = (Vec::new(), Vec::new());
         for kg in self.scope.key_groups.range() {
             encode_key(&mut seek, kg, start);
             encode_key(&mut stop, kg, end);
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_iterate_upper_bound(stop.clone());
+            let mut it = self.db.raw_iterator_opt(opts);
             it.seek(&seek);
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if k >= stop.as_slice() {

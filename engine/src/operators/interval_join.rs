@@ -118,6 +118,9 @@ pub struct IntervalJoin {
     rows: [RowConverter; 2],
     state: Option<KeyedState>,
     watermark: Option<EventTime>,
+    /// The watermark up to which expired rows are gone (`None` after a
+    /// start: the first expiry scans from the beginning).
+    expired_through: Option<EventTime>,
     max_parallelism: usize,
     metrics: Option<Arc<OperatorMetrics>>,
 }
@@ -143,6 +146,7 @@ impl IntervalJoin {
             config,
             state: None,
             watermark: None,
+            expired_through: None,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             metrics: None,
         })
@@ -176,11 +180,11 @@ impl IntervalJoin {
     /// Drops the rows the watermark has expired, emitting unmatched rows of
     /// preserved sides NULL-padded.
     fn expire(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
-        let store = self.store;
+        let (store, after) = (self.store, self.expired_through);
         for side in [Side::Left, Side::Right] {
             let preserved = self.config.spec.join_type.preserves(side);
             let backend = self.state()?.backend();
-            let due = store.take_expired(backend, side, watermark)?;
+            let due = store.take_expired(backend, side, after, watermark)?;
             let mut unmatched: Vec<StoredRow> = Vec::new();
             for (kg, entry) in due {
                 if preserved
@@ -199,6 +203,7 @@ impl IntervalJoin {
                 out.emit(self.config.spec.pad(side, &rows)?);
             }
         }
+        self.expired_through = Some(watermark);
         Ok(())
     }
 }

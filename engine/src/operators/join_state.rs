@@ -233,17 +233,24 @@ impl JoinRowStore {
         backend.put_known(kg, &Self::expiry_key(expire, entry)?, &[], None)
     }
 
-    /// The rows of `side` whose expiry is at most `watermark`, as (key group,
-    /// row entry key), in expiry order per key group; removes their expiry
-    /// records (the caller deletes the rows).
+    /// The rows of `side` whose expiry is in `(after, watermark]` (`after`:
+    /// the watermark of the previous call, below which every expiry record
+    /// is gone; `None` scans from the start), as (key group, row entry key),
+    /// in expiry order per key group; removes their expiry records (the
+    /// caller deletes the rows). Starting after the previous watermark
+    /// keeps RocksDB from stepping over the tombstones of earlier expiries.
     pub fn take_expired(
         &self,
         backend: &mut dyn KeyedStateBackend,
         side: Side,
+        after: Option<EventTime>,
         watermark: EventTime,
     ) -> Result<Vec<(usize, Vec<u8>)>> {
         let mut start = vec![EXPIRY, side as u8];
-        start.extend_from_slice(&time_key(EventTime::MIN));
+        start.extend_from_slice(&time_key(match after {
+            Some(after) => after.saturating_add(1),
+            None => EventTime::MIN,
+        }));
         let end = match watermark.checked_add(1) {
             Some(next) => {
                 let mut end = vec![EXPIRY, side as u8];
