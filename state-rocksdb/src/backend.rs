@@ -219,7 +219,13 @@ impl KeyedStateBackend for RocksDbStateBackend {
         self.write(raw, key.len(), value, old)
     }
 
-    fn put_known(&mut self, key_group: usize, key: &[u8], value: &[u8], previous: Option<usize>) -> Result<()> {
+    fn put_known(
+        &mut self,
+        key_group: usize,
+        key: &[u8],
+        value: &[u8],
+        previous: Option<usize>,
+    ) -> Result<()> {
         let raw = self.raw_key(key_group, key)?;
         self.write(raw, key.len(), value, previous)
     }

@@ -128,7 +128,13 @@ pub trait KeyedStateBackend: Send + Sync {
     /// is the length of its current value (`None`: absent). Backends that
     /// read before writing to keep [`len`](Self::len) exact skip that read.
     /// A wrong `previous` only makes `len` and `approximate_size` wrong.
-    fn put_known(&mut self, key_group: usize, key: &[u8], value: &[u8], previous: Option<usize>) -> Result<()> {
+    fn put_known(
+        &mut self,
+        key_group: usize,
+        key: &[u8],
+        value: &[u8],
+        previous: Option<usize>,
+    ) -> Result<()> {
         let _ = previous;
         self.put(key_group, key, value)
     }

@@ -74,7 +74,10 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
     let before = b.len();
     b.put_known(3, &[9, 9], b"v", None).unwrap();
     b.put_known(3, &[9, 9], b"vw", Some(1)).unwrap();
-    assert_eq!((b.len(), b.get(3, &[9, 9]).unwrap()), (before + 1, Some(b"vw".to_vec())));
+    assert_eq!(
+        (b.len(), b.get(3, &[9, 9]).unwrap()),
+        (before + 1, Some(b"vw".to_vec()))
+    );
     b.delete_known(3, &[9, 9], 2).unwrap();
     assert_eq!((b.len(), b.get(3, &[9, 9]).unwrap()), (before, None));
     let mut in_group = Vec::new();
