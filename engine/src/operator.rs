@@ -41,7 +41,23 @@ pub struct OperatorContext {
     pub state_ttl: Option<std::time::Duration>,
 }
 
+/// The current processing time, in ms since the epoch (what the state TTL
+/// is measured in).
+pub fn processing_time_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl OperatorContext {
+    /// `table.exec.state.ttl` in ms (at least 1), or `None` when state is
+    /// kept forever (unset or zero).
+    pub fn state_ttl_ms(&self) -> Option<i64> {
+        self.state_ttl
+            .filter(|ttl| !ttl.is_zero())
+            .map(|ttl| (ttl.as_millis() as i64).max(1))
+    }
+
     /// Adds which operator and subtask failed to an error (`what` is
     /// "operator" or "source").
     pub fn error_context(

@@ -10,12 +10,11 @@ use std::sync::Arc;
 use arrow::array::{Array, Int64Array};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::common::{Result, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::join::{JoinSpec, KeyEncoder, Side, take_rows};
+use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_state::{JoinRowStore, RowValue, StoredRow};
 use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
@@ -115,7 +114,7 @@ pub struct IntervalJoin {
     store: JoinRowStore,
     keys: KeyEncoder,
     /// Row formats of the left and right rows.
-    rows: [RowConverter; 2],
+    rows: RowCodec,
     state: Option<KeyedState>,
     watermark: Option<EventTime>,
     /// The watermark up to which expired rows are gone (`None` after a
@@ -127,21 +126,9 @@ pub struct IntervalJoin {
 
 impl IntervalJoin {
     pub fn new(config: Arc<IntervalJoinConfig>) -> Result<Self> {
-        let converter = |schema: &arrow::datatypes::SchemaRef| {
-            RowConverter::new(
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )
-        };
         Ok(IntervalJoin {
             keys: config.spec.key_encoder()?,
-            rows: [
-                converter(&config.spec.left_schema)?,
-                converter(&config.spec.right_schema)?,
-            ],
+            rows: RowCodec::new(&config.spec)?,
             store: JoinRowStore { timed: true },
             config,
             state: None,
@@ -159,21 +146,9 @@ impl IntervalJoin {
     }
 
     /// Decodes stored rows of `side` (row bytes) into a batch.
-    fn decode<'a>(&self, side: Side, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
-        let converter = &self.rows[side as usize];
-        let parser = converter.parser();
-        let columns = converter.convert_rows(rows.into_iter().map(|r| parser.parse(r)))?;
-        let schema = self.config.spec.schema(side).clone();
-        Ok(RecordBatch::try_new_with_options(
-            schema,
-            columns,
-            &arrow::record_batch::RecordBatchOptions::new(),
-        )?)
-    }
-
     fn update_state_metrics(&self) {
         if let (Some(m), Some(state)) = (&self.metrics, &self.state) {
-            m.set_state_size(state.backend_ref().len(), state.backend_ref().approximate_size());
+            state.report_size(m);
         }
     }
 
@@ -199,7 +174,7 @@ impl IntervalJoin {
                 let copies = unmatched
                     .iter()
                     .flat_map(|r| std::iter::repeat_n(r.row(), r.value.count.max(1) as usize));
-                let rows = self.decode(side, copies)?;
+                let rows = self.rows.decode(side, copies)?;
                 out.emit(self.config.spec.pad(side, &rows)?);
             }
         }
@@ -235,7 +210,7 @@ impl Operator for IntervalJoin {
         let times: Int64Array = to_event_time(config.time(side).evaluate(&batch)?.into_array(n)?.as_ref())?;
         let (keys, null_key, hash_columns) = spec.join_keys(&self.keys, side, &batch)?;
         let kgs = key_groups_of(&hash_columns, n, self.max_parallelism)?;
-        let rows = self.rows[side as usize].convert_columns(batch.columns())?;
+        let rows = self.rows.encode(side, &batch)?;
         let store = self.store;
         let watermark = self.watermark;
 
@@ -281,7 +256,9 @@ impl Operator for IntervalJoin {
             used.dedup();
             let position: HashMap<usize, u32> =
                 used.iter().enumerate().map(|(p, &c)| (c, p as u32)).collect();
-            let decoded = self.decode(other, used.iter().map(|&c| candidates[c].row()))?;
+            let decoded = self
+                .rows
+                .decode(other, used.iter().map(|&c| candidates[c].row()))?;
             let other_rows = take_rows(
                 &decoded,
                 &other_idx.iter().map(|c| position[c]).collect::<Vec<_>>(),

@@ -183,6 +183,48 @@ pub struct KeyEncoder {
     types: Vec<DataType>,
 }
 
+/// The two inputs' rows in Arrow's row format: how a join stores rows and
+/// reads them back.
+pub struct RowCodec {
+    converters: [RowConverter; 2],
+    schemas: [SchemaRef; 2],
+}
+
+impl RowCodec {
+    pub fn new(spec: &JoinSpec) -> Result<Self> {
+        let converter = |schema: &SchemaRef| {
+            RowConverter::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )
+        };
+        Ok(RowCodec {
+            converters: [converter(&spec.left_schema)?, converter(&spec.right_schema)?],
+            schemas: [spec.left_schema.clone(), spec.right_schema.clone()],
+        })
+    }
+
+    /// The rows of `batch`, a batch of input `side`.
+    pub fn encode(&self, side: Side, batch: &RecordBatch) -> Result<Rows> {
+        Ok(self.converters[side as usize].convert_columns(batch.columns())?)
+    }
+
+    /// A batch of input `side` from rows made by [`encode`](Self::encode).
+    pub fn decode<'a>(&self, side: Side, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
+        let converter = &self.converters[side as usize];
+        let parser = converter.parser();
+        let columns = converter.convert_rows(rows.into_iter().map(|r| parser.parse(r)))?;
+        Ok(RecordBatch::try_new_with_options(
+            self.schemas[side as usize].clone(),
+            columns,
+            &RecordBatchOptions::new(),
+        )?)
+    }
+}
+
 /// `rows` NULLs for every column of `schema` (whose fields become nullable).
 pub fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
     let columns = schema

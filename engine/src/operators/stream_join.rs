@@ -8,17 +8,16 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int8Array};
 use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
 
-use super::join::{JoinSpec, JoinType, KeyEncoder, Side, take_rows};
+use super::join::{JoinSpec, JoinType, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_state::{JoinRowStore, RowValue, StoredRow};
 use crate::changelog::{RowKind, attach_ops, split_ops};
 use crate::key_group::key_groups_of;
 use crate::message::Barrier;
 use crate::metrics::OperatorMetrics;
-use crate::operator::{Operator, OperatorContext, Output};
+use crate::operator::{Operator, OperatorContext, Output, processing_time_ms};
 use crate::state::{KeyedState, OperatorSnapshot, StateInit};
 
 /// The plan of a regular join.
@@ -39,13 +38,6 @@ impl StreamJoinConfig {
     pub fn output_updating(&self) -> bool {
         self.spec.join_type != JoinType::Inner || self.left_updating || self.right_updating
     }
-}
-
-/// The current processing time, in ms since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Where an output row comes from, for [`interleave_record_batch`]: the
@@ -94,7 +86,7 @@ pub struct StreamJoin {
     config: Arc<StreamJoinConfig>,
     store: JoinRowStore,
     keys: KeyEncoder,
-    rows: [RowConverter; 2],
+    rows: RowCodec,
     state: Option<KeyedState>,
     max_parallelism: usize,
     metrics: Option<Arc<OperatorMetrics>>,
@@ -106,21 +98,9 @@ pub struct StreamJoin {
 
 impl StreamJoin {
     pub fn new(config: Arc<StreamJoinConfig>) -> Result<Self> {
-        let converter = |schema: &arrow::datatypes::SchemaRef| {
-            RowConverter::new(
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )
-        };
         Ok(StreamJoin {
             keys: config.spec.key_encoder()?,
-            rows: [
-                converter(&config.spec.left_schema)?,
-                converter(&config.spec.right_schema)?,
-            ],
+            rows: RowCodec::new(&config.spec)?,
             store: JoinRowStore { timed: false },
             config,
             state: None,
@@ -134,10 +114,7 @@ impl StreamJoin {
 
     fn configure(&mut self, ctx: &OperatorContext) {
         self.max_parallelism = ctx.max_parallelism;
-        self.ttl_ms = ctx
-            .state_ttl
-            .filter(|ttl| !ttl.is_zero())
-            .map(|ttl| (ttl.as_millis() as i64).max(1));
+        self.ttl_ms = ctx.state_ttl_ms();
     }
 
     fn state(&mut self) -> Result<&mut KeyedState> {
@@ -146,20 +123,9 @@ impl StreamJoin {
             .ok_or_else(|| DataFusionError::Internal("join without state".into()))
     }
 
-    fn decode<'a>(&self, side: Side, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
-        let converter = &self.rows[side as usize];
-        let parser = converter.parser();
-        let columns = converter.convert_rows(rows.into_iter().map(|r| parser.parse(r)))?;
-        Ok(RecordBatch::try_new_with_options(
-            self.config.spec.schema(side).clone(),
-            columns,
-            &arrow::record_batch::RecordBatchOptions::new(),
-        )?)
-    }
-
     fn update_state_metrics(&self) {
         if let (Some(m), Some(state)) = (&self.metrics, &self.state) {
-            m.set_state_size(state.backend_ref().len(), state.backend_ref().approximate_size());
+            state.report_size(m);
         }
     }
 
@@ -233,13 +199,13 @@ impl Operator for StreamJoin {
         if n == 0 {
             return Ok(());
         }
-        let now = now_ms();
+        let now = processing_time_ms();
         self.sweep(now)?;
         let config = self.config.clone();
         let spec = &config.spec;
         let (keys, null_key, hash_columns) = spec.join_keys(&self.keys, side, &batch)?;
         let kgs = key_groups_of(&hash_columns, n, self.max_parallelism)?;
-        let rows = self.rows[side as usize].convert_columns(batch.columns())?;
+        let rows = self.rows.encode(side, &batch)?;
         let store = self.store;
         let ttl = self.ttl_ms;
         let expired = |v: &RowValue| ttl.is_some_and(|ttl| now - v.touched_ms > ttl);
@@ -282,7 +248,7 @@ impl Operator for StreamJoin {
         }
 
         // Every pair joined, and which pass the condition.
-        let decoded = self.decode(other, candidates.iter().map(|c| c.row()))?;
+        let decoded = self.rows.decode(other, candidates.iter().map(|c| c.row()))?;
         let this_part = take_rows(&batch, &pair_this)?;
         let other_part = take_rows(
             &decoded,
@@ -409,7 +375,7 @@ impl Operator for StreamJoin {
     }
 
     async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
-        self.sweep(now_ms())?;
+        self.sweep(processing_time_ms())?;
         self.update_state_metrics();
         let pending = self.state()?.snapshot(barrier)?;
         Ok(OperatorSnapshot::keyed(pending))

@@ -16,7 +16,7 @@ use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_
 use crate::changelog::{RowKind, ops_of, with_op_column};
 use crate::key_group::key_groups_of;
 use crate::message::Barrier;
-use crate::operator::{Operator, OperatorContext, Output};
+use crate::operator::{Operator, OperatorContext, Output, processing_time_ms};
 use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
 
 /// The plan of an updating aggregate, shared by its subtasks.
@@ -125,13 +125,6 @@ const GROUPS_NAMESPACE: &[u8] = b"";
 /// The state-batch columns before the accumulator states: `count`, `updated_ms`.
 const FIXED_COLUMNS: usize = 2;
 
-/// The current processing time, in ms since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl UpdatingAggregate {
     pub fn new(config: Arc<UpdatingAggregateConfig>) -> Result<Self> {
         let fields = config
@@ -158,10 +151,7 @@ impl UpdatingAggregate {
 
     fn configure(&mut self, ctx: &OperatorContext) {
         self.max_parallelism = ctx.max_parallelism;
-        self.ttl_ms = ctx
-            .state_ttl
-            .filter(|ttl| !ttl.is_zero())
-            .map(|ttl| (ttl.as_millis() as i64).max(1));
+        self.ttl_ms = ctx.state_ttl_ms();
     }
 
     fn group(&self, id: u32) -> &Group {
@@ -521,7 +511,7 @@ impl Operator for UpdatingAggregate {
         let Some(mut state) = self.state.take() else {
             return Ok(OperatorSnapshot::default());
         };
-        self.sweep_expired(now_ms());
+        self.sweep_expired(processing_time_ms());
         let pending = self
             .write_dirty(&mut state)
             .and_then(|()| state.snapshot(barrier));
@@ -531,7 +521,7 @@ impl Operator for UpdatingAggregate {
 
     async fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let n = batch.num_rows();
-        let now = now_ms();
+        let now = processing_time_ms();
         self.sweep_expired(now);
         let keys = evaluate_exprs(&self.config.keys, &batch)?;
         let inputs = evaluate_inputs(&self.config.aggregates, &batch)?;

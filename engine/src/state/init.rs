@@ -99,6 +99,11 @@ impl KeyedState {
         self.backend.as_ref()
     }
 
+    /// Publishes the backend's entry count and size to `metrics` (`SHOW JOBS`).
+    pub fn report_size(&self, metrics: &crate::metrics::OperatorMetrics) {
+        metrics.set_state_size(self.backend.len(), self.backend.approximate_size());
+    }
+
     /// Starts the snapshot for `barrier` (call after writing every change).
     pub fn snapshot(&mut self, barrier: Barrier) -> Result<PendingSnapshot> {
         let target = self.targets.target_for(barrier)?;
