@@ -79,6 +79,10 @@
 #[path = "../tests/support/kafka_broker.rs"]
 mod kafka_broker;
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::{available_cores, clock_ticks_per_second};
 use std::fmt::Write as _;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -118,10 +122,6 @@ struct Args {
     /// (`'properties.K' = 'V'`) added to the source or the sink table.
     source_properties: Vec<(String, String)>,
     sink_properties: Vec<(String, String)>,
-}
-
-fn available_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn usage() -> String {
@@ -340,22 +340,6 @@ impl Run {
     fn events_per_sec(&self, events: u64) -> f64 {
         events as f64 / self.seconds
     }
-}
-
-/// Clock ticks per second of `/proc/*/stat` times: `AT_CLKTCK` from the aux
-/// vector (what `sysconf(_SC_CLK_TCK)` returns), 100 if unreadable.
-fn clock_ticks_per_second() -> f64 {
-    const AT_CLKTCK: u64 = 17;
-    if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
-        for pair in auxv.chunks_exact(16) {
-            let key = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
-            let value = u64::from_ne_bytes(pair[8..].try_into().expect("8 bytes"));
-            if key == AT_CLKTCK && value > 0 {
-                return value as f64;
-            }
-        }
-    }
-    100.0
 }
 
 /// User + system CPU seconds of a process (`self` or a pid), all threads.

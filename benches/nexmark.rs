@@ -66,6 +66,10 @@
 //! events/s with Flink's published numbers. Each constant below says what
 //! else changed.
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::{available_cores, clock_ticks_per_second, process_cpu_seconds, status_mb};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, ExitCode, Stdio};
@@ -211,10 +215,6 @@ struct Args {
     checkpoint_interval_ms: Option<u64>,
     /// `--backend hashmap|rocksdb`: `state.backend.type`.
     backend: String,
-}
-
-fn available_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn usage() -> String {
@@ -441,49 +441,6 @@ fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Clock ticks per second of `/proc/*/stat` times: `AT_CLKTCK` from the aux
-/// vector (what `sysconf(_SC_CLK_TCK)` returns), 100 if unreadable.
-fn clock_ticks_per_second() -> f64 {
-    const AT_CLKTCK: u64 = 17;
-    if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
-        for pair in auxv.chunks_exact(16) {
-            let key = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
-            let value = u64::from_ne_bytes(pair[8..].try_into().expect("8 bytes"));
-            if key == AT_CLKTCK && value > 0 {
-                return value as f64;
-            }
-        }
-    }
-    100.0
-}
-
-/// User + system CPU time of this process (all threads, live and exited), in seconds.
-fn process_cpu_seconds(ticks_per_second: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) is parenthesised and may hold spaces: split after it.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // `after` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / ticks_per_second)
-}
-
-/// A `kB` line of `/proc/self/status` (`VmHWM`, `VmRSS`), in MiB.
-fn status_mb(key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
-    let kb: f64 = line[key.len() + 1..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 /// Runs one query in this process on a fresh engine.

@@ -63,6 +63,10 @@
 //!   gauges (summed over subtasks and join operators), sampled every 100 ms:
 //!   the largest seen.
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::{available_cores, clock_ticks_per_second, process_cpu_seconds, status_mb};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, ExitCode, Stdio};
@@ -151,10 +155,6 @@ struct Args {
     threads: usize,
     repeat: usize,
     json: bool,
-}
-
-fn available_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn usage() -> String {
@@ -320,46 +320,6 @@ impl Measurement {
         }
         s
     }
-}
-
-/// Clock ticks per second of `/proc/*/stat` times (`AT_CLKTCK`, else 100).
-fn clock_ticks_per_second() -> f64 {
-    const AT_CLKTCK: u64 = 17;
-    if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
-        for pair in auxv.chunks_exact(16) {
-            let key = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
-            let value = u64::from_ne_bytes(pair[8..].try_into().expect("8 bytes"));
-            if key == AT_CLKTCK && value > 0 {
-                return value as f64;
-            }
-        }
-    }
-    100.0
-}
-
-/// User + system CPU time of this process (all threads), in seconds.
-fn process_cpu_seconds(ticks_per_second: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / ticks_per_second)
-}
-
-/// A `kB` line of `/proc/self/status` (`VmHWM`, `VmRSS`), in MiB.
-fn status_mb(key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))?;
-    let kb: f64 = line[key.len() + 1..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 async fn measure(query: &str, args: &Args, m: &mut Measurement) -> Result<(), String> {
