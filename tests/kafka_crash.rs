@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use event_time::window_index;
 use kafka_broker::TestBroker;
 use rand::{Rng, SeedableRng};
-use weir_process::{sigkill, start, stderr_of};
+use weir_process::{run_to_end, sigkill, start, stderr_of};
 
 const ROWS: i64 = 30_000;
 const KEYS: i64 = 5;
@@ -77,18 +77,6 @@ GROUP BY id % {KEYS}, window_start, window_end;
 ",
         settings(dir, "windows")
     )
-}
-
-fn run_to_end(script: &Path) {
-    let child = start(script, None);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} failed: {}\n{}",
-        script.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
