@@ -5,10 +5,12 @@ use std::sync::Arc;
 use arrow::array::{Array, Int64Array};
 use arrow::compute::kernels::aggregate::max;
 use arrow::compute::{cast, kernels::cast::CastOptions};
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 
 use crate::message::{EventTime, Watermark};
 
@@ -37,22 +39,98 @@ pub fn to_event_time(array: &dyn Array) -> Result<Int64Array> {
 /// A table's `WATERMARK FOR col AS expr`: the watermark is the largest value
 /// of `expr` seen so far (Flink's bounded out-of-orderness when `expr` is
 /// `col - INTERVAL ...`).
+///
+/// Built once per source with [`WatermarkStrategy::new`], which recognizes
+/// the usual shapes `col` and `col ± <fixed interval>`: for those the largest
+/// value of `expr` is the largest `col` shifted by the interval, so a batch
+/// costs one `max` kernel instead of evaluating `expr` on every row (arrow
+/// adds intervals to timestamps row by row, through calendar arithmetic).
 #[derive(Debug, Clone)]
 pub struct WatermarkStrategy {
     /// Evaluated on every source batch; a TIMESTAMP.
     pub expr: Arc<dyn PhysicalExpr>,
     /// The rowtime column the watermark is declared for (for display).
     pub column: String,
+    /// `expr` as a column shifted by a fixed delay, when it has that shape.
+    shifted: Option<ShiftedColumn>,
+}
+
+/// `expr` = the column at `index` minus `delay_ns` (an exact number of the
+/// column's time units, so the shortcut and `expr` agree to the unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShiftedColumn {
+    index: usize,
+    delay_ns: i64,
 }
 
 impl WatermarkStrategy {
+    /// A strategy evaluating `expr` (of `input`'s rows) for the rowtime `column`.
+    pub fn new(expr: Arc<dyn PhysicalExpr>, column: impl Into<String>, input: &Schema) -> Self {
+        let shifted = ShiftedColumn::of(&expr, input);
+        WatermarkStrategy {
+            expr,
+            column: column.into(),
+            shifted,
+        }
+    }
+
     /// The largest watermark value in `batch`, if any row has one.
     pub fn max_in(&self, batch: &RecordBatch) -> Result<Option<EventTime>> {
+        if let Some(ShiftedColumn { index, delay_ns }) = self.shifted {
+            let ns = to_event_time(batch.column(index).as_ref())?;
+            return Ok(max(&ns).map(|t| t.saturating_sub(delay_ns)));
+        }
         let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
         let ns = to_event_time(values.as_ref())?;
         Ok(max(&ns))
     }
 }
+
+impl ShiftedColumn {
+    /// `expr` as `column ± fixed interval` (or a bare timestamp column), if it is one.
+    fn of(expr: &Arc<dyn PhysicalExpr>, input: &Schema) -> Option<ShiftedColumn> {
+        let unit_ns = |index: usize| match input.fields().get(index)?.data_type() {
+            DataType::Timestamp(unit, _) => Some(match unit {
+                TimeUnit::Second => 1_000_000_000,
+                TimeUnit::Millisecond => 1_000_000,
+                TimeUnit::Microsecond => 1_000,
+                TimeUnit::Nanosecond => 1,
+            }),
+            _ => None,
+        };
+        if let Some(column) = expr.downcast_ref::<Column>() {
+            unit_ns(column.index())?;
+            return Some(ShiftedColumn {
+                index: column.index(),
+                delay_ns: 0,
+            });
+        }
+        let binary = expr.downcast_ref::<BinaryExpr>()?;
+        let column = binary.left().downcast_ref::<Column>()?;
+        let literal = binary.right().downcast_ref::<Literal>()?;
+        let interval_ns = match literal.value() {
+            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => i64::from(v.days)
+                .checked_mul(NANOS_PER_DAY)?
+                .checked_add(v.nanoseconds)?,
+            ScalarValue::IntervalDayTime(Some(v)) => i64::from(v.days)
+                .checked_mul(NANOS_PER_DAY)?
+                .checked_add(i64::from(v.milliseconds).checked_mul(1_000_000)?)?,
+            _ => return None,
+        };
+        let delay_ns = match binary.op() {
+            Operator::Minus => interval_ns,
+            Operator::Plus => interval_ns.checked_neg()?,
+            _ => return None,
+        };
+        let unit = unit_ns(column.index())?;
+        (delay_ns % unit == 0).then_some(ShiftedColumn {
+            index: column.index(),
+            delay_ns,
+        })
+    }
+}
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// Per-split watermarks of one source subtask (Flink's per-partition
 /// watermarks): each split (e.g. a Kafka partition) has its own largest
@@ -231,6 +309,66 @@ impl WatermarkTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::{Field, IntervalDayTime, IntervalMonthDayNano};
+
+    /// The shortcut for `col ± fixed interval` gives what evaluating the
+    /// expression gives, and other shapes (months) are evaluated.
+    #[test]
+    fn shifted_column_matches_the_expression() {
+        let schema = Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]);
+        let ts =
+            TimestampMillisecondArray::from(vec![Some(1_700_000_000_123), None, Some(1_700_000_004_000)]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(ts)],
+        )
+        .unwrap();
+        let col = || -> Arc<dyn PhysicalExpr> { Arc::new(Column::new("ts", 1)) };
+        let shifted = |op: Operator, value: ScalarValue| -> Arc<dyn PhysicalExpr> {
+            Arc::new(BinaryExpr::new(col(), op, Arc::new(Literal::new(value))))
+        };
+        let cases = [
+            (col(), Some(0)),
+            (
+                shifted(
+                    Operator::Minus,
+                    ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 1, 4_000_000_000))),
+                ),
+                Some(NANOS_PER_DAY + 4_000_000_000),
+            ),
+            (
+                shifted(
+                    Operator::Plus,
+                    ScalarValue::IntervalDayTime(Some(IntervalDayTime::new(0, 250))),
+                ),
+                Some(-250_000_000),
+            ),
+            (
+                shifted(
+                    Operator::Minus,
+                    ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(1, 0, 0))),
+                ),
+                None,
+            ),
+        ];
+        for (expr, delay) in cases {
+            let strategy = WatermarkStrategy::new(expr.clone(), "ts", &schema);
+            assert_eq!(strategy.shifted.map(|s| s.delay_ns), delay, "{expr}");
+            let general = WatermarkStrategy {
+                shifted: None,
+                ..strategy.clone()
+            };
+            assert_eq!(
+                strategy.max_in(&batch).unwrap(),
+                general.max_in(&batch).unwrap(),
+                "{expr}"
+            );
+        }
+    }
 
     #[test]
     fn minimum_over_live_inputs() {

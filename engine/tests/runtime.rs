@@ -133,10 +133,7 @@ fn source_node(name: &str, spec: TestSource) -> Node {
 }
 
 fn source_node_idle(name: &str, spec: TestSource, idle_timeout: Option<Duration>) -> Node {
-    let watermark = WatermarkStrategy {
-        expr: Arc::new(Column::new("ts", 1)),
-        column: "ts".into(),
-    };
+    let watermark = WatermarkStrategy::new(Arc::new(Column::new("ts", 1)), "ts", &schema());
     Node {
         operator_id: name.into(),
         name: name.into(),

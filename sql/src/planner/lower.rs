@@ -594,10 +594,11 @@ impl<'a> Lowering<'a> {
         let watermark = match &def.watermark {
             Some(w) => {
                 let expr = self.state.create_logical_expr(&w.expr_sql, &logical)?;
-                Some(WatermarkStrategy {
-                    expr: self.physical(&expr, &logical)?,
-                    column: w.column.clone(),
-                })
+                Some(WatermarkStrategy::new(
+                    self.physical(&expr, &logical)?,
+                    w.column.clone(),
+                    logical.as_arrow(),
+                ))
             }
             None => None,
         };

@@ -1,0 +1,439 @@
+//! Nexmark on weir: runs Nexmark queries end to end through the real
+//! [`weir::Engine`] — a bounded, unthrottled `nexmark` source, the query, a
+//! `blackhole` sink — and the same queries on DataFusion's batch engine over
+//! the same events held in memory, and reports throughput, CPU, memory and
+//! (optionally) the cost of checkpointing.
+//!
+//! ```text
+//! cargo bench --bench nexmark
+//! cargo bench --bench nexmark -- --events 10000000 --queries q0,q5 --runs 5 --json
+//! cargo bench --bench nexmark -- --queries q5,q7 --checkpoints
+//! ```
+//!
+//! `--help` (after `--`) lists the options. By default: the queries q0, q1,
+//! q2, q3, q4, q5, q7 and q8 (`--queries all` adds q10, q11, q14, q15, q17,
+//! q20, q21 and q22), 10,000,000 events, parallelism = cores, 3 runs of
+//! each, each run in a fresh process.
+//!
+//! # Modes
+//!
+//! Each query runs three ways (`--modes`):
+//! - **generator**: weir reads the `nexmark` connector, which generates the
+//!   events as they are read. This is the headline number, as in Nexmark.
+//! - **memory**: weir reads the same events, generated beforehand into
+//!   memory (the `replay` source of this bench, zero-copy). The difference to
+//!   `generator` is the cost of generating.
+//! - **batch**: DataFusion's batch engine runs the query's batch SQL over
+//!   the same events in memory (`MemTable`s), as the practical ceiling.
+//!
+//! `gen/bat` and `mem/bat` are the throughput of the streaming runs over the
+//! batch run's. `rows` says whether the streaming run wrote as many rows as
+//! the batch query returned (`same`; an updating query writes a changelog,
+//! `upd`, and is not compared).
+//!
+//! # What is measured
+//!
+//! For each run the tables are created first (not timed); then the clock
+//! runs from submitting `INSERT INTO sink SELECT ...` (planning included, a
+//! few milliseconds) to `JobHandle::wait()` returning: the source has
+//! produced every event and the last row has reached the sink. A batch run
+//! times planning and executing its SQL, streaming the result into a count.
+//!
+//! - **events**: `events.num`, the number of Nexmark events of all kinds
+//!   (persons, auctions and bids, 1 : 3 : 46), as Nexmark reports throughput.
+//!   A table generates only its own kind (`bid`: 46/50 of the events); a
+//!   query reading `auction` and `person` only reads 8 % of them.
+//! - **events/s** = events / elapsed seconds, the median of the runs;
+//!   **spread** = (fastest − slowest) / median.
+//! - **ev/s/core** = events/s / min(parallelism, available cores).
+//! - **ev/cpu-s** = events / CPU seconds (user + system of the process, all
+//!   threads): independent of how many cores were busy, and steadier than
+//!   elapsed time on a shared machine. **cores** = CPU seconds / elapsed.
+//! - **peak MiB**: `VmHWM` of the run's process (it never goes down, hence
+//!   one process per run). Memory runs include the materialized events.
+//! - **rows out**: rows that reached the sink (a check of selectivity).
+//!
+//! # Checkpoints
+//!
+//! `--checkpoints` adds, for each query, runs with checkpoints every
+//! `--checkpoint-intervals` (default 1 s and 10 s) on each `--backends`
+//! (default hashmap and rocksdb; incremental checkpoints, to a temporary
+//! directory). A checkpoint every 10 s needs runs much longer than 10 s, so
+//! these runs (and a baseline without checkpoints at the same size) use
+//! enough events for the baseline to last `--checkpoint-seconds` (default
+//! 30 s), from the measured generator throughput. **cost** = 1 − events/s
+//! with checkpoints / events/s of that baseline.
+//!
+//! # Output
+//!
+//! A table on stdout, or with `--json` JSON lines: one `"kind":"run"` line
+//! per run and one `"kind":"median"` line per configuration (with
+//! `ratio_to_batch` and `checkpoint_cost`), each with the commit, for
+//! tracking across commits.
+
+#[path = "../support/process.rs"]
+mod process;
+
+mod batch;
+mod measure;
+mod queries;
+mod replay;
+mod report;
+
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::Parser;
+use measure::{Checkpointing, Measurement, Mode, RunSpec};
+use process::available_cores;
+use queries::{DEFAULT_QUERIES, QUERIES, Query};
+use report::Series;
+
+/// The env var that makes this binary make one run (a JSON [`RunSpec`]) and report it.
+const CHILD_ENV: &str = "WEIR_NEXMARK_RUN";
+/// The prefix of the line on which a child reports its measurement (JSON).
+const RESULT_PREFIX: &str = "WEIR_NEXMARK_RESULT ";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexmark",
+    about = "Nexmark on weir: throughput, CPU, memory and checkpoint cost per query, against DataFusion batch"
+)]
+struct Args {
+    /// Nexmark events of all kinds (`events.num`); `_` and `,` allowed.
+    #[arg(long, default_value = "10000000", value_parser = parse_count)]
+    events: u64,
+    /// Queries, in order: names separated by commas, or `all`.
+    #[arg(long, default_value_t = DEFAULT_QUERIES.join(","))]
+    queries: String,
+    /// How each query runs: generator, memory, batch (see the docs).
+    #[arg(long, value_delimiter = ',', default_value = "generator,memory,batch")]
+    modes: Vec<ModeArg>,
+    /// Parallelism of the jobs and partitions of the batch runs [default: cores].
+    #[arg(long, value_parser = parse_count)]
+    parallelism: Option<u64>,
+    /// Tokio worker threads [default: cores].
+    #[arg(long, value_parser = parse_count)]
+    threads: Option<u64>,
+    /// Runs of each configuration; the tables show medians.
+    #[arg(long, alias = "repeat", default_value = "3", value_parser = parse_count)]
+    runs: u64,
+    /// JSON lines on stdout instead of the tables.
+    #[arg(long)]
+    json: bool,
+    /// Make every run in this process instead of a fresh one (peak RSS is then cumulative).
+    #[arg(long)]
+    in_process: bool,
+    /// Also run with checkpoints: every interval of --checkpoint-intervals on every --backends.
+    #[arg(long)]
+    checkpoints: bool,
+    /// Checkpoint intervals in milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000", value_parser = parse_count)]
+    checkpoint_intervals: Vec<u64>,
+    /// State backends of the checkpointed runs.
+    #[arg(long, value_delimiter = ',', default_value = "hashmap,rocksdb")]
+    backends: Vec<String>,
+    /// Checkpointed runs (and their baseline) get events for this many seconds at the measured rate.
+    #[arg(long, default_value_t = 30.0)]
+    checkpoint_seconds: f64,
+    /// Passed by `cargo bench` to every bench binary; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    Generator,
+    Memory,
+    Batch,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Generator => Mode::Generator,
+            ModeArg::Memory => Mode::Memory,
+            ModeArg::Batch => Mode::Batch,
+        }
+    }
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.replace(['_', ','], "").parse::<u64>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a number: '{text}'")),
+    }
+}
+
+impl Args {
+    fn queries(&self) -> Result<Vec<&'static Query>, String> {
+        if self.queries.eq_ignore_ascii_case("all") {
+            return Ok(QUERIES.iter().collect());
+        }
+        let names: Vec<String> = QUERIES
+            .iter()
+            .map(|q| format!("{} ({})", q.name, q.what))
+            .collect();
+        let mut out = Vec::new();
+        for name in self.queries.split(',').map(str::trim).filter(|q| !q.is_empty()) {
+            match Query::by_name(&name.to_ascii_lowercase()) {
+                Some(q) => out.push(q),
+                None => {
+                    return Err(format!(
+                        "unknown query '{name}'; the queries: {}",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err("no queries".to_string());
+        }
+        Ok(out)
+    }
+
+    fn parallelism(&self) -> usize {
+        self.parallelism.map_or(available_cores(), |p| p as usize)
+    }
+
+    fn threads(&self) -> usize {
+        self.threads.map_or(available_cores(), |t| t as usize)
+    }
+
+    fn spec(&self, query: &Query, mode: Mode, events: u64, checkpointing: Option<Checkpointing>) -> RunSpec {
+        RunSpec {
+            query: query.name.to_string(),
+            mode,
+            events,
+            parallelism: self.parallelism(),
+            threads: self.threads(),
+            checkpointing,
+        }
+    }
+}
+
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Child mode: make the run of `spec_json`, print its measurement, exit.
+fn child(spec_json: &str) -> ExitCode {
+    let spec: RunSpec = match serde_json::from_str(spec_json) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("bad {CHILD_ENV}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let m = runtime(spec.threads).block_on(measure::run(&spec));
+    println!(
+        "{RESULT_PREFIX}{}",
+        serde_json::to_string(&m).expect("a measurement serializes")
+    );
+    ExitCode::SUCCESS
+}
+
+/// Makes the run of `spec` in a fresh copy of this process.
+fn run_in_child(spec: &RunSpec) -> Measurement {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return Measurement::failed(format!("cannot find the bench executable: {e}")),
+    };
+    let output = Command::new(exe)
+        .env(CHILD_ENV, serde_json::to_string(spec).expect("a spec serializes"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => return Measurement::failed(format!("cannot start the bench process: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(RESULT_PREFIX))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_else(|| {
+            Measurement::failed(format!(
+                "the run of {} ({}) ended ({}) without a result",
+                spec.query,
+                spec.mode.name(),
+                output.status
+            ))
+        })
+}
+
+/// Makes `runs` runs of `spec`, printing progress on stderr and, with
+/// `--json`, each run's line on stdout.
+fn run_series(spec: RunSpec, args: &Args, rt: Option<&tokio::runtime::Runtime>, commit: &str) -> Series {
+    let label = match &spec.checkpointing {
+        None => format!("{} {}", spec.query, spec.mode.name()),
+        Some(c) => format!(
+            "{} {} checkpoint {} ms {}",
+            spec.query,
+            spec.mode.name(),
+            c.interval_ms,
+            c.backend
+        ),
+    };
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        eprint!("{label}, {} events, run {run}/{}: ", spec.events, args.runs);
+        let m = match rt {
+            Some(rt) => rt.block_on(measure::run(&spec)),
+            None => run_in_child(&spec),
+        };
+        match &m.error {
+            Some(e) => eprintln!("FAILED: {e}"),
+            None => eprintln!(
+                "{:.2} s, {:.0} events/s, {} rows out",
+                m.seconds,
+                spec.events as f64 / m.seconds,
+                m.rows_out
+            ),
+        }
+        let failed = m.error.is_some();
+        runs.push(m);
+        if failed {
+            break;
+        }
+    }
+    let series = Series { spec, runs };
+    if args.json {
+        for line in series.run_lines(commit) {
+            println!("{line}");
+        }
+    }
+    series
+}
+
+/// Events for a checkpointed run of a query that ran at `rate` events/s:
+/// enough for `seconds`, rounded up to a million, and at least `events`.
+fn checkpoint_events(rate: f64, seconds: f64, events: u64) -> u64 {
+    let wanted = (rate * seconds / 1e6).ceil().max(1.0) as u64 * 1_000_000;
+    wanted.max(events)
+}
+
+fn git_commit() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) if !commit.is_empty() => {
+            let dirty =
+                git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty { format!("{commit}-dirty") } else { commit }
+        }
+        _ => "unknown".to_string(),
+    }
+}
+
+fn main() -> ExitCode {
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        return child(&spec);
+    }
+    let args = Args::parse();
+    let queries = match args.queries() {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let commit = git_commit();
+    let rt = args.in_process.then(|| runtime(args.threads()));
+    let mut modes: Vec<Mode> = args.modes.iter().map(|&m| m.into()).collect();
+    modes.dedup();
+
+    let mut all: Vec<Series> = Vec::new();
+    for query in queries {
+        let first = all.len();
+        for &mode in &modes {
+            let spec = args.spec(query, mode, args.events, None);
+            all.push(run_series(spec, &args, rt.as_ref(), &commit));
+        }
+        if args.checkpoints {
+            let rate = all[first..]
+                .iter()
+                .find(|s| s.spec.mode == Mode::Generator && s.error().is_none())
+                .map(Series::events_per_sec);
+            let Some(rate) = rate else {
+                eprintln!(
+                    "{}: no generator run without checkpoints to size the checkpointed runs",
+                    query.name
+                );
+                continue;
+            };
+            let events = checkpoint_events(rate, args.checkpoint_seconds, args.events);
+            if events != args.events {
+                let spec = args.spec(query, Mode::Generator, events, None);
+                all.push(run_series(spec, &args, rt.as_ref(), &commit));
+            }
+            for backend in &args.backends {
+                for &interval_ms in &args.checkpoint_intervals {
+                    let checkpointing = Checkpointing {
+                        interval_ms,
+                        backend: backend.clone(),
+                    };
+                    let spec = args.spec(query, Mode::Generator, events, Some(checkpointing));
+                    all.push(run_series(spec, &args, rt.as_ref(), &commit));
+                }
+            }
+        }
+    }
+    if let Some(rt) = rt {
+        rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    }
+
+    if args.json {
+        for s in &all {
+            let batch = (s.spec.mode != Mode::Batch)
+                .then(|| report::batch_of(&all, s))
+                .flatten();
+            let baseline = s
+                .spec
+                .checkpointing
+                .is_some()
+                .then(|| report::baseline_of(&all, s))
+                .flatten();
+            println!("{}", s.summary_line(&commit, batch, baseline));
+        }
+    } else {
+        println!();
+        report::print_throughput(
+            &all,
+            &format!(
+                "Nexmark on weir {commit}: {} events, parallelism {}, {} tokio threads, {} cores, \
+                 medians of {} runs, {}",
+                args.events,
+                args.parallelism(),
+                args.threads(),
+                available_cores(),
+                args.runs,
+                if args.in_process {
+                    "one process (peak RSS cumulative)"
+                } else {
+                    "one process per run"
+                }
+            ),
+        );
+        report::print_checkpoints(&all);
+    }
+    if all.iter().any(|s| s.error().is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

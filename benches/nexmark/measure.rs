@@ -1,0 +1,197 @@
+//! One measured run: what to run ([`RunSpec`]), what came out
+//! ([`Measurement`]), and the streaming run itself on a fresh
+//! [`weir::Engine`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use weir::arrow::record_batch::RecordBatch;
+
+use crate::batch;
+use crate::process::{available_cores, clock_ticks_per_second, process_cpu_seconds, status_mb};
+use crate::queries::{Query, Table};
+use crate::replay::ReplayConnector;
+
+/// Which engine runs the query, and what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// weir, reading the `nexmark` connector (events generated as they are read).
+    Generator,
+    /// weir, reading the pre-materialized events (the `replay` source).
+    Memory,
+    /// DataFusion's batch engine, reading the pre-materialized events.
+    Batch,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Generator => "generator",
+            Mode::Memory => "memory",
+            Mode::Batch => "batch",
+        }
+    }
+}
+
+/// Checkpointing of a streaming run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpointing {
+    pub interval_ms: u64,
+    /// `state.backend.type`: `hashmap` or `rocksdb`.
+    pub backend: String,
+}
+
+/// One run to make: a query, an engine, a size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub query: String,
+    pub mode: Mode,
+    pub events: u64,
+    pub parallelism: usize,
+    pub threads: usize,
+    pub checkpointing: Option<Checkpointing>,
+}
+
+/// The measurement of one run, or why it failed. See the bench's docs for
+/// what each field means.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Measurement {
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    pub peak_rss_mb: f64,
+    /// Resident memory just before the query was submitted.
+    pub baseline_rss_mb: f64,
+    /// Rows produced by the source operator(s) (0 for batch runs).
+    pub rows_read: u64,
+    /// Rows that reached the sink (batch: rows of the result).
+    pub rows_out: u64,
+    /// Completed checkpoints, their median and longest duration, and the
+    /// largest checkpointed state.
+    pub checkpoints: u64,
+    pub checkpoint_median_ms: f64,
+    pub checkpoint_max_ms: f64,
+    pub checkpoint_max_bytes: u64,
+    pub error: Option<String>,
+}
+
+impl Measurement {
+    pub fn failed(error: String) -> Measurement {
+        Measurement {
+            error: Some(error),
+            ..Measurement::default()
+        }
+    }
+}
+
+/// Runs `spec` in this process.
+pub async fn run(spec: &RunSpec) -> Measurement {
+    let query = Query::by_name(&spec.query).expect("queries are validated");
+    let result = match spec.mode {
+        Mode::Generator => run_stream(query, spec, None).await,
+        Mode::Memory => match batch::materialize(query.tables, spec.events).await {
+            Ok(tables) => run_stream(query, spec, Some(tables)).await,
+            Err(e) => Err(e),
+        },
+        Mode::Batch => batch::run(query, spec).await,
+    };
+    result.unwrap_or_else(Measurement::failed)
+}
+
+/// Runs `query` on a fresh engine, reading the `nexmark` connector, or the
+/// materialized `tables` through the `replay` source.
+async fn run_stream(
+    query: &Query,
+    spec: &RunSpec,
+    tables: Option<HashMap<String, Arc<Vec<RecordBatch>>>>,
+) -> Result<Measurement, String> {
+    let ticks = clock_ticks_per_second();
+    let mut builder = weir::Engine::builder();
+    if let Some(tables) = tables {
+        builder = builder.with_connector(Arc::new(ReplayConnector::new(tables)));
+    }
+    let engine = builder.build().map_err(|e| e.to_string())?;
+    let checkpoint_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    if let Some(c) = &spec.checkpointing {
+        engine
+            .execute(&format!(
+                "SET 'execution.checkpointing.interval' = '{} ms';
+                 SET 'execution.checkpointing.dir' = '{dir}';
+                 SET 'state.backend.type' = '{}';
+                 SET 'state.backend.rocksdb.localdir' = '{dir}/local';
+                 SET 'execution.checkpointing.incremental' = 'true';",
+                c.interval_ms,
+                c.backend,
+                dir = checkpoint_dir.path().display(),
+            ))
+            .await
+            .map_err(|e| format!("checkpoint settings: {e}"))?;
+    }
+    let mut setup = format!("SET 'parallelism.default' = '{}';", spec.parallelism);
+    for table in query.tables {
+        let options = match spec.mode {
+            Mode::Memory => format!("'connector' = 'replay', 'table' = '{}'", table.name()),
+            _ => generator_options(*table, spec.events),
+        };
+        setup.push_str(&table.ddl(&options));
+        setup.push(';');
+    }
+    setup.push_str(query.sink_ddl);
+    engine.execute(&setup).await.map_err(|e| format!("setup: {e}"))?;
+
+    let mut m = Measurement {
+        baseline_rss_mb: status_mb("VmRSS").unwrap_or(0.0),
+        ..Measurement::default()
+    };
+    let cpu_before = process_cpu_seconds(ticks).ok_or("cannot read /proc/self/stat")?;
+    let start = Instant::now();
+    let job = engine.submit(query.insert).await.map_err(|e| e.to_string())?;
+    job.wait().await.map_err(|e| e.to_string())?;
+    m.seconds = start.elapsed().as_secs_f64();
+    let cpu_after = process_cpu_seconds(ticks).ok_or("cannot read /proc/self/stat")?;
+    m.cpu_seconds = cpu_after - cpu_before;
+    m.peak_rss_mb = status_mb("VmHWM").unwrap_or(0.0);
+
+    let metrics = job.metrics();
+    m.rows_read = metrics
+        .iter()
+        .filter(|o| o.operator_name.starts_with("Source"))
+        .map(|o| o.rows_out)
+        .sum();
+    m.rows_out = metrics
+        .iter()
+        .filter(|o| o.operator_name.starts_with("Sink"))
+        .map(|o| o.rows_in)
+        .sum();
+    let completed: Vec<_> = job
+        .checkpoints()
+        .into_iter()
+        .filter(|c| c.status.name() == "COMPLETED")
+        .collect();
+    m.checkpoints = completed.len() as u64;
+    let mut durations: Vec<f64> = completed
+        .iter()
+        .filter_map(|c| c.duration.map(|d| d.as_secs_f64() * 1000.0))
+        .collect();
+    durations.sort_by(f64::total_cmp);
+    m.checkpoint_median_ms = durations.get(durations.len() / 2).copied().unwrap_or(0.0);
+    m.checkpoint_max_ms = durations.last().copied().unwrap_or(0.0);
+    m.checkpoint_max_bytes = completed.iter().map(|c| c.state_size).max().unwrap_or(0);
+    Ok(m)
+}
+
+/// The `nexmark` connector's options for `table`: `events` events of all
+/// kinds, unthrottled.
+pub fn generator_options(table: Table, events: u64) -> String {
+    format!(
+        "'connector' = 'nexmark', 'table' = '{}', 'events.num' = '{events}', 'rate' = '0'",
+        table.name()
+    )
+}
+
+/// Cores a run with `parallelism` can use: the per-core figures divide by it.
+pub fn usable_cores(parallelism: usize) -> usize {
+    parallelism.min(available_cores()).max(1)
+}
