@@ -1,5 +1,7 @@
 //! The [`Source`] trait: where rows enter a job.
 
+use std::sync::Arc;
+
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -143,4 +145,16 @@ pub trait SourceSpec: Send + Sync + std::fmt::Debug {
 
     /// Creates subtask `subtask` of `parallelism`.
     fn create(&self, subtask: usize, parallelism: usize) -> Result<Box<dyn Source>>;
+
+    /// This table for a job that reads only the `read` columns (indices
+    /// into [`schema`](Self::schema), ascending), if the source can save
+    /// work on the others. The returned spec must have the same schema and
+    /// produce the same rows with the same values in the `read` columns,
+    /// checkpoint the same state, and may fill every other column with any
+    /// value valid for its type (the job never looks at them). `None`, the
+    /// default: every column is produced, and this spec is used as it is.
+    fn reading_only(&self, read: &[usize]) -> Option<Arc<dyn SourceSpec>> {
+        let _ = read;
+        None
+    }
 }

@@ -49,6 +49,7 @@ pub mod strings;
 
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -131,10 +132,13 @@ impl Connector for NexmarkConnector {
 }
 
 /// A validated `nexmark` table: creates the subtasks' [`NexmarkSource`]s.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NexmarkSpec {
     schema: SchemaRef,
     layout: Layout,
+    /// Per column: not read by the job ([`SourceSpec::reading_only`]), so
+    /// not generated but NULL (only nullable columns of a table of one kind).
+    unread: Arc<[bool]>,
     events_num: Option<u64>,
     rate: f64,
     events_per_second: f64,
@@ -206,6 +210,7 @@ impl NexmarkSpec {
         );
         let batch_size = get_batch_size(options, "batch-size", DEFAULT_BATCH_SIZE)?;
         Ok(NexmarkSpec {
+            unread: vec![false; schema.fields().len()].into(),
             schema,
             layout,
             events_num: options.get_u64("events.num")?,
@@ -235,7 +240,15 @@ impl SourceSpec for NexmarkSpec {
                 "nexmark: subtask {subtask} out of range for parallelism {parallelism}"
             )));
         }
+        let placeholders = self
+            .schema
+            .fields()
+            .iter()
+            .zip(self.unread.iter())
+            .map(|(field, &unread)| unread.then(|| new_null_array(field.data_type(), self.batch_size)))
+            .collect();
         let mut source = NexmarkSource {
+            placeholders,
             schema: Arc::clone(&self.schema),
             layout: self.layout.clone(),
             proportions: self.proportions,
@@ -252,6 +265,28 @@ impl SourceSpec for NexmarkSpec {
         let split = source.split(SeqSplit::fresh(subtask, parallelism), self.start.resolve(), false);
         source.splits.push(split);
         Ok(Box::new(source))
+    }
+
+    /// Unread nullable columns of a `bid`, `auction` or `person` table are
+    /// not generated: they are NULL. Every value is a function of the event
+    /// number and the seed alone, so the read columns do not change.
+    fn reading_only(&self, read: &[usize]) -> Option<Arc<dyn SourceSpec>> {
+        if !matches!(self.layout, Layout::Table { .. }) {
+            return None;
+        }
+        let unread: Arc<[bool]> = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| field.is_nullable() && !read.contains(&i))
+            .collect();
+        unread.iter().any(|&u| u).then(|| {
+            Arc::new(NexmarkSpec {
+                unread,
+                ..self.clone()
+            }) as Arc<dyn SourceSpec>
+        })
     }
 }
 
@@ -300,6 +335,9 @@ impl Layout {
 /// and returns the batch without further waiting.
 pub struct NexmarkSource {
     schema: SchemaRef,
+    /// Per column: the NULLs of a batch of `batch_size` rows for a column
+    /// the job does not read (sliced to the batch), or `None`: generated.
+    placeholders: Vec<Option<ArrayRef>>,
     layout: Layout,
     proportions: (u64, u64, u64),
     events_per_second: f64,
@@ -368,7 +406,12 @@ impl NexmarkSource {
                 .fields()
                 .iter()
                 .zip(columns)
-                .map(|(field, col)| generator.column(*kind, *col, field, &self.numbers))
+                .zip(&self.placeholders)
+                .map(|((field, col), placeholder)| match placeholder {
+                    Some(nulls) if nulls.len() >= self.numbers.len() => nulls.slice(0, self.numbers.len()),
+                    Some(_) => new_null_array(field.data_type(), self.numbers.len()),
+                    None => generator.column(*kind, *col, field, &self.numbers),
+                })
                 .collect(),
             Layout::Event(layout) => layout.generate(generator, &self.schema, &self.numbers)?,
         };
@@ -568,6 +611,44 @@ mod tests {
             counts.push(batches.iter().map(|b| b.num_rows()).sum::<usize>());
         }
         assert_eq!(counts, vec![2300; 4]);
+    }
+
+    /// Unread nullable columns are NULL and not generated; the read ones
+    /// are exactly the full table's, at any parallelism.
+    #[tokio::test]
+    async fn reading_only_nulls_unread_columns() {
+        let schema = Arc::new(Schema::new(
+            full_schema(EventKind::Bid)
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let full = spec(EventKind::Bid, schema.clone(), &[]);
+        // auction, price, date_time
+        let read = [0, 2, 5];
+        let narrow = full.reading_only(&read).expect("bid columns are skippable");
+        assert_eq!(narrow.schema(), full.schema());
+        for parallelism in [1, 3] {
+            let expected = all(&full, parallelism).await;
+            let mut batches = Vec::new();
+            for i in 0..parallelism {
+                batches.extend(collect(narrow.as_ref(), i, parallelism).await.unwrap());
+            }
+            let got = concat_batches(&schema, &batches).unwrap();
+            assert_eq!(got.num_rows(), expected.num_rows());
+            for c in 0..schema.fields().len() {
+                if read.contains(&c) {
+                    assert_eq!(got.column(c), expected.column(c), "column {c}");
+                } else {
+                    assert_eq!(got.column(c).null_count(), got.num_rows(), "column {c}");
+                }
+            }
+        }
+        // Everything read, non-nullable columns, or the combined event table: nothing to skip.
+        assert!(full.reading_only(&[0, 1, 2, 3, 4, 5, 6]).is_none());
+        let strict = spec(EventKind::Bid, full_schema(EventKind::Bid), &[]);
+        assert!(strict.reading_only(&read).is_none());
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::utils::collect_columns;
 use weir_engine::changelog::with_op_column;
 use weir_engine::graph::{Edge, JobGraph, Node, NodeId, NodeKind, OperatorFactory, Partitioning};
 use weir_engine::operator::Operator;
@@ -41,6 +42,7 @@ use weir_engine::values::ValuesSpec;
 use weir_engine::watermark::WatermarkStrategy;
 
 use super::providers::{StreamTable, WindowTvfTable};
+use super::read_columns::ReadColumns;
 use crate::catalog::Catalog;
 
 /// A window TVF not applied yet: the stream's node emits the TVF's input
@@ -171,6 +173,8 @@ pub struct Lowering<'a> {
     pub parallelism: usize,
     pub max_parallelism: usize,
     pub default_idle_timeout: Option<std::time::Duration>,
+    /// The columns the query reads of each source table (absent: all).
+    pub read_columns: ReadColumns,
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
     names: HashMap<String, usize>,
@@ -192,6 +196,7 @@ impl<'a> Lowering<'a> {
             parallelism,
             max_parallelism,
             default_idle_timeout: None,
+            read_columns: ReadColumns::new(),
             nodes: Vec::new(),
             edges: Vec::new(),
             names: HashMap::new(),
@@ -602,6 +607,7 @@ impl<'a> Lowering<'a> {
             }
             None => None,
         };
+        let spec = self.reading_only(&table.name, spec, watermark.as_ref());
         let mut parallelism = def.scan_parallelism.unwrap_or(self.parallelism);
         if let Some(max) = spec.max_parallelism() {
             parallelism = parallelism.min(max.max(1));
@@ -642,6 +648,28 @@ impl<'a> Lowering<'a> {
             window: WindowColumns::default(),
             times,
         })
+    }
+
+    /// `spec`, told which of its columns the job reads (those the query
+    /// reads and those the watermark needs), when it can skip the others.
+    fn reading_only(
+        &self,
+        table: &str,
+        spec: Arc<dyn SourceSpec>,
+        watermark: Option<&WatermarkStrategy>,
+    ) -> Arc<dyn SourceSpec> {
+        let Some(read) = self.read_columns.get(table) else {
+            return spec;
+        };
+        let mut read = read.clone();
+        if let Some(w) = watermark {
+            read.extend(collect_columns(&w.expr).iter().map(|c| c.index()));
+        }
+        if read.len() >= spec.schema().fields().len() {
+            return spec;
+        }
+        let read: Vec<usize> = read.into_iter().collect();
+        spec.reading_only(&read).unwrap_or(spec)
     }
 
     /// Applies a pending window TVF as an operator (each row once per window).

@@ -5,6 +5,7 @@
 mod join;
 mod lower;
 mod providers;
+mod read_columns;
 mod window_args;
 
 use std::collections::{BTreeMap, HashMap};
@@ -677,6 +678,7 @@ impl StreamPlanner {
             self.config.max_parallelism(),
         );
         lowering.default_idle_timeout = self.config.idle_timeout();
+        lowering.read_columns = read_columns::read_columns(plan);
         let stream = lowering.lower(plan)?;
         let stream = lowering.finish(stream)?;
         let schema = Arc::new(stream.schema.as_arrow().clone());
