@@ -414,6 +414,7 @@ fn main() -> ExitCode {
         println!();
         report::print_throughput(
             &all,
+            args.events,
             &format!(
                 "Nexmark on weir {commit}: {} events, parallelism {}, {} tokio threads, {} cores, \
                  medians of {} runs, {}",

@@ -169,7 +169,7 @@ fn short(x: f64) -> String {
 
 /// The throughput table: one row per query, from its generator runs, with
 /// the memory and batch runs beside them.
-pub fn print_throughput(series: &[Series], header: &str) {
+pub fn print_throughput(series: &[Series], events: u64, header: &str) {
     println!("{header}");
     println!(
         "{:<5} {:>10} {:>10} {:>10} {:>9} {:>5} {:>8} {:>9} {:>10} {:>10} {:>7} {:>7} {:>6}  what",
@@ -190,12 +190,12 @@ pub fn print_throughput(series: &[Series], header: &str) {
     let find = |query: &str, mode: Mode| {
         series
             .iter()
-            .find(|s| s.spec.query == query && s.spec.mode == mode && s.spec.checkpointing.is_none())
+            .find(|s| s.spec.query == query && s.spec.mode == mode && s.spec.events == events)
     };
-    for s in series
-        .iter()
-        .filter(|s| s.spec.mode == Mode::Generator && s.spec.checkpointing.is_none())
-    {
+    // The runs of `events` events (not the longer baselines of checkpointed runs).
+    for s in series.iter().filter(|s| {
+        s.spec.mode == Mode::Generator && s.spec.checkpointing.is_none() && s.spec.events == events
+    }) {
         let query = Query::by_name(&s.spec.query).expect("queries are validated");
         if let Some(e) = s.error() {
             println!("{:<5} FAILED: {e}", s.spec.query);
@@ -274,7 +274,27 @@ pub fn print_checkpoints(series: &[Series]) {
         "state MiB",
         "peak MiB"
     );
+    let mut last_query = "";
     for s in with {
+        if s.spec.query != last_query {
+            last_query = &s.spec.query;
+            if let Some(b) = baseline_of(series, s).filter(|b| b.error().is_none()) {
+                println!(
+                    "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>6} {:>10} {:>10} {:>10} {:>9.0}",
+                    b.spec.query,
+                    "-",
+                    "none",
+                    b.spec.events,
+                    short(b.events_per_sec()),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    b.median(|m| m.peak_rss_mb)
+                );
+            }
+        }
         let c = s.spec.checkpointing.as_ref().expect("filtered");
         if let Some(e) = s.error() {
             println!(
