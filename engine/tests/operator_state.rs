@@ -9,13 +9,15 @@ use arrow::array::{
     Array, ArrayRef, Int8Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::util::display::array_value_to_string;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::Operator as BinaryOp;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-use datafusion::physical_expr::expressions::{cast, col};
+use datafusion::physical_expr::expressions::{binary, cast, col};
 use weir_engine::changelog::OP_COLUMN;
 use weir_engine::operator::Operator;
 use weir_engine::operators::aggregates::AggregateSpec;
@@ -213,6 +215,135 @@ fn join_steps() -> Vec<Step> {
         }
     }
     steps
+}
+
+/// Rows of one side of a window join: `(window_start s, key, value)`.
+type JoinRows = Vec<(i64, Option<i64>, String)>;
+
+/// Rows `(window_start s, key, value)` per side and window: in even
+/// windows the left side is the smaller, in odd ones the right (the join
+/// hashes the smaller side), with NULL keys, duplicate keys, and keys on one
+/// side only; several batches per side and window.
+fn brute_force_input() -> (Vec<Step>, JoinRows, JoinRows) {
+    let (ls, rs) = (join_side_schema("lv"), join_side_schema("rv"));
+    let (mut steps, mut left, mut right) = (Vec::new(), Vec::new(), Vec::new());
+    for window in 0..6i64 {
+        let start = window * 10;
+        let (small, large) = (7, 23);
+        let (nl, nr) = if window % 2 == 0 {
+            (small, large)
+        } else {
+            (large, small)
+        };
+        for part in 0..3 {
+            let side = |n: i64, tag: &str, shift: i64| -> Vec<(i64, Option<i64>, String)> {
+                (0..n)
+                    .filter(|i| i % 3 == part)
+                    .map(|i| {
+                        let key = if (i + shift) % 5 == 4 {
+                            None
+                        } else {
+                            Some((i * 7 + shift) % 9)
+                        };
+                        (start, key, format!("{tag}{window}-{i}"))
+                    })
+                    .collect()
+            };
+            let (l, r) = (side(nl, "l", 0), side(nr, "r", 2));
+            steps.push(Step::Batch(0, nullable_join_batch(&ls, &l)));
+            steps.push(Step::Batch(1, nullable_join_batch(&rs, &r)));
+            left.extend(l);
+            right.extend(r);
+        }
+        steps.push(Step::Watermark((start + 10) * SEC));
+    }
+    (steps, left, right)
+}
+
+fn nullable_join_batch(schema: &SchemaRef, rows: &[(i64, Option<i64>, String)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.0 * 1000),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| (r.0 + 10) * 1000),
+            )),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.clone()))),
+        ],
+    )
+    .unwrap()
+}
+
+/// Window joins of every type, with and without a residual condition
+/// (`lv < rv` as strings), equal a nested-loop join of each window's rows.
+#[tokio::test]
+async fn window_joins_match_a_brute_force_join() {
+    let (steps, left, right) = brute_force_input();
+    let text = |r: &(i64, Option<i64>, String)| {
+        let ts = |s: i64| array_value_to_string(&TimestampMillisecondArray::from(vec![s * 1000]), 0).unwrap();
+        let key = r.1.map_or("".to_string(), |k| k.to_string());
+        format!("{},{},{key},{}", ts(r.0), ts(r.0 + 10), r.2)
+    };
+    let nulls = ",,,";
+    for join_type in [
+        WindowJoinType::Inner,
+        WindowJoinType::Left,
+        WindowJoinType::Right,
+        WindowJoinType::Full,
+    ] {
+        for with_filter in [false, true] {
+            let mut config = Arc::into_inner(join_config()).expect("a fresh config");
+            config.join_type = join_type;
+            if with_filter {
+                let schema = config.output_schema.clone();
+                config.filter = Some(
+                    binary(
+                        col("lv", &schema).unwrap(),
+                        BinaryOp::Lt,
+                        col("rv", &schema).unwrap(),
+                        &schema,
+                    )
+                    .unwrap(),
+                );
+            }
+            let config = Arc::new(config);
+            let mut op = Harness::new()
+                .start(Box::new(WindowJoin::new(config)), 0, 1, None, None)
+                .await;
+            let mut out = Vec::new();
+            feed(op.as_mut(), &steps, &mut out).await;
+            finish(op.as_mut(), &mut out).await;
+
+            let matches = |l: &(i64, Option<i64>, String), r: &(i64, Option<i64>, String)| {
+                l.0 == r.0 && l.1.is_some() && l.1 == r.1 && (!with_filter || l.2 < r.2)
+            };
+            let mut expected = Vec::new();
+            for l in &left {
+                for r in right.iter().filter(|r| matches(l, r)) {
+                    expected.push(format!("{},{}", text(l), text(r)));
+                }
+            }
+            if matches!(join_type, WindowJoinType::Left | WindowJoinType::Full) {
+                for l in left.iter().filter(|l| !right.iter().any(|r| matches(l, r))) {
+                    expected.push(format!("{},{nulls}", text(l)));
+                }
+            }
+            if matches!(join_type, WindowJoinType::Right | WindowJoinType::Full) {
+                for r in right.iter().filter(|r| !left.iter().any(|l| matches(l, r))) {
+                    expected.push(format!("{nulls},{}", text(r)));
+                }
+            }
+            assert!(expected.len() > 20);
+            assert_eq!(
+                sorted(rows(&out)),
+                sorted(expected),
+                "{join_type:?}, filter: {with_filter}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

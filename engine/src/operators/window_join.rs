@@ -2,16 +2,17 @@
 //! `window_end`), joined per window on equality keys when the watermark of
 //! both inputs passes the window's end, as Flink's window join.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use arrow::array::{Array, BooleanArray, UInt32Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 use async_trait::async_trait;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, HashMap, Result};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::evaluate_exprs;
@@ -153,88 +154,142 @@ impl WindowJoin {
             .write(state.backend(), &window_namespace(side, end), &all, &kgs)
     }
 
+    /// Joins the rows of one window: a hash join whose table holds the
+    /// smaller side (concatenated), probed by the other side batch by
+    /// batch, so the larger side (often every row of the window) is never
+    /// copied whole; only matched and padded rows are.
     fn join_window(&self, buffers: WindowBuffers) -> Result<Option<RecordBatch>> {
         let c = &self.config;
-        let left = concat_batches(&c.left_schema, &buffers.left)?;
-        let right = concat_batches(&c.right_schema, &buffers.right)?;
-        if left.num_rows() == 0 && right.num_rows() == 0 {
+        let rows = |batches: &[RecordBatch]| batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        let (left_n, right_n) = (rows(&buffers.left), rows(&buffers.right));
+        if left_n == 0 && right_n == 0 {
             return Ok(None);
         }
-        let left_keys = evaluate_exprs(&c.left_keys, &left)?;
-        let mut right_keys = evaluate_exprs(&c.right_keys, &right)?;
-        for (r, l) in right_keys.iter_mut().zip(&left_keys) {
-            if r.data_type() != l.data_type() {
-                *r = cast(r, l.data_type())?;
+        // Both sides' keys are compared in the left keys' types.
+        let key_types = c
+            .left_keys
+            .iter()
+            .map(|k| k.data_type(&c.left_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let converter = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        let keys_of = |side: Side, batch: &RecordBatch| -> Result<(Rows, Option<NullBuffer>)> {
+            let exprs = match side {
+                Side::Left => &c.left_keys,
+                Side::Right => &c.right_keys,
+            };
+            let mut keys = evaluate_exprs(exprs, batch)?;
+            for (k, t) in keys.iter_mut().zip(&key_types) {
+                if k.data_type() != t {
+                    *k = cast(k, t)?;
+                }
             }
-        }
-        let converter = RowConverter::new(
-            left_keys
-                .iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect(),
-        )?;
-        let left_rows = converter.convert_columns(&left_keys)?;
-        let right_rows = converter.convert_columns(&right_keys)?;
-        let has_null = |keys: &[ArrayRef], i: usize| keys.iter().any(|k| k.is_null(i));
+            // A row with a NULL key matches nothing.
+            let valid = keys.iter().fold(None, |acc: Option<NullBuffer>, k| {
+                NullBuffer::union(acc.as_ref(), k.logical_nulls().as_ref())
+            });
+            Ok((converter.convert_columns(&keys)?, valid))
+        };
+        let is_valid = |valid: &Option<NullBuffer>, i: usize| valid.as_ref().is_none_or(|v| v.is_valid(i));
 
-        let mut table: HashMap<&[u8], Vec<u32>> = HashMap::new();
-        for i in 0..right.num_rows() {
-            if !has_null(&right_keys, i) {
-                table.entry(right_rows.row(i).data()).or_default().push(i as u32);
-            }
-        }
-        let (mut li, mut ri) = (Vec::new(), Vec::new());
-        for i in 0..left.num_rows() {
-            if has_null(&left_keys, i) {
-                continue;
-            }
-            if let Some(matches) = table.get(left_rows.row(i).data()) {
-                for &r in matches {
-                    li.push(i as u32);
-                    ri.push(r);
-                }
-            }
-        }
-        let (li, ri) = (UInt32Array::from(li), UInt32Array::from(ri));
-        let mut joined = self.combine(take_record_batch(&left, &li)?, take_record_batch(&right, &ri)?)?;
-        let (mut left_matched, mut right_matched) =
-            (vec![false; left.num_rows()], vec![false; right.num_rows()]);
-        if let Some(f) = &c.filter {
-            let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| DataFusionError::Plan("a join condition must be a boolean".into()))?;
-            let mask = super::aggregates::nulls_as_false(mask);
-            for (k, keep) in mask.values().iter().enumerate() {
-                if keep {
-                    left_matched[li.value(k) as usize] = true;
-                    right_matched[ri.value(k) as usize] = true;
-                }
-            }
-            joined = filter_record_batch(&joined, &mask)?;
+        let (build_side, build_batches, probe_batches) = if left_n <= right_n {
+            (Side::Left, &buffers.left, &buffers.right)
         } else {
-            li.values().iter().for_each(|&i| left_matched[i as usize] = true);
-            ri.values().iter().for_each(|&i| right_matched[i as usize] = true);
-        }
-        let mut parts = vec![joined];
-        if matches!(c.join_type, WindowJoinType::Left | WindowJoinType::Full) {
-            let idx = unmatched(&left_matched);
-            if !idx.is_empty() {
-                let l = take_record_batch(&left, &idx)?;
-                let r = null_batch(&c.right_schema, idx.len());
-                parts.push(self.combine(l, r)?);
+            (Side::Right, &buffers.right, &buffers.left)
+        };
+        let build_schema = match build_side {
+            Side::Left => &c.left_schema,
+            Side::Right => &c.right_schema,
+        };
+        let build = concat_batches(build_schema, build_batches)?;
+        let (build_rows, build_valid) = keys_of(build_side, &build)?;
+        let mut table: HashMap<&[u8], Vec<u32>> = HashMap::with_capacity(build.num_rows());
+        for i in 0..build.num_rows() {
+            if is_valid(&build_valid, i) {
+                table.entry(build_rows.row(i).data()).or_default().push(i as u32);
             }
         }
-        if matches!(c.join_type, WindowJoinType::Right | WindowJoinType::Full) {
-            let idx = unmatched(&right_matched);
-            if !idx.is_empty() {
-                let r = take_record_batch(&right, &idx)?;
-                let l = null_batch(&c.left_schema, idx.len());
-                parts.push(self.combine(l, r)?);
+        let mut build_matched = vec![false; build.num_rows()];
+        let probe_side = build_side.other();
+        let keep_probe = match probe_side {
+            Side::Left => matches!(c.join_type, WindowJoinType::Left | WindowJoinType::Full),
+            Side::Right => matches!(c.join_type, WindowJoinType::Right | WindowJoinType::Full),
+        };
+        let keep_build = match build_side {
+            Side::Left => matches!(c.join_type, WindowJoinType::Left | WindowJoinType::Full),
+            Side::Right => matches!(c.join_type, WindowJoinType::Right | WindowJoinType::Full),
+        };
+        // (left, right) from (probe, build) rows.
+        let pair = |probe: RecordBatch, build: RecordBatch| match probe_side {
+            Side::Left => self.combine(probe, build),
+            Side::Right => self.combine(build, probe),
+        };
+        let mut parts = Vec::new();
+        for batch in probe_batches {
+            let (probe_rows, probe_valid) = keys_of(probe_side, batch)?;
+            let (mut pi, mut bi) = (Vec::new(), Vec::new());
+            for i in 0..batch.num_rows() {
+                if !is_valid(&probe_valid, i) {
+                    continue;
+                }
+                if let Some(matches) = table.get(probe_rows.row(i).data()) {
+                    for &b in matches {
+                        pi.push(i as u32);
+                        bi.push(b);
+                    }
+                }
+            }
+            let (pi, bi) = (UInt32Array::from(pi), UInt32Array::from(bi));
+            let mut probe_matched = vec![false; batch.num_rows()];
+            if !pi.is_empty() {
+                let mut joined = pair(take_record_batch(batch, &pi)?, take_record_batch(&build, &bi)?)?;
+                let mut mark = |k: usize| {
+                    probe_matched[pi.value(k) as usize] = true;
+                    build_matched[bi.value(k) as usize] = true;
+                };
+                if let Some(f) = &c.filter {
+                    let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| DataFusionError::Plan("a join condition must be a boolean".into()))?;
+                    let mask = super::aggregates::nulls_as_false(mask);
+                    for (k, keep) in mask.values().iter().enumerate() {
+                        if keep {
+                            mark(k);
+                        }
+                    }
+                    joined = filter_record_batch(&joined, &mask)?;
+                } else {
+                    (0..pi.len()).for_each(&mut mark);
+                }
+                parts.push(joined);
+            }
+            if keep_probe {
+                let idx = unmatched(&probe_matched);
+                if !idx.is_empty() {
+                    let padded = null_batch(build_schema, idx.len());
+                    parts.push(pair(take_record_batch(batch, &idx)?, padded)?);
+                }
             }
         }
-        Ok(Some(concat_batches(&c.output_schema, &parts)?))
+        if keep_build {
+            let idx = unmatched(&build_matched);
+            if !idx.is_empty() {
+                let probe_schema = match probe_side {
+                    Side::Left => &c.left_schema,
+                    Side::Right => &c.right_schema,
+                };
+                parts.push(pair(
+                    null_batch(probe_schema, idx.len()),
+                    take_record_batch(&build, &idx)?,
+                )?);
+            }
+        }
+        Ok(match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(concat_batches(&c.output_schema, &parts)?),
+        })
     }
 
     fn combine(&self, left: RecordBatch, right: RecordBatch) -> Result<RecordBatch> {
