@@ -13,8 +13,8 @@ use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field};
 
 use super::config::{
-    EventKind, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, GeneratorConfig, HOT_AUCTION_RATIO,
-    HOT_BIDDER_RATIO, HOT_SELLER_RATIO, NUM_CATEGORIES, next_extra_len, next_price,
+    EventKind, ExtraLen, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, GeneratorConfig,
+    HOT_AUCTION_RATIO, HOT_BIDDER_RATIO, HOT_SELLER_RATIO, NUM_CATEGORIES, next_price,
 };
 use super::strings::{CHANNELS_NUMBER, HOT_CHANNELS, LAST_NAMES, Pools, US_CITIES, US_STATES, pools};
 use crate::columns::{ColumnDef, ColumnKind, StrBuilder, timestamp_array, timestamp_unit};
@@ -307,9 +307,10 @@ impl Generator {
                     EventKind::Bid => (stream::BID_EXTRA, BID_FIXED_SIZE, c.avg_bid_byte_size),
                 };
                 let k = key(s);
+                let lengths = ExtraLen::new(fixed, avg);
                 strings(dt, ns, avg.saturating_sub(fixed) as usize, |n| {
                     let mut r = RowRng::new(k, n);
-                    let len = next_extra_len(&mut r, fixed, avg);
+                    let len = lengths.next(&mut r);
                     p.exact_string(&mut r, len)
                 })
             }
