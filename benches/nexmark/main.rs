@@ -62,7 +62,9 @@
 //! these runs (and a baseline without checkpoints at the same size) use
 //! enough events for the baseline to last `--checkpoint-seconds` (default
 //! 30 s), from the measured generator throughput. **cost** = 1 − events/s
-//! with checkpoints / events/s of that baseline.
+//! with checkpoints / events/s of that baseline; **cpu cost** = the CPU
+//! time per event added to the baseline's, as a fraction of it (other work
+//! on the machine disturbs it less than it disturbs elapsed time).
 //!
 //! # Output
 //!

@@ -108,8 +108,13 @@ impl Series {
         if let Some(ratio) = batch.and_then(|b| self.ratio_to(b)) {
             fields["ratio_to_batch"] = json!(round2(ratio));
         }
-        if let Some(cost) = baseline.and_then(|b| self.cost_against(b)) {
-            fields["checkpoint_cost"] = json!(round2(cost));
+        if let Some(b) = baseline {
+            if let Some(cost) = self.cost_against(b) {
+                fields["checkpoint_cost"] = json!(round3(cost));
+            }
+            if let Some(cost) = self.cpu_cost_against(b) {
+                fields["checkpoint_cpu_cost"] = json!(round3(cost));
+            }
         }
         merge(&mut line, fields);
         line.to_string()
@@ -142,6 +147,13 @@ impl Series {
         (self.error().is_none() && baseline.error().is_none())
             .then(|| 1.0 - self.events_per_sec() / baseline.events_per_sec())
     }
+
+    /// The CPU time added over `baseline`, as a fraction of it: the cost
+    /// in work, which other load on the machine disturbs less than elapsed time.
+    pub fn cpu_cost_against(&self, baseline: &Series) -> Option<f64> {
+        (self.error().is_none() && baseline.error().is_none())
+            .then(|| baseline.events_per_cpu_second() / self.events_per_cpu_second() - 1.0)
+    }
 }
 
 fn merge(into: &mut Value, from: Value) {
@@ -152,6 +164,10 @@ fn merge(into: &mut Value, from: Value) {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// A count in a short form: 1.2 M, 850 k, 930.
@@ -280,12 +296,13 @@ pub fn print_checkpoints(series: &[Series]) {
             last_query = &s.spec.query;
             if let Some(b) = baseline_of(series, s).filter(|b| b.error().is_none()) {
                 println!(
-                    "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>6} {:>10} {:>10} {:>10} {:>9.0}",
+                    "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>6} {:>10} {:>10} {:>10} {:>9.0}",
                     b.spec.query,
                     "-",
                     "none",
                     b.spec.events,
                     short(b.events_per_sec()),
+                    "-",
                     "-",
                     "-",
                     "-",
@@ -305,17 +322,17 @@ pub fn print_checkpoints(series: &[Series]) {
             );
             continue;
         }
-        let cost = baseline_of(series, s)
-            .and_then(|b| s.cost_against(b))
-            .map_or("-".to_string(), |c| format!("{:.1}%", c * 100.0));
+        let percent = |cost: Option<f64>| cost.map_or("-".to_string(), |c| format!("{:.1}%", c * 100.0));
+        let baseline = baseline_of(series, s);
         println!(
-            "{:<5} {:<8} {:>7}s {:>12} {:>10} {:>7} {:>6.0} {:>10.0} {:>10.0} {:>10.1} {:>9.0}",
+            "{:<5} {:<8} {:>7}s {:>12} {:>10} {:>7} {:>8} {:>6.0} {:>10.0} {:>10.0} {:>10.1} {:>9.0}",
             s.spec.query,
             c.backend,
             c.interval_ms as f64 / 1000.0,
             s.spec.events,
             short(s.events_per_sec()),
-            cost,
+            percent(baseline.and_then(|b| s.cost_against(b))),
+            percent(baseline.and_then(|b| s.cpu_cost_against(b))),
             s.median(|m| m.checkpoints as f64),
             s.median(|m| m.checkpoint_median_ms),
             s.median(|m| m.checkpoint_max_ms),

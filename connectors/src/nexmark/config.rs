@@ -239,6 +239,7 @@ pub struct ExtraLen {
 }
 
 impl ExtraLen {
+    /// The lengths for events whose other fields take `current_size` bytes.
     pub fn new(current_size: u64, avg_size: u64) -> Self {
         if current_size > avg_size {
             return ExtraLen { min: 0, spread: 0 };
