@@ -81,6 +81,8 @@ mod kafka_broker;
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/run_info.rs"]
+mod run_info;
 
 use process::{available_cores, clock_ticks_per_second};
 use std::fmt::Write as _;
@@ -550,28 +552,6 @@ fn rows_read_written(job: &weir::JobHandle) -> (u64, u64) {
 
 // ---- output ------------------------------------------------------------------------------------
 
-fn git_commit() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(commit) if !commit.is_empty() => {
-            let dirty =
-                git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-            if dirty { format!("{commit}-dirty") } else { commit }
-        }
-        _ => "unknown".to_string(),
-    }
-}
-
 /// The runs of one mode, summarised.
 struct Summary {
     mode: String,
@@ -772,7 +752,7 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    let commit = git_commit();
+    let commit = run_info::git_commit(env!("CARGO_MANIFEST_DIR"));
     let expected = (0..args.events).filter(|&i| passes(i)).count() as u64;
 
     eprintln!("starting the broker ...");

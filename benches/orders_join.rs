@@ -65,6 +65,8 @@
 
 #[path = "support/process.rs"]
 mod process;
+#[path = "support/run_info.rs"]
+mod run_info;
 
 use process::{available_cores, clock_ticks_per_second, process_cpu_seconds, status_mb};
 use std::collections::BTreeMap;
@@ -401,20 +403,11 @@ async fn measure(query: &str, args: &Args, m: &mut Measurement) -> Result<(), St
         .filter(|o| o.operator_name.starts_with("Sink"))
         .map(|o| o.rows_in)
         .sum();
-    let completed: Vec<_> = job
-        .checkpoints()
-        .into_iter()
-        .filter(|c| c.status.name() == "COMPLETED")
-        .collect();
-    m.checkpoints = completed.len() as u64;
-    let mut durations: Vec<f64> = completed
-        .iter()
-        .filter_map(|c| c.duration.map(|d| d.as_secs_f64() * 1000.0))
-        .collect();
-    durations.sort_by(f64::total_cmp);
-    m.checkpoint_median_ms = durations.get(durations.len() / 2).copied().unwrap_or(0.0);
-    m.checkpoint_max_ms = durations.last().copied().unwrap_or(0.0);
-    m.checkpoint_max_bytes = completed.iter().map(|c| c.state_size).max().unwrap_or(0);
+    let checkpoints = run_info::CheckpointSummary::of(&job);
+    m.checkpoints = checkpoints.completed;
+    m.checkpoint_median_ms = checkpoints.median_ms;
+    m.checkpoint_max_ms = checkpoints.max_ms;
+    m.checkpoint_max_bytes = checkpoints.max_bytes;
     Ok(())
 }
 

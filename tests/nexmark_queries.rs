@@ -65,8 +65,14 @@ async fn batch_rows(
         let table = MemTable::try_new(batches[0].schema(), vec![batches.clone()]).unwrap();
         ctx.register_table(*name, Arc::new(table)).unwrap();
     }
-    let batches = ctx.sql(query.batch).await.unwrap().collect().await.unwrap();
-    let schema = ctx.sql(query.batch).await.unwrap().schema().as_arrow().clone();
+    let batches = ctx.sql(query.batch_sql()).await.unwrap().collect().await.unwrap();
+    let schema = ctx
+        .sql(query.batch_sql())
+        .await
+        .unwrap()
+        .schema()
+        .as_arrow()
+        .clone();
     let empty = RecordBatch::new_empty(Arc::new(schema));
     (sorted(&batches), empty)
 }
@@ -81,9 +87,7 @@ async fn streaming_rows(query: &Query, like: &RecordBatch) -> Vec<String> {
             .await
             .unwrap();
     }
-    // The bench's INSERT without its `INSERT INTO <sink>`.
-    let select = &query.insert[query.insert.find("SELECT").expect("an INSERT ... SELECT")..];
-    let mut result = engine.query(select).await.unwrap();
+    let mut result = engine.query(query.select).await.unwrap();
     let mut live: HashMap<String, i64> = HashMap::new();
     while let Some(changes) = result.next_changes().await {
         let changes = changes.unwrap();

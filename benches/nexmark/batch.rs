@@ -74,7 +74,7 @@ pub async fn run(query: &Query, spec: &RunSpec) -> Result<Measurement, String> {
     let cpu_before = process_cpu_seconds(ticks).ok_or("cannot read /proc/self/stat")?;
     let start = Instant::now();
     let frame = ctx
-        .sql(query.batch)
+        .sql(query.batch_sql())
         .await
         .map_err(|e| format!("batch SQL: {e}"))?;
     let mut stream = frame.execute_stream().await.map_err(|e| e.to_string())?;

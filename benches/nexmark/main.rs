@@ -75,6 +75,8 @@
 
 #[path = "../support/process.rs"]
 mod process;
+#[path = "../support/run_info.rs"]
+mod run_info;
 
 mod batch;
 mod measure;
@@ -320,28 +322,6 @@ fn checkpoint_events(rate: f64, seconds: f64, events: u64) -> u64 {
     wanted.max(events)
 }
 
-fn git_commit() -> String {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(commit) if !commit.is_empty() => {
-            let dirty =
-                git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-            if dirty { format!("{commit}-dirty") } else { commit }
-        }
-        _ => "unknown".to_string(),
-    }
-}
-
 fn main() -> ExitCode {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         return child(&spec);
@@ -354,7 +334,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let commit = git_commit();
+    let commit = run_info::git_commit(env!("CARGO_MANIFEST_DIR"));
     let rt = args.in_process.then(|| runtime(args.threads()));
     let mut modes: Vec<Mode> = args.modes.iter().map(|&m| m.into()).collect();
     modes.dedup();

@@ -13,6 +13,7 @@ use crate::batch;
 use crate::process::{available_cores, clock_ticks_per_second, process_cpu_seconds, status_mb};
 use crate::queries::{Query, Table};
 use crate::replay::ReplayConnector;
+use crate::run_info::CheckpointSummary;
 
 /// Which engine runs the query, and what it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +139,7 @@ async fn run_stream(
         setup.push_str(&table.ddl(&options));
         setup.push(';');
     }
-    setup.push_str(query.sink_ddl);
+    setup.push_str(&query.sink_ddl());
     engine.execute(&setup).await.map_err(|e| format!("setup: {e}"))?;
 
     let mut m = Measurement {
@@ -147,7 +148,7 @@ async fn run_stream(
     };
     let cpu_before = process_cpu_seconds(ticks).ok_or("cannot read /proc/self/stat")?;
     let start = Instant::now();
-    let job = engine.submit(query.insert).await.map_err(|e| e.to_string())?;
+    let job = engine.submit(&query.insert()).await.map_err(|e| e.to_string())?;
     job.wait().await.map_err(|e| e.to_string())?;
     m.seconds = start.elapsed().as_secs_f64();
     let cpu_after = process_cpu_seconds(ticks).ok_or("cannot read /proc/self/stat")?;
@@ -165,20 +166,11 @@ async fn run_stream(
         .filter(|o| o.operator_name.starts_with("Sink"))
         .map(|o| o.rows_in)
         .sum();
-    let completed: Vec<_> = job
-        .checkpoints()
-        .into_iter()
-        .filter(|c| c.status.name() == "COMPLETED")
-        .collect();
-    m.checkpoints = completed.len() as u64;
-    let mut durations: Vec<f64> = completed
-        .iter()
-        .filter_map(|c| c.duration.map(|d| d.as_secs_f64() * 1000.0))
-        .collect();
-    durations.sort_by(f64::total_cmp);
-    m.checkpoint_median_ms = durations.get(durations.len() / 2).copied().unwrap_or(0.0);
-    m.checkpoint_max_ms = durations.last().copied().unwrap_or(0.0);
-    m.checkpoint_max_bytes = completed.iter().map(|c| c.state_size).max().unwrap_or(0);
+    let checkpoints = CheckpointSummary::of(&job);
+    m.checkpoints = checkpoints.completed;
+    m.checkpoint_median_ms = checkpoints.median_ms;
+    m.checkpoint_max_ms = checkpoints.max_ms;
+    m.checkpoint_max_bytes = checkpoints.max_bytes;
     Ok(m)
 }
 

@@ -77,12 +77,14 @@ pub struct Query {
     pub what: &'static str,
     /// The tables it reads.
     pub tables: &'static [Table],
-    /// The `blackhole` sink table.
-    pub sink_ddl: &'static str,
-    /// The streaming `INSERT INTO` the sink.
-    pub insert: &'static str,
-    /// The same query for DataFusion's batch engine over the same tables.
-    pub batch: &'static str,
+    /// The `blackhole` sink table: its columns and its name.
+    pub sink_columns: &'static str,
+    pub sink: &'static str,
+    /// The query, as weir runs it (`INSERT INTO` the sink).
+    pub select: &'static str,
+    /// The same query for DataFusion's batch engine over the same tables,
+    /// when it must be written otherwise (`None`: `select` as it is).
+    pub batch: Option<&'static str>,
     /// Whether the streaming output is append-only, so that its row count
     /// must equal the batch result's (an updating query writes a changelog).
     pub append_only: bool,
@@ -92,6 +94,24 @@ impl Query {
     pub fn by_name(name: &str) -> Option<&'static Query> {
         QUERIES.iter().find(|q| q.name == name)
     }
+
+    /// `CREATE TABLE` of the sink.
+    pub fn sink_ddl(&self) -> String {
+        format!(
+            "CREATE TABLE {} ({}) WITH ('connector' = 'blackhole')",
+            self.sink, self.sink_columns
+        )
+    }
+
+    /// The streaming job: `INSERT INTO` the sink.
+    pub fn insert(&self) -> String {
+        format!("INSERT INTO {} {}", self.sink, self.select)
+    }
+
+    /// The batch query.
+    pub fn batch_sql(&self) -> &'static str {
+        self.batch.unwrap_or(self.select)
+    }
 }
 
 /// q0, pass-through: measures the source, a projection and the sink.
@@ -99,11 +119,10 @@ const Q0: Query = Query {
     name: "q0",
     what: "pass-through",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q0 (
-        auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q0 SELECT auction, bidder, price, date_time, extra FROM bid",
-    batch: "SELECT auction, bidder, price, date_time, extra FROM bid",
+    sink_columns: "auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR",
+    sink: "nexmark_q0",
+    select: "SELECT auction, bidder, price, date_time, extra FROM bid",
+    batch: None,
     append_only: true,
 };
 
@@ -112,11 +131,12 @@ const Q1: Query = Query {
     name: "q1",
     what: "currency conversion",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q1 (
-        auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), date_time TIMESTAMP(3), extra VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q1 SELECT auction, bidder, 0.908 * price AS price, date_time, extra FROM bid",
-    batch: "SELECT auction, bidder, CAST(0.908 * price AS DECIMAL(23, 3)) AS price, date_time, extra FROM bid",
+    sink_columns: "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), date_time TIMESTAMP(3), extra VARCHAR",
+    sink: "nexmark_q1",
+    select: "SELECT auction, bidder, 0.908 * price AS price, date_time, extra FROM bid",
+    batch: Some(
+        "SELECT auction, bidder, CAST(0.908 * price AS DECIMAL(23, 3)) AS price, date_time, extra FROM bid",
+    ),
     append_only: true,
 };
 
@@ -125,9 +145,10 @@ const Q2: Query = Query {
     name: "q2",
     what: "selection",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q2 (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q2 SELECT auction, price FROM bid WHERE auction % 123 = 0",
-    batch: "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+    sink_columns: "auction BIGINT, price BIGINT",
+    sink: "nexmark_q2",
+    select: "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+    batch: None,
     append_only: true,
 };
 
@@ -137,16 +158,12 @@ const Q3: Query = Query {
     name: "q3",
     what: "local item suggestion (join)",
     tables: &[Table::Auction, Table::Person],
-    sink_ddl: "CREATE TABLE nexmark_q3 (
-        name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q3
-        SELECT P.name, P.city, P.state, A.id
+    sink_columns: "name VARCHAR, city VARCHAR, state VARCHAR, id BIGINT",
+    sink: "nexmark_q3",
+    select: "SELECT P.name, P.city, P.state, A.id
         FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
         WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')",
-    batch: "SELECT P.name, P.city, P.state, A.id
-        FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
-        WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')",
+    batch: None,
     append_only: true,
 };
 
@@ -157,9 +174,9 @@ const Q4: Query = Query {
     name: "q4",
     what: "avg closing price per category (join, updating aggregates)",
     tables: &[Table::Auction, Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q4 (id BIGINT, final BIGINT) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q4
-        SELECT Q.category, AVG(Q.final)
+    sink_columns: "id BIGINT, final BIGINT",
+    sink: "nexmark_q4",
+    select: "SELECT Q.category, AVG(Q.final)
         FROM (
             SELECT MAX(B.price) AS final, A.category
             FROM auction A, bid B
@@ -167,14 +184,7 @@ const Q4: Query = Query {
             GROUP BY A.id, A.category
         ) Q
         GROUP BY Q.category",
-    batch: "SELECT Q.category, AVG(Q.final)
-        FROM (
-            SELECT MAX(B.price) AS final, A.category
-            FROM auction A, bid B
-            WHERE A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires
-            GROUP BY A.id, A.category
-        ) Q
-        GROUP BY Q.category",
+    batch: None,
     append_only: false,
 };
 
@@ -185,9 +195,9 @@ const Q5: Query = Query {
     name: "q5",
     what: "hot items (HOP, window join)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q5 (auction BIGINT, num BIGINT) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q5
-        SELECT AuctionBids.auction, AuctionBids.num
+    sink_columns: "auction BIGINT, num BIGINT",
+    sink: "nexmark_q5",
+    select: "SELECT AuctionBids.auction, AuctionBids.num
         FROM (
             SELECT auction, count(*) AS num, window_start AS starttime, window_end AS endtime
             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(date_time), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
@@ -207,7 +217,8 @@ const Q5: Query = Query {
            AND AuctionBids.num >= MaxBids.maxn",
     // Each bid is in the 5 windows starting at its 2-second slot and the 4
     // before it; the window end follows from the start.
-    batch: "WITH AuctionBids AS (
+    batch: Some(
+        "WITH AuctionBids AS (
             SELECT auction, count(*) AS num, starttime
             FROM (
                 SELECT auction, date_bin(INTERVAL '2' SECOND, date_time) - o.k AS starttime
@@ -220,6 +231,7 @@ const Q5: Query = Query {
         FROM AuctionBids
         JOIN (SELECT max(num) AS maxn, starttime FROM AuctionBids GROUP BY starttime) AS MaxBids
         ON AuctionBids.starttime = MaxBids.starttime AND AuctionBids.num >= MaxBids.maxn",
+    ),
     append_only: true,
 };
 
@@ -231,11 +243,9 @@ const Q7: Query = Query {
     name: "q7",
     what: "highest bid (TUMBLE, window join)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q7 (
-        auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q7
-        SELECT B.auction, B.bidder, B.price, B.date_time, B.extra
+    sink_columns: "auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR",
+    sink: "nexmark_q7",
+    select: "SELECT B.auction, B.bidder, B.price, B.date_time, B.extra
         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) B
         JOIN (
             SELECT max(price) AS maxprice, window_start, window_end
@@ -245,7 +255,8 @@ const Q7: Query = Query {
         ON B.window_start = B1.window_start
            AND B.window_end = B1.window_end
            AND B.price = B1.maxprice",
-    batch: "WITH B AS (
+    batch: Some(
+        "WITH B AS (
             SELECT auction, bidder, price, date_time, extra,
                    date_bin(INTERVAL '10' SECOND, date_time) AS window_start
             FROM bid
@@ -253,6 +264,7 @@ const Q7: Query = Query {
         SELECT B.auction, B.bidder, B.price, B.date_time, B.extra
         FROM B JOIN (SELECT max(price) AS maxprice, window_start FROM B GROUP BY window_start) B1
         ON B.window_start = B1.window_start AND B.price = B1.maxprice",
+    ),
     append_only: true,
 };
 
@@ -263,11 +275,9 @@ const Q8: Query = Query {
     name: "q8",
     what: "new users (TUMBLE, window join)",
     tables: &[Table::Auction, Table::Person],
-    sink_ddl: "CREATE TABLE nexmark_q8 (
-        id BIGINT, name VARCHAR, stime TIMESTAMP(3)
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q8
-        SELECT P.id, P.name, P.starttime
+    sink_columns: "id BIGINT, name VARCHAR, stime TIMESTAMP(3)",
+    sink: "nexmark_q8",
+    select: "SELECT P.id, P.name, P.starttime
         FROM (
             SELECT id, name, window_start AS starttime, window_end AS endtime
             FROM TABLE(TUMBLE(TABLE person, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
@@ -279,7 +289,8 @@ const Q8: Query = Query {
             GROUP BY seller, window_start, window_end
         ) A
         ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime",
-    batch: "SELECT P.id, P.name, P.starttime
+    batch: Some(
+        "SELECT P.id, P.name, P.starttime
         FROM (
             SELECT id, name, date_bin(INTERVAL '10' SECOND, date_time) AS starttime
             FROM person GROUP BY id, name, date_bin(INTERVAL '10' SECOND, date_time)
@@ -289,6 +300,7 @@ const Q8: Query = Query {
             FROM auction GROUP BY seller, date_bin(INTERVAL '10' SECOND, date_time)
         ) A
         ON P.id = A.seller AND P.starttime = A.starttime",
+    ),
     append_only: true,
 };
 
@@ -299,17 +311,13 @@ const Q10: Query = Query {
     name: "q10",
     what: "bids with formatted dates",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q10 (
-        auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR,
-        dt VARCHAR, hm VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q10
-        SELECT auction, bidder, price, date_time, extra,
+    sink_columns: "auction BIGINT, bidder BIGINT, price BIGINT, date_time TIMESTAMP(3), extra VARCHAR,
+        dt VARCHAR, hm VARCHAR",
+    sink: "nexmark_q10",
+    select: "SELECT auction, bidder, price, date_time, extra,
                to_char(date_time, '%Y-%m-%d'), to_char(date_time, '%H:%M')
         FROM bid",
-    batch: "SELECT auction, bidder, price, date_time, extra,
-               to_char(date_time, '%Y-%m-%d'), to_char(date_time, '%H:%M')
-        FROM bid",
+    batch: None,
     append_only: true,
 };
 
@@ -319,16 +327,15 @@ const Q11: Query = Query {
     name: "q11",
     what: "user sessions (SESSION)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q11 (
-        bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q11
-        SELECT bidder, count(*) AS bid_count, window_start, window_end
+    sink_columns: "bidder BIGINT, bid_count BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+    sink: "nexmark_q11",
+    select: "SELECT bidder, count(*) AS bid_count, window_start, window_end
         FROM TABLE(SESSION(TABLE bid PARTITION BY bidder, DESCRIPTOR(date_time), INTERVAL '10' SECOND))
         GROUP BY bidder, window_start, window_end",
     // A bid opens a session if the bidder's previous bid is 10 s or more
     // before it; the running count of openings numbers the sessions.
-    batch: "WITH gaps AS (
+    batch: Some(
+        "WITH gaps AS (
             SELECT bidder, date_time,
                    CASE WHEN date_time - lag(date_time) OVER (PARTITION BY bidder ORDER BY date_time)
                              < INTERVAL '10' SECOND
@@ -343,6 +350,7 @@ const Q11: Query = Query {
         SELECT bidder, count(*) AS bid_count, min(date_time) AS starttime,
                max(date_time) + INTERVAL '10' SECOND AS endtime
         FROM sessions GROUP BY bidder, session",
+    ),
     append_only: true,
 };
 
@@ -352,12 +360,10 @@ const Q14: Query = Query {
     name: "q14",
     what: "calculation (CASE, string functions)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q14 (
-        auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), bidTimeType VARCHAR,
-        date_time TIMESTAMP(3), extra VARCHAR, c_counts BIGINT
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q14
-        SELECT auction, bidder, 0.908 * price AS price,
+    sink_columns: "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), bidTimeType VARCHAR,
+        date_time TIMESTAMP(3), extra VARCHAR, c_counts BIGINT",
+    sink: "nexmark_q14",
+    select: "SELECT auction, bidder, 0.908 * price AS price,
             CASE
                 WHEN extract(hour FROM date_time) >= 8 AND extract(hour FROM date_time) <= 18 THEN 'dayTime'
                 WHEN extract(hour FROM date_time) <= 6 OR extract(hour FROM date_time) >= 20 THEN 'nightTime'
@@ -367,7 +373,8 @@ const Q14: Query = Query {
             character_length(extra) - character_length(replace(extra, 'c', '')) AS c_counts
         FROM bid
         WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000",
-    batch: "SELECT auction, bidder, CAST(0.908 * price AS DECIMAL(23, 3)) AS price,
+    batch: Some(
+        "SELECT auction, bidder, CAST(0.908 * price AS DECIMAL(23, 3)) AS price,
             CASE
                 WHEN extract(hour FROM date_time) >= 8 AND extract(hour FROM date_time) <= 18 THEN 'dayTime'
                 WHEN extract(hour FROM date_time) <= 6 OR extract(hour FROM date_time) >= 20 THEN 'nightTime'
@@ -377,6 +384,7 @@ const Q14: Query = Query {
             character_length(extra) - character_length(replace(extra, 'c', '')) AS c_counts
         FROM bid
         WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000",
+    ),
     append_only: true,
 };
 
@@ -386,13 +394,11 @@ const Q15: Query = Query {
     name: "q15",
     what: "bidding statistics (distinct, FILTER; updating)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q15 (
-        day VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT,
+    sink_columns: "day VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT,
         total_bidders BIGINT, rank1_bidders BIGINT, rank2_bidders BIGINT, rank3_bidders BIGINT,
-        total_auctions BIGINT, rank1_auctions BIGINT, rank2_auctions BIGINT, rank3_auctions BIGINT
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q15
-        SELECT to_char(date_time, '%Y-%m-%d') AS day,
+        total_auctions BIGINT, rank1_auctions BIGINT, rank2_auctions BIGINT, rank3_auctions BIGINT",
+    sink: "nexmark_q15",
+    select: "SELECT to_char(date_time, '%Y-%m-%d') AS day,
             count(*) AS total_bids,
             count(*) FILTER (WHERE price < 10000) AS rank1_bids,
             count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -407,21 +413,7 @@ const Q15: Query = Query {
             count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
         FROM bid
         GROUP BY to_char(date_time, '%Y-%m-%d')",
-    batch: "SELECT to_char(date_time, '%Y-%m-%d') AS day,
-            count(*) AS total_bids,
-            count(*) FILTER (WHERE price < 10000) AS rank1_bids,
-            count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
-            count(*) FILTER (WHERE price >= 1000000) AS rank3_bids,
-            count(DISTINCT bidder) AS total_bidders,
-            count(DISTINCT bidder) FILTER (WHERE price < 10000) AS rank1_bidders,
-            count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bidders,
-            count(DISTINCT bidder) FILTER (WHERE price >= 1000000) AS rank3_bidders,
-            count(DISTINCT auction) AS total_auctions,
-            count(DISTINCT auction) FILTER (WHERE price < 10000) AS rank1_auctions,
-            count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
-            count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
-        FROM bid
-        GROUP BY to_char(date_time, '%Y-%m-%d')",
+    batch: None,
     append_only: false,
 };
 
@@ -431,12 +423,10 @@ const Q17: Query = Query {
     name: "q17",
     what: "auction statistics (updating)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q17 (
-        auction BIGINT, day VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT,
-        rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, avg_price BIGINT, sum_price BIGINT
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q17
-        SELECT auction, to_char(date_time, '%Y-%m-%d') AS day,
+    sink_columns: "auction BIGINT, day VARCHAR, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT,
+        rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, avg_price BIGINT, sum_price BIGINT",
+    sink: "nexmark_q17",
+    select: "SELECT auction, to_char(date_time, '%Y-%m-%d') AS day,
             count(*) AS total_bids,
             count(*) FILTER (WHERE price < 10000) AS rank1_bids,
             count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -445,7 +435,8 @@ const Q17: Query = Query {
             sum(price) AS sum_price
         FROM bid
         GROUP BY auction, to_char(date_time, '%Y-%m-%d')",
-    batch: "SELECT auction, to_char(date_time, '%Y-%m-%d') AS day,
+    batch: Some(
+        "SELECT auction, to_char(date_time, '%Y-%m-%d') AS day,
             count(*) AS total_bids,
             count(*) FILTER (WHERE price < 10000) AS rank1_bids,
             count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -454,6 +445,7 @@ const Q17: Query = Query {
             sum(price) AS sum_price
         FROM bid
         GROUP BY auction, to_char(date_time, '%Y-%m-%d')",
+    ),
     append_only: false,
 };
 
@@ -463,21 +455,16 @@ const Q20: Query = Query {
     name: "q20",
     what: "bids with their auction (join)",
     tables: &[Table::Auction, Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q20 (
-        auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
+    sink_columns: "auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR,
         bid_date_time TIMESTAMP(3), bid_extra VARCHAR, itemName VARCHAR, description VARCHAR,
         initialBid BIGINT, reserve BIGINT, auction_date_time TIMESTAMP(3), expires TIMESTAMP(3),
-        seller BIGINT, category BIGINT, auction_extra VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q20
-        SELECT auction, bidder, price, channel, url, B.date_time, B.extra, itemName, description,
+        seller BIGINT, category BIGINT, auction_extra VARCHAR",
+    sink: "nexmark_q20",
+    select: "SELECT auction, bidder, price, channel, url, B.date_time, B.extra, itemName, description,
                initialBid, reserve, A.date_time, expires, seller, category, A.extra
         FROM bid AS B INNER JOIN auction AS A ON B.auction = A.id
         WHERE A.category = 10",
-    batch: "SELECT auction, bidder, price, channel, url, B.date_time, B.extra, itemName, description,
-               initialBid, reserve, A.date_time, expires, seller, category, A.extra
-        FROM bid AS B INNER JOIN auction AS A ON B.auction = A.id
-        WHERE A.category = 10",
+    batch: None,
     append_only: true,
 };
 
@@ -489,11 +476,9 @@ const Q21: Query = Query {
     name: "q21",
     what: "channel id (CASE, regex)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q21 (
-        auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, channel_id VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q21
-        SELECT auction, bidder, price, channel,
+    sink_columns: "auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, channel_id VARCHAR",
+    sink: "nexmark_q21",
+    select: "SELECT auction, bidder, price, channel,
             CASE
                 WHEN lower(channel) = 'apple' THEN '0'
                 WHEN lower(channel) = 'google' THEN '1'
@@ -504,17 +489,7 @@ const Q21: Query = Query {
         FROM bid
         WHERE regexp_like(url, '(&|\\?)channel_id=')
            OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')",
-    batch: "SELECT auction, bidder, price, channel,
-            CASE
-                WHEN lower(channel) = 'apple' THEN '0'
-                WHEN lower(channel) = 'google' THEN '1'
-                WHEN lower(channel) = 'facebook' THEN '2'
-                WHEN lower(channel) = 'baidu' THEN '3'
-                ELSE regexp_replace(url, '^.*(&|\\?)channel_id=([^&]*).*$', '\\2')
-            END AS channel_id
-        FROM bid
-        WHERE regexp_like(url, '(&|\\?)channel_id=')
-           OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')",
+    batch: None,
     append_only: true,
 };
 
@@ -523,19 +498,14 @@ const Q22: Query = Query {
     name: "q22",
     what: "URL directories (split_part)",
     tables: &[Table::Bid],
-    sink_ddl: "CREATE TABLE nexmark_q22 (
-        auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
-        dir1 VARCHAR, dir2 VARCHAR, dir3 VARCHAR
-    ) WITH ('connector' = 'blackhole')",
-    insert: "INSERT INTO nexmark_q22
-        SELECT auction, bidder, price, channel,
+    sink_columns: "auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
+        dir1 VARCHAR, dir2 VARCHAR, dir3 VARCHAR",
+    sink: "nexmark_q22",
+    select: "SELECT auction, bidder, price, channel,
                split_part(url, '/', 4) AS dir1, split_part(url, '/', 5) AS dir2,
                split_part(url, '/', 6) AS dir3
         FROM bid",
-    batch: "SELECT auction, bidder, price, channel,
-               split_part(url, '/', 4) AS dir1, split_part(url, '/', 5) AS dir2,
-               split_part(url, '/', 6) AS dir3
-        FROM bid",
+    batch: None,
     append_only: true,
 };
 
