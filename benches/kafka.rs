@@ -86,7 +86,7 @@ mod run_info;
 
 use process::{available_cores, clock_ticks_per_second};
 use std::fmt::Write as _;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kafka_broker::TestBroker;
