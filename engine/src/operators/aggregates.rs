@@ -78,6 +78,14 @@ impl AggregateInput {
         };
         Ok(AggregateInput { values, filter })
     }
+
+    /// Rows `offset..offset + len` of these inputs (zero-copy).
+    pub fn slice(&self, offset: usize, len: usize) -> AggregateInput {
+        AggregateInput {
+            values: self.values.iter().map(|v| v.slice(offset, len)).collect(),
+            filter: self.filter.as_ref().map(|f| f.slice(offset, len)),
+        }
+    }
 }
 
 /// Evaluates the inputs of every aggregate on `batch`.

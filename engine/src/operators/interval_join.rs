@@ -4,14 +4,13 @@
 //! o.order_time + INTERVAL '15' MINUTE`). Its result is append-only, and its
 //! state is bounded by the watermark.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{HashMap, Result, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
@@ -162,18 +161,22 @@ impl IntervalJoin {
             let due = store.take_expired(backend, side, after, watermark)?;
             let mut unmatched: Vec<StoredRow> = Vec::new();
             for (kg, entry) in due {
-                if preserved
-                    && let Some(value) = store.get(backend, kg, &entry)?
+                let value = if preserved {
+                    store.get(backend, kg, &entry)?
+                } else {
+                    None
+                };
+                store.delete(backend, kg, &entry, value)?;
+                if let Some(value) = value
                     && value.matches == 0
                 {
-                    unmatched.push(StoredRow::from_entry(kg, entry.clone(), value, true)?);
+                    unmatched.push(StoredRow::from_entry(kg, entry, value, true)?);
                 }
-                store.delete(backend, kg, &entry)?;
             }
             if !unmatched.is_empty() {
                 let copies = unmatched
                     .iter()
-                    .flat_map(|r| std::iter::repeat_n(r.row(), r.value.count.max(1) as usize));
+                    .flat_map(|r| std::iter::repeat_n(r.key_and_row(), r.value.count.max(1) as usize));
                 let rows = self.rows.decode(side, copies)?;
                 out.emit(self.config.spec.pad(side, &rows)?);
             }
@@ -258,7 +261,7 @@ impl Operator for IntervalJoin {
                 used.iter().enumerate().map(|(p, &c)| (c, p as u32)).collect();
             let decoded = self
                 .rows
-                .decode(other, used.iter().map(|&c| candidates[c].row()))?;
+                .decode(other, used.iter().map(|&c| candidates[c].key_and_row()))?;
             let other_rows = take_rows(
                 &decoded,
                 &other_idx.iter().map(|c| position[c]).collect::<Vec<_>>(),
@@ -299,7 +302,7 @@ impl Operator for IntervalJoin {
                         matches: cand.value.matches + m,
                         ..cand.value
                     };
-                    store.put(backend, cand.kg, &cand.entry, value, true)?;
+                    store.put(backend, cand.kg, &cand.entry, value, Some(cand.value))?;
                 }
             }
         }
@@ -307,6 +310,7 @@ impl Operator for IntervalJoin {
         // Store the rows that can still match; pad the others if unmatched.
         let preserved = spec.join_type.preserves(side);
         let mut padded = Vec::new();
+        let mut entry = Vec::new();
         for i in 0..n {
             let storable = !null_key[i] && !times.is_null(i);
             let expiry = if storable {
@@ -316,16 +320,30 @@ impl Operator for IntervalJoin {
             };
             match expiry {
                 Some(expiry) if watermark.is_none_or(|w| expiry > w) => {
-                    let entry = store.entry_key(side, keys.row(i).data(), times.value(i), rows.row(i).data());
-                    let existing = store.get(backend, kgs[i], &entry)?;
-                    let value = RowValue {
-                        count: existing.map_or(0, |v| v.count) + 1,
-                        matches: existing.map_or(0, |v| v.matches) + matches[i],
-                        touched_ms: 0,
+                    store.entry_key_into(
+                        &mut entry,
+                        side,
+                        keys.row(i).data(),
+                        times.value(i),
+                        rows.row(i).data(),
+                    );
+                    // Read only for rows of a preserved side.
+                    let matches = if preserved { matches[i] } else { 0 };
+                    let fresh = RowValue {
+                        count: 1,
+                        matches,
+                        touched_ms: None,
                     };
-                    store.put(backend, kgs[i], &entry, value, existing.is_some())?;
-                    if existing.is_none() {
-                        store.add_expiry(backend, kgs[i], expiry, &entry)?;
+                    match store.insert(backend, kgs[i], &entry, fresh)? {
+                        None => store.add_expiry(backend, kgs[i], expiry, &entry)?,
+                        Some(stored) => {
+                            let value = RowValue {
+                                count: stored.count + 1,
+                                matches: stored.matches + matches,
+                                touched_ms: None,
+                            };
+                            store.put(backend, kgs[i], &entry, value, Some(stored))?;
+                        }
                     }
                 }
                 _ if preserved && matches[i] == 0 => padded.push(i as u32),

@@ -11,6 +11,7 @@ use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 
 use super::aggregates::{evaluate_exprs, nulls_as_false};
 
@@ -185,44 +186,118 @@ pub struct KeyEncoder {
 
 /// The two inputs' rows in Arrow's row format: how a join stores rows and
 /// reads them back.
+///
+/// A stored row leaves out the columns its join key holds exactly (a key
+/// expression that is a plain column of the key's own type, e.g. `b.auction`
+/// of `a.id = b.auction`): a row is always stored under its key, so they are
+/// decoded from the key instead of being stored twice. A side keeps at least
+/// one column in its rows.
 pub struct RowCodec {
+    /// Per side: the converter of the stored columns.
     converters: [RowConverter; 2],
     schemas: [SchemaRef; 2],
+    /// Per side: which columns are stored, by index.
+    stored: [Vec<usize>; 2],
+    /// Per side, per column: the key it is decoded from, if not stored.
+    from_key: [Vec<Option<usize>>; 2],
+    /// The converter of the join keys (as [`KeyEncoder`]'s).
+    keys: RowConverter,
 }
 
 impl RowCodec {
     pub fn new(spec: &JoinSpec) -> Result<Self> {
-        let converter = |schema: &SchemaRef| {
-            RowConverter::new(
-                schema
-                    .fields()
+        let key_types = spec.key_encoder()?.types;
+        let side_codec = |side: Side| -> Result<(RowConverter, Vec<usize>, Vec<Option<usize>>)> {
+            let schema = spec.schema(side);
+            let mut from_key: Vec<Option<usize>> = vec![None; schema.fields().len()];
+            for (k, expr) in spec.keys(side).iter().enumerate() {
+                if let Some(c) = expr.downcast_ref::<Column>()
+                    && from_key[c.index()].is_none()
+                    && Some(schema.field(c.index()).data_type()) == key_types.get(k)
+                    && decodes_from_key(schema.field(c.index()).data_type())
+                {
+                    from_key[c.index()] = Some(k);
+                }
+            }
+            if from_key.iter().all(Option::is_some) {
+                from_key.fill(None);
+            }
+            let stored: Vec<usize> = (0..from_key.len()).filter(|&c| from_key[c].is_none()).collect();
+            let converter = RowConverter::new(
+                stored
                     .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
+                    .map(|&c| SortField::new(schema.field(c).data_type().clone()))
                     .collect(),
-            )
+            )?;
+            Ok((converter, stored, from_key))
         };
+        let (left, left_stored, left_from_key) = side_codec(Side::Left)?;
+        let (right, right_stored, right_from_key) = side_codec(Side::Right)?;
         Ok(RowCodec {
-            converters: [converter(&spec.left_schema)?, converter(&spec.right_schema)?],
+            converters: [left, right],
             schemas: [spec.left_schema.clone(), spec.right_schema.clone()],
+            stored: [left_stored, right_stored],
+            from_key: [left_from_key, right_from_key],
+            keys: RowConverter::new(key_types.into_iter().map(SortField::new).collect())?,
         })
     }
 
-    /// The rows of `batch`, a batch of input `side`.
+    /// The rows of `batch`, a batch of input `side` (its stored columns).
     pub fn encode(&self, side: Side, batch: &RecordBatch) -> Result<Rows> {
-        Ok(self.converters[side as usize].convert_columns(batch.columns())?)
+        let columns: Vec<ArrayRef> = self.stored[side as usize]
+            .iter()
+            .map(|&c| batch.column(c).clone())
+            .collect();
+        Ok(self.converters[side as usize].convert_columns(&columns)?)
     }
 
-    /// A batch of input `side` from rows made by [`encode`](Self::encode).
-    pub fn decode<'a>(&self, side: Side, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
-        let converter = &self.converters[side as usize];
+    /// A batch of input `side` from `(key, row)` pairs: join keys made by
+    /// [`KeyEncoder`] and rows made by [`encode`](Self::encode).
+    pub fn decode<'a>(
+        &self,
+        side: Side,
+        rows: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<RecordBatch> {
+        let s = side as usize;
+        let (keys, rows): (Vec<&[u8]>, Vec<&[u8]>) = rows.into_iter().unzip();
+        let converter = &self.converters[s];
         let parser = converter.parser();
-        let columns = converter.convert_rows(rows.into_iter().map(|r| parser.parse(r)))?;
+        let mut stored = converter
+            .convert_rows(rows.iter().map(|r| parser.parse(r)))?
+            .into_iter();
+        let key_columns = if self.from_key[s].iter().any(Option::is_some) {
+            let parser = self.keys.parser();
+            self.keys.convert_rows(keys.iter().map(|k| parser.parse(k)))?
+        } else {
+            Vec::new()
+        };
+        let columns = self.from_key[s]
+            .iter()
+            .map(|k| match k {
+                Some(k) => key_columns[*k].clone(),
+                None => stored.next().expect("a stored column"),
+            })
+            .collect();
         Ok(RecordBatch::try_new_with_options(
-            self.schemas[side as usize].clone(),
+            self.schemas[s].clone(),
             columns,
-            &RecordBatchOptions::new(),
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
         )?)
     }
+}
+
+/// Whether a key column of type `t` comes back from the key's row format as
+/// it went in (dictionaries, for one, come back as their values).
+fn decodes_from_key(t: &DataType) -> bool {
+    t.is_primitive()
+        || matches!(
+            t,
+            DataType::Boolean
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Binary
+                | DataType::LargeBinary
+        )
 }
 
 /// `rows` NULLs for every column of `schema` (whose fields become nullable).

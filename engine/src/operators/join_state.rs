@@ -7,7 +7,8 @@
 //! - A row of input `side` with join key `key` (comparable bytes, see
 //!   [`super::join::KeyEncoder`]) is the entry
 //!   `[ROWS, side, len(key) as u32 BE, key, time_key(t)?, row]`, where `row`
-//!   is the row in Arrow's row format and `time_key(t)` (interval joins
+//!   is the row in Arrow's row format, without the columns the key holds
+//!   (see [`super::join::RowCodec`]), and `time_key(t)` (interval joins
 //!   only) its event time. Its value is a [`RowValue`]: how many copies of
 //!   the row there are and how many rows of the other side match each copy.
 //!   All rows of a key are one prefix in one key group, so a probe is one
@@ -30,43 +31,117 @@ use crate::state::{KeyedStateBackend, time_key, time_of_key};
 const ROWS: u8 = b'R';
 const EXPIRY: u8 = b'X';
 
-/// The size of an encoded [`RowValue`].
-const VALUE_BYTES: usize = 24;
+/// The longest encoded [`RowValue`]: flags, two varints, a time.
+const MAX_VALUE_BYTES: usize = 1 + 10 + 10 + 8;
+
+/// [`RowValue`] flags: which optional fields follow the count.
+const HAS_MATCHES: u8 = 1;
+const HAS_TOUCHED: u8 = 2;
 
 /// What is stored per distinct row.
+///
+/// Encoded compactly, since a join may keep millions of rows: a flags byte,
+/// the count as a zigzag varint, then `matches` (a zigzag varint) only if
+/// it is not 0 and `touched_ms` (8 bytes) only if present. A row of an inner
+/// join without a TTL takes 2 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RowValue {
     /// Copies of the row (a changelog may insert a row twice).
     pub count: i64,
     /// Rows of the other side (with their copies) that match the row and
     /// pass the join condition: 0 means an outer join emitted (or will emit)
-    /// the row NULL-padded.
+    /// the row NULL-padded. Only kept (and read) for rows of a side whose
+    /// unmatched rows are part of the result; 0 for the others.
     pub matches: i64,
     /// Processing time (ms since the epoch) of the last write, for the state
-    /// TTL.
-    pub touched_ms: i64,
+    /// TTL; `None` for a row written without a TTL, which never expires.
+    pub touched_ms: Option<i64>,
 }
 
 impl RowValue {
-    fn encode(&self) -> [u8; VALUE_BYTES] {
-        let mut b = [0u8; VALUE_BYTES];
-        b[..8].copy_from_slice(&self.count.to_le_bytes());
-        b[8..16].copy_from_slice(&self.matches.to_le_bytes());
-        b[16..].copy_from_slice(&self.touched_ms.to_le_bytes());
-        b
+    /// Writes the encoding into `buf`, returning its length.
+    fn encode(&self, buf: &mut [u8; MAX_VALUE_BYTES]) -> usize {
+        let mut flags = 0;
+        let mut n = 1;
+        n += put_varint(&mut buf[n..], zigzag(self.count));
+        if self.matches != 0 {
+            flags |= HAS_MATCHES;
+            n += put_varint(&mut buf[n..], zigzag(self.matches));
+        }
+        if let Some(t) = self.touched_ms {
+            flags |= HAS_TOUCHED;
+            buf[n..n + 8].copy_from_slice(&t.to_le_bytes());
+            n += 8;
+        }
+        buf[0] = flags;
+        n
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.encode(&mut [0; MAX_VALUE_BYTES])
     }
 
     fn decode(bytes: &[u8]) -> Result<RowValue> {
-        if bytes.len() != VALUE_BYTES {
-            return Err(corrupt("a row value is not 24 bytes"));
+        let (&flags, mut rest) = bytes.split_first().ok_or_else(|| corrupt("an empty row value"))?;
+        if flags & !(HAS_MATCHES | HAS_TOUCHED) != 0 {
+            return Err(corrupt("unknown row value flags"));
         }
-        let int = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let count = unzigzag(take_varint(&mut rest)?);
+        let matches = if flags & HAS_MATCHES != 0 {
+            unzigzag(take_varint(&mut rest)?)
+        } else {
+            0
+        };
+        let touched_ms = if flags & HAS_TOUCHED != 0 {
+            let (t, tail) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| corrupt("a row value is cut short"))?;
+            rest = tail;
+            Some(i64::from_le_bytes(*t))
+        } else {
+            None
+        };
+        if !rest.is_empty() {
+            return Err(corrupt("a row value has trailing bytes"));
+        }
         Ok(RowValue {
-            count: int(0),
-            matches: int(8),
-            touched_ms: int(16),
+            count,
+            matches,
+            touched_ms,
         })
     }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Writes `v` as a LEB128 varint, returning its length (at most 10).
+fn put_varint(buf: &mut [u8], mut v: u64) -> usize {
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    n + 1
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Result<u64> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Ok(v);
+        }
+    }
+    Err(corrupt("a bad varint in a row value"))
 }
 
 fn corrupt(what: &str) -> DataFusionError {
@@ -122,6 +197,17 @@ impl StoredRow {
     pub fn row(&self) -> &[u8] {
         &self.entry[self.row_offset..]
     }
+
+    /// The row's join key (comparable bytes).
+    pub fn key(&self) -> &[u8] {
+        let len = u32::from_be_bytes(self.entry[2..6].try_into().expect("4 bytes")) as usize;
+        &self.entry[6..6 + len]
+    }
+
+    /// The row's join key and row, as [`RowCodec::decode`](super::join::RowCodec::decode) takes them.
+    pub fn key_and_row(&self) -> (&[u8], &[u8]) {
+        (self.key(), self.row())
+    }
 }
 
 /// Reads and writes join rows in a keyed state backend. `timed` stores each
@@ -142,14 +228,18 @@ impl JoinRowStore {
         p
     }
 
-    /// The entry key of a row.
-    pub fn entry_key(&self, side: Side, key: &[u8], time: EventTime, row: &[u8]) -> Vec<u8> {
-        let mut e = Self::key_prefix(side, key);
+    /// Writes the entry key of a row into `buf` (cleared first), so that a
+    /// batch's rows reuse one buffer.
+    pub fn entry_key_into(&self, buf: &mut Vec<u8>, side: Side, key: &[u8], time: EventTime, row: &[u8]) {
+        buf.clear();
+        buf.push(ROWS);
+        buf.push(side as u8);
+        buf.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        buf.extend_from_slice(key);
         if self.timed {
-            e.extend_from_slice(&time_key(time));
+            buf.extend_from_slice(&time_key(time));
         }
-        e.extend_from_slice(row);
-        e
+        buf.extend_from_slice(row);
     }
 
     /// Every stored row of `side` with join key `key` (in key group `kg`).
@@ -188,28 +278,61 @@ impl JoinRowStore {
         backend.get(kg, entry)?.map(|v| RowValue::decode(&v)).transpose()
     }
 
-    /// Writes a row's value; a count of 0 or less deletes the row. `stored`
-    /// says whether the row is stored now (as just read), which spares the
-    /// backend a read.
+    /// Stores `value` (a count of 1 or more) for a row unless the row is
+    /// stored already: then returns its stored value and writes nothing.
+    /// One lookup for a new row, as most rows of an append-only input are.
+    pub fn insert(
+        &self,
+        backend: &mut dyn KeyedStateBackend,
+        kg: usize,
+        entry: &[u8],
+        value: RowValue,
+    ) -> Result<Option<RowValue>> {
+        let mut buf = [0; MAX_VALUE_BYTES];
+        let n = value.encode(&mut buf);
+        backend
+            .put_if_absent(kg, entry, &buf[..n])?
+            .map(|v| RowValue::decode(&v))
+            .transpose()
+    }
+
+    /// Writes a row's value; a count of 0 or less deletes the row.
+    /// `previous` is the row's value as just read (`None`: not stored),
+    /// which spares the backend a read.
     pub fn put(
         &self,
         backend: &mut dyn KeyedStateBackend,
         kg: usize,
         entry: &[u8],
         value: RowValue,
-        stored: bool,
+        previous: Option<RowValue>,
     ) -> Result<()> {
-        let previous = stored.then_some(VALUE_BYTES);
+        let previous = previous.map(|v| v.encoded_len());
         match (value.count > 0, previous) {
-            (true, previous) => backend.put_known(kg, entry, &value.encode(), previous),
+            (true, previous) => {
+                let mut buf = [0; MAX_VALUE_BYTES];
+                let n = value.encode(&mut buf);
+                backend.put_known(kg, entry, &buf[..n], previous)
+            }
             (false, Some(previous)) => backend.delete_known(kg, entry, previous),
             (false, None) => Ok(()),
         }
     }
 
-    /// Deletes a row known to be stored.
-    pub fn delete(&self, backend: &mut dyn KeyedStateBackend, kg: usize, entry: &[u8]) -> Result<()> {
-        backend.delete_known(kg, entry, VALUE_BYTES)
+    /// Deletes a row known to be stored, with value `previous` if known (its
+    /// size only keeps the backend's size metric exact).
+    pub fn delete(
+        &self,
+        backend: &mut dyn KeyedStateBackend,
+        kg: usize,
+        entry: &[u8],
+        previous: Option<RowValue>,
+    ) -> Result<()> {
+        let size = previous.unwrap_or(RowValue {
+            count: 1,
+            ..RowValue::default()
+        });
+        backend.delete_known(kg, entry, size.encoded_len())
     }
 
     fn expiry_key(expire: EventTime, entry: &[u8]) -> Result<Vec<u8>> {
@@ -284,5 +407,56 @@ impl JoinRowStore {
         f: &mut dyn FnMut(&[u8], RowValue) -> Result<()>,
     ) -> Result<()> {
         backend.scan_key_group_prefix(kg, &[ROWS], &mut |k, v| f(k, RowValue::decode(v)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(v: RowValue) -> usize {
+        let mut buf = [0; MAX_VALUE_BYTES];
+        let n = v.encode(&mut buf);
+        assert_eq!(RowValue::decode(&buf[..n]).unwrap(), v);
+        assert_eq!(v.encoded_len(), n);
+        n
+    }
+
+    #[test]
+    fn row_values_are_compact_and_round_trip() {
+        let one = RowValue {
+            count: 1,
+            ..RowValue::default()
+        };
+        assert_eq!(round_trip(one), 2, "an inner join's row without a TTL");
+        assert_eq!(round_trip(RowValue { matches: 3, ..one }), 3);
+        assert_eq!(
+            round_trip(RowValue {
+                touched_ms: Some(1_700_000_000_000),
+                ..one
+            }),
+            10
+        );
+        for v in [
+            RowValue {
+                count: i64::MAX,
+                matches: i64::MIN,
+                touched_ms: Some(-1),
+            },
+            RowValue {
+                count: -5,
+                matches: -1,
+                touched_ms: None,
+            },
+        ] {
+            round_trip(v);
+        }
+    }
+
+    #[test]
+    fn corrupt_row_values_are_errors() {
+        for bytes in [&[][..], &[0], &[4, 2], &[0, 2, 0], &[2, 2, 1], &[0, 0x80]] {
+            assert!(RowValue::decode(bytes).is_err(), "{bytes:?}");
+        }
     }
 }

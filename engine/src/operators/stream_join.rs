@@ -2,14 +2,13 @@
 //! on equality keys with no time bound, producing a changelog, as Flink's
 //! regular join.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int8Array};
 use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, HashMap, Result};
 
 use super::join::{JoinSpec, JoinType, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_state::{JoinRowStore, RowValue, StoredRow};
@@ -81,7 +80,9 @@ const OTHER_PADDED: usize = 2;
 /// longer than the TTL is ignored by probes and deleted (lazily when
 /// probed, and by a sweep that visits one key group at a time, each key
 /// group about once per TTL), as Flink's state TTL; results involving
-/// expired rows are then incomplete, which is the TTL's trade-off.
+/// expired rows are then incomplete, which is the TTL's trade-off. The
+/// time of the last write is stored only under a TTL: a row written with
+/// no TTL configured (e.g. before a restore that sets one) never expires.
 pub struct StreamJoin {
     config: Arc<StreamJoinConfig>,
     store: JoinRowStore,
@@ -143,14 +144,14 @@ impl StreamJoin {
         self.next_sweep_ms = now + (ttl / groups as i64).clamp(1, 1000);
         let mut expired = Vec::new();
         store.scan_key_group(self.state()?.backend_ref(), kg, &mut |k, v| {
-            if now - v.touched_ms > ttl {
-                expired.push(k.to_vec());
+            if v.touched_ms.is_some_and(|t| now - t > ttl) {
+                expired.push((k.to_vec(), v));
             }
             Ok(())
         })?;
         let backend = self.state()?.backend();
-        for k in expired {
-            store.delete(backend, kg, &k)?;
+        for (k, v) in expired {
+            store.delete(backend, kg, &k, Some(v))?;
         }
         Ok(())
     }
@@ -208,7 +209,7 @@ impl Operator for StreamJoin {
         let rows = self.rows.encode(side, &batch)?;
         let store = self.store;
         let ttl = self.ttl_ms;
-        let expired = |v: &RowValue| ttl.is_some_and(|ttl| now - v.touched_ms > ttl);
+        let expired = |v: &RowValue| ttl.is_some_and(|ttl| v.touched_ms.is_some_and(|t| now - t > ttl));
 
         // Probe each distinct key once; expired rows are dropped.
         let mut candidates: Vec<StoredRow> = Vec::new();
@@ -248,7 +249,9 @@ impl Operator for StreamJoin {
         }
 
         // Every pair joined, and which pass the condition.
-        let decoded = self.rows.decode(other, candidates.iter().map(|c| c.row()))?;
+        let decoded = self
+            .rows
+            .decode(other, candidates.iter().map(StoredRow::key_and_row))?;
         let this_part = take_rows(&batch, &pair_this)?;
         let other_part = take_rows(
             &decoded,
@@ -288,8 +291,9 @@ impl Operator for StreamJoin {
         };
         let backend = self.state()?.backend();
         for c in &stale {
-            store.delete(backend, c.kg, &c.entry)?;
+            store.delete(backend, c.kg, &c.entry, Some(c.value))?;
         }
+        let mut entry = Vec::new();
         let mut pair = 0usize;
         for i in 0..n {
             let accumulate = RowKind::from_i8(ops.value(i))?.is_accumulate();
@@ -308,12 +312,17 @@ impl Operator for StreamJoin {
                 }
                 continue;
             }
-            let entry = store.entry_key(side, keys.row(i).data(), 0, rows.row(i).data());
-            let stored = store.get(backend, kgs[i], &entry)?;
-            let existing = stored.filter(|v| !expired(v));
-            if !accumulate && existing.is_none() {
-                continue; // never stored, or expired: nothing to retract
-            }
+            store.entry_key_into(&mut entry, side, keys.row(i).data(), 0, rows.row(i).data());
+            // A retraction needs the stored row; an accumulate row is
+            // inserted below (as a new row, most often) in one lookup.
+            let retracted = if accumulate {
+                None
+            } else {
+                match store.get(backend, kgs[i], &entry)? {
+                    Some(stored) if !expired(&stored) => Some(stored),
+                    _ => continue, // never stored, or expired: nothing to retract
+                }
+            };
             let mut matched = 0i64;
             for p in first..pair {
                 if !passing[p] {
@@ -345,27 +354,40 @@ impl Operator for StreamJoin {
                 };
                 push(THIS_PADDED, i, kind, 1);
             }
-            let count = existing.map_or(0, |v| v.count) + if accumulate { 1 } else { -1 };
-            let value = RowValue {
-                count,
-                matches: matched,
-                touched_ms: if accumulate {
-                    now
-                } else {
-                    existing.map_or(now, |v| v.touched_ms)
-                },
-            };
-            store.put(backend, kgs[i], &entry, value, stored.is_some())?;
+            // Read only for rows of a preserved side.
+            let matches = if this_preserved { matched } else { 0 };
+            match retracted {
+                None => {
+                    let fresh = RowValue {
+                        count: 1,
+                        matches,
+                        touched_ms: ttl.map(|_| now),
+                    };
+                    if let Some(stored) = store.insert(backend, kgs[i], &entry, fresh)? {
+                        let count = if expired(&stored) { 1 } else { stored.count + 1 };
+                        let value = RowValue { count, ..fresh };
+                        store.put(backend, kgs[i], &entry, value, Some(stored))?;
+                    }
+                }
+                Some(stored) => {
+                    let value = RowValue {
+                        count: stored.count - 1,
+                        matches,
+                        touched_ms: ttl.and(stored.touched_ms),
+                    };
+                    store.put(backend, kgs[i], &entry, value, Some(stored))?;
+                }
+            }
         }
         if other_preserved {
             for (c, cand) in candidates.iter().enumerate() {
                 if touched[c] {
                     let value = RowValue {
                         matches: matches[c],
-                        touched_ms: now,
+                        touched_ms: ttl.map(|_| now),
                         ..cand.value
                     };
-                    store.put(backend, cand.kg, &cand.entry, value, true)?;
+                    store.put(backend, cand.kg, &cand.entry, value, Some(cand.value))?;
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Non-windowed `GROUP BY`: an updating result, as a changelog.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, Int64Array, UInt32Array};
@@ -8,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
-use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
+use datafusion::common::{DataFusionError, HashMap, HashSet, Result, ScalarValue, plan_err};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -50,8 +51,9 @@ impl UpdatingAggregateConfig {
 }
 
 struct Group {
-    /// The key's Arrow row encoding (empty without keys).
-    key: Box<[u8]>,
+    /// The key's Arrow row encoding (empty without keys), shared with the
+    /// index.
+    key: Arc<[u8]>,
     /// The key group of the key.
     key_group: usize,
     accumulators: Vec<Box<dyn Accumulator>>,
@@ -103,12 +105,10 @@ struct Group {
 pub struct UpdatingAggregate {
     config: Arc<UpdatingAggregateConfig>,
     converter: RowConverter,
-    index: HashMap<Box<[u8]>, u32>,
+    index: HashMap<Arc<[u8]>, u32>,
     /// Groups by id; `None` for a free id (in `free`).
     groups: Vec<Option<Group>>,
     free: Vec<u32>,
-    /// The ids of the groups of each key group.
-    members: HashMap<usize, HashSet<u32>>,
     /// Key groups whose groups changed since the last snapshot.
     dirty: BTreeSet<usize>,
     state: Option<KeyedState>,
@@ -139,7 +139,6 @@ impl UpdatingAggregate {
             index: HashMap::new(),
             groups: Vec::new(),
             free: Vec::new(),
-            members: HashMap::new(),
             dirty: BTreeSet::new(),
             state: None,
             stored: BatchState::new(1),
@@ -185,7 +184,6 @@ impl UpdatingAggregate {
             }
         };
         self.index.insert(key, id);
-        self.members.entry(kg).or_default().insert(id);
         self.dirty.insert(kg);
         id
     }
@@ -194,12 +192,6 @@ impl UpdatingAggregate {
     fn remove_group(&mut self, id: u32) {
         let group = self.groups[id as usize].take().expect("a live group id");
         self.index.remove(&group.key);
-        if let Some(m) = self.members.get_mut(&group.key_group) {
-            m.remove(&id);
-            if m.is_empty() {
-                self.members.remove(&group.key_group);
-            }
-        }
         self.dirty.insert(group.key_group);
         self.free.push(id);
     }
@@ -238,7 +230,7 @@ impl UpdatingAggregate {
                     if let Some(id) = existing {
                         self.remove_group(id);
                     }
-                    let id = self.new_group(Box::new([]), 0, now)?;
+                    let id = self.new_group(Arc::new([]), 0, now)?;
                     created.insert(id);
                     id
                 }
@@ -270,7 +262,7 @@ impl UpdatingAggregate {
         Ok((ids, created))
     }
 
-    fn new_group(&mut self, key: Box<[u8]>, key_group: usize, now: i64) -> Result<u32> {
+    fn new_group(&mut self, key: Arc<[u8]>, key_group: usize, now: i64) -> Result<u32> {
         let accumulators = self.fresh_accumulators()?;
         Ok(self.insert_group(Group {
             key,
@@ -423,7 +415,7 @@ impl UpdatingAggregate {
             groups.push(Group {
                 key: key_rows
                     .as_ref()
-                    .map_or_else(|| Box::new([]) as Box<[u8]>, |r| r.row(row).as_ref().into()),
+                    .map_or_else(|| Arc::new([]) as Arc<[u8]>, |r| r.row(row).as_ref().into()),
                 key_group,
                 accumulators,
                 count: counts.value(row),
@@ -436,19 +428,23 @@ impl UpdatingAggregate {
 
     /// Writes the groups of the dirty key groups to keyed state.
     fn write_dirty(&mut self, state: &mut KeyedState) -> Result<()> {
-        for kg in std::mem::take(&mut self.dirty) {
-            let mut ids: Vec<u32> = self
-                .members
-                .get(&kg)
-                .map(|m| m.iter().copied().collect())
-                .unwrap_or_default();
+        let dirty = std::mem::take(&mut self.dirty);
+        // The groups of each dirty key group, in id order.
+        let mut members: BTreeMap<usize, Vec<u32>> = dirty.iter().map(|&kg| (kg, Vec::new())).collect();
+        for (id, group) in self.groups.iter().enumerate() {
+            if let Some(g) = group
+                && let Some(ids) = members.get_mut(&g.key_group)
+            {
+                ids.push(id as u32);
+            }
+        }
+        for (kg, ids) in members {
             if ids.is_empty() {
                 let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
                 self.stored
                     .write_key_group(state.backend(), GROUPS_NAMESPACE, kg, &empty)?;
                 continue;
             }
-            ids.sort_unstable();
             let batch = self.state_batch(&ids)?;
             self.stored
                 .write_key_group(state.backend(), GROUPS_NAMESPACE, kg, &batch)?;
@@ -540,40 +536,35 @@ impl Operator for UpdatingAggregate {
         // order of first touch. A retraction for a group without state (as
         // Flink: it was never seen, or expired) is ignored, unless the group
         // got an accumulate row earlier in this batch.
-        let mut touched: Vec<u32> = Vec::new();
-        let mut rows_of: HashMap<u32, (Vec<u32>, Vec<u32>)> = HashMap::new();
-        for (row, &g) in ids.iter().enumerate() {
-            let entry = rows_of.entry(g).or_insert_with(|| {
-                touched.push(g);
-                (Vec::new(), Vec::new())
-            });
-            if retract.as_ref().is_some_and(|r| r[row]) {
-                if entry.0.is_empty() && created.contains(&g) {
-                    continue;
-                }
-                entry.1.push(row as u32);
-            } else {
-                entry.0.push(row as u32);
-            }
-        }
+        let slots = Slots::of(&ids, retract.as_deref(), &created);
+        // Each input once, its rows ordered by slot: a group's rows are then
+        // a slice of it.
+        let inputs: Vec<AggregateInput> = if slots.order.iter().enumerate().all(|(i, &r)| i as u32 == r) {
+            inputs
+        } else {
+            let order = UInt32Array::from(slots.order.clone());
+            inputs.iter().map(|i| i.take(&order)).collect::<Result<_>>()?
+        };
 
         let mut kinds: Vec<i8> = Vec::new();
         let mut out_groups: Vec<u32> = Vec::new();
         let mut out_values: Vec<Vec<ScalarValue>> = Vec::new();
         let mut emptied: Vec<u32> = Vec::new();
-        for g in touched {
-            let (add, sub) = rows_of.remove(&g).expect("touched groups have rows");
+        // A group's new values, compared with those last emitted before
+        // anything is allocated for them (most often they are the same).
+        let mut new_values: Vec<ScalarValue> = Vec::with_capacity(self.config.aggregates.len());
+        for (slot, &g) in slots.groups.iter().enumerate() {
             let group = self.groups[g as usize].as_mut().expect("a live group id");
-            for (rows, is_retract) in [(add, false), (sub, true)] {
+            for (rows, is_retract) in [
+                (slots.adds[slot].clone(), false),
+                (slots.retracts[slot].clone(), true),
+            ] {
                 if rows.is_empty() {
                     continue;
                 }
-                let idx = UInt32Array::from(rows);
-                let count = idx.len() as i64;
-                let taken: Vec<AggregateInput> =
-                    inputs.iter().map(|i| i.take(&idx)).collect::<Result<_>>()?;
-                for (acc, input) in group.accumulators.iter_mut().zip(&taken) {
-                    let values = apply_filter(input)?;
+                let count = rows.len() as i64;
+                for (acc, input) in group.accumulators.iter_mut().zip(&inputs) {
+                    let values = apply_filter(&input.slice(rows.start, rows.len()))?;
                     if is_retract {
                         acc.retract_batch(&values)?;
                     } else {
@@ -588,41 +579,35 @@ impl Operator for UpdatingAggregate {
                 // Every row retracted (or none applied): drop the group, as Flink does.
                 emptied.push(g);
             }
-            let new_values = if group.count > 0 {
-                Some(
-                    group
-                        .accumulators
-                        .iter_mut()
-                        .map(|a| a.evaluate())
-                        .collect::<Result<Vec<_>>>()?,
-                )
-            } else {
-                None
-            };
-            match (group.emitted.take(), new_values) {
-                (None, Some(new)) => {
+            new_values.clear();
+            if group.count > 0 {
+                for a in group.accumulators.iter_mut() {
+                    new_values.push(a.evaluate()?);
+                }
+            }
+            match (group.emitted.take(), group.count > 0) {
+                (None, true) => {
                     kinds.push(RowKind::Insert as i8);
                     out_groups.push(g);
-                    out_values.push(new.clone());
-                    group.emitted = Some(new);
+                    out_values.push(new_values.clone());
+                    group.emitted = Some(new_values.clone());
                 }
-                (Some(old), Some(new)) => {
-                    if old != new {
-                        kinds.push(RowKind::UpdateBefore as i8);
-                        out_groups.push(g);
-                        out_values.push(old);
-                        kinds.push(RowKind::UpdateAfter as i8);
-                        out_groups.push(g);
-                        out_values.push(new.clone());
-                    }
-                    group.emitted = Some(new);
+                (Some(old), true) if old == new_values => group.emitted = Some(old),
+                (Some(old), true) => {
+                    kinds.push(RowKind::UpdateBefore as i8);
+                    out_groups.push(g);
+                    out_values.push(old);
+                    kinds.push(RowKind::UpdateAfter as i8);
+                    out_groups.push(g);
+                    out_values.push(new_values.clone());
+                    group.emitted = Some(new_values.clone());
                 }
-                (Some(old), None) => {
+                (Some(old), false) => {
                     kinds.push(RowKind::Delete as i8);
                     out_groups.push(g);
                     out_values.push(old);
                 }
-                (None, None) => {}
+                (None, false) => {}
             }
         }
         let output = if kinds.is_empty() {
@@ -673,6 +658,79 @@ impl UpdatingAggregate {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+/// The groups a batch touches, in order of first touch, and where each
+/// one's rows are in `order`: its accumulating rows at `adds[slot]`, then
+/// its retracting rows at `retracts[slot]`, each in batch order.
+struct Slots {
+    groups: Vec<u32>,
+    adds: Vec<Range<usize>>,
+    retracts: Vec<Range<usize>>,
+    /// Row indices of the batch, grouped by slot (ignored rows left out).
+    order: Vec<u32>,
+}
+
+impl Slots {
+    /// Groups the rows of groups `ids` (`retract[i]`: row `i` retracts),
+    /// ignoring the retractions of a group in `created` (it had no state)
+    /// that come before its first accumulating row.
+    fn of(ids: &[u32], retract: Option<&[bool]>, created: &HashSet<u32>) -> Slots {
+        let retracts = |row: usize| retract.is_some_and(|r| r[row]);
+        let mut slot_of: HashMap<u32, u32> = HashMap::with_capacity(ids.len().min(1024));
+        let mut groups: Vec<u32> = Vec::new();
+        // Per slot: accumulating rows (-1 until the first one, for a created
+        // group: it has no state to retract from), retracting rows.
+        let mut counts: Vec<(i64, usize)> = Vec::new();
+        // The slot of each row that counts.
+        let mut row_slots: Vec<Option<u32>> = Vec::with_capacity(ids.len());
+        for (row, &g) in ids.iter().enumerate() {
+            let slot = *slot_of.entry(g).or_insert_with(|| {
+                groups.push(g);
+                counts.push((if created.contains(&g) { -1 } else { 0 }, 0));
+                (groups.len() - 1) as u32
+            });
+            let c = &mut counts[slot as usize];
+            if retracts(row) {
+                if c.0 < 0 {
+                    row_slots.push(None);
+                    continue;
+                }
+                c.1 += 1;
+            } else {
+                c.0 = c.0.max(0) + 1;
+            }
+            row_slots.push(Some(slot));
+        }
+        let (mut adds, mut retract_ranges) =
+            (Vec::with_capacity(groups.len()), Vec::with_capacity(groups.len()));
+        let mut at = 0usize;
+        for &(a, r) in &counts {
+            let a = a.max(0) as usize;
+            adds.push(at..at + a);
+            retract_ranges.push(at + a..at + a + r);
+            at += a + r;
+        }
+        let mut next: Vec<(usize, usize)> = adds
+            .iter()
+            .zip(&retract_ranges)
+            .map(|(a, r)| (a.start, r.start))
+            .collect();
+        let mut order = vec![0u32; at];
+        for (row, slot) in row_slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let n = &mut next[*slot as usize];
+            let pos = if retracts(row) { &mut n.1 } else { &mut n.0 };
+            order[*pos] = row as u32;
+            *pos += 1;
+        }
+        Slots {
+            groups,
+            adds,
+            retracts: retract_ranges,
+            order,
+        }
     }
 }
 

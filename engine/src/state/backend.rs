@@ -139,6 +139,17 @@ pub trait KeyedStateBackend: Send + Sync {
         self.put(key_group, key, value)
     }
 
+    /// Writes `value` under `key` unless the key holds a value already: then
+    /// returns that value and writes nothing. Inserting a new key this way
+    /// takes one lookup where [`get`](Self::get) then
+    /// [`put`](Self::put) take two, in backends that can.
+    fn put_if_absent(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.get(key_group, key)? {
+            Some(current) => Ok(Some(current)),
+            None => self.put_known(key_group, key, value, None).map(|()| None),
+        }
+    }
+
     /// [`delete`](Self::delete) of a key known to hold a value of `previous`
     /// bytes (see [`put_known`](Self::put_known)).
     fn delete_known(&mut self, key_group: usize, key: &[u8], previous: usize) -> Result<()> {

@@ -1,8 +1,7 @@
 //! The `hashmap` state backend: keyed state on the heap, snapshotted as one
 //! canonical file per subtask.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::ops::Bound;
 
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
@@ -11,20 +10,23 @@ use super::backend::{
     EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
     SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
+use super::key_group_map::KeyGroupMap;
 use super::kv_file::{read_kv_file, write_kv_file};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::key_group::KeyGroupRange;
 
-type KeyGroupMap = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Keyed state in one ordered map per key group.
+/// Keyed state on the heap: one ordered map per key group ([`KeyGroupMap`],
+/// a B+tree with packed leaves).
 ///
-/// Maps are copy-on-write (`Arc`): a snapshot shares them and a later write
-/// copies only the key group it touches, so the snapshot is taken in
-/// O(key groups) and written asynchronously.
+/// A map clones in O(1) and a later write never changes what a clone sees:
+/// a snapshot clones the maps, in O(key groups), and writes them out
+/// asynchronously.
+///
+/// `len` and `approximate_size` (key and value bytes) are exact: every write
+/// finds out what it replaces.
 pub struct HashMapStateBackend {
     scope: StateScope,
-    groups: Vec<Arc<KeyGroupMap>>,
+    groups: Vec<KeyGroupMap>,
     entries: u64,
     bytes: u64,
 }
@@ -35,7 +37,7 @@ impl HashMapStateBackend {
         let n = scope.key_groups.end - scope.key_groups.start;
         HashMapStateBackend {
             scope,
-            groups: (0..n).map(|_| Arc::new(BTreeMap::new())).collect(),
+            groups: (0..n).map(|_| KeyGroupMap::default()).collect(),
             entries: 0,
             bytes: 0,
         }
@@ -51,6 +53,32 @@ impl HashMapStateBackend {
         }
         Ok(key_group - r.start)
     }
+
+    /// Counts a write of `value` under `key` over a value of `previous`
+    /// bytes (`None`: a new key).
+    fn count_put(&mut self, key: &[u8], value: &[u8], previous: Option<usize>) {
+        match previous {
+            Some(old) => self.bytes = self.bytes - old as u64 + value.len() as u64,
+            None => {
+                self.entries += 1;
+                self.bytes += (key.len() + value.len()) as u64;
+            }
+        }
+    }
+
+    /// Counts the deletion of `key`, whose value had `previous` bytes.
+    fn count_delete(&mut self, key: &[u8], previous: usize) {
+        self.entries -= 1;
+        self.bytes -= (key.len() + previous) as u64;
+    }
+
+    /// Adds an entry read from a snapshot (fastest in key order).
+    fn load(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()> {
+        let i = self.index(key_group)?;
+        let previous = self.groups[i].load(key, value);
+        self.count_put(key, value, previous);
+        Ok(())
+    }
 }
 
 impl KeyedStateBackend for HashMapStateBackend {
@@ -63,30 +91,29 @@ impl KeyedStateBackend for HashMapStateBackend {
     }
 
     fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.groups[self.index(key_group)?].get(key).cloned())
+        Ok(self.groups[self.index(key_group)?].get(key).map(<[u8]>::to_vec))
     }
 
     fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()> {
         let i = self.index(key_group)?;
-        let map = Arc::make_mut(&mut self.groups[i]);
-        match map.insert(key.to_vec(), value.to_vec()) {
-            Some(old) => self.bytes = self.bytes - old.len() as u64 + value.len() as u64,
-            None => {
-                self.entries += 1;
-                self.bytes += (key.len() + value.len()) as u64;
-            }
-        }
+        let previous = self.groups[i].put(key, value);
+        self.count_put(key, value, previous);
         Ok(())
+    }
+
+    fn put_if_absent(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
+        let i = self.index(key_group)?;
+        if let Some(present) = self.groups[i].put_if_absent(key, value) {
+            return Ok(Some(present));
+        }
+        self.count_put(key, value, None);
+        Ok(None)
     }
 
     fn delete(&mut self, key_group: usize, key: &[u8]) -> Result<()> {
         let i = self.index(key_group)?;
-        if !self.groups[i].contains_key(key) {
-            return Ok(());
-        }
-        if let Some(old) = Arc::make_mut(&mut self.groups[i]).remove(key) {
-            self.entries -= 1;
-            self.bytes -= (key.len() + old.len()) as u64;
+        if let Some(previous) = self.groups[i].delete(key) {
+            self.count_delete(key, previous);
         }
         Ok(())
     }
@@ -94,7 +121,7 @@ impl KeyedStateBackend for HashMapStateBackend {
     fn scan_prefix(&self, prefix: &[u8], f: &mut EntryVisitor<'_>) -> Result<()> {
         for (i, map) in self.groups.iter().enumerate() {
             let kg = self.scope.key_groups.start + i;
-            for (k, v) in map.range(prefix.to_vec()..) {
+            for (k, v) in map.range(Bound::Included(prefix), Bound::Unbounded) {
                 if !k.starts_with(prefix) {
                     break;
                 }
@@ -106,7 +133,7 @@ impl KeyedStateBackend for HashMapStateBackend {
 
     fn scan_key_group_prefix(&self, key_group: usize, prefix: &[u8], f: &mut KeyVisitor<'_>) -> Result<()> {
         let map = &self.groups[self.index(key_group)?];
-        for (k, v) in map.range::<[u8], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)) {
+        for (k, v) in map.range(Bound::Included(prefix), Bound::Unbounded) {
             if !k.starts_with(prefix) {
                 break;
             }
@@ -121,9 +148,7 @@ impl KeyedStateBackend for HashMapStateBackend {
         }
         for (i, map) in self.groups.iter().enumerate() {
             let kg = self.scope.key_groups.start + i;
-            for (k, v) in
-                map.range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)))
-            {
+            for (k, v) in map.range(Bound::Included(start), Bound::Excluded(end)) {
                 f(kg, k, v)?;
             }
         }
@@ -147,10 +172,10 @@ impl KeyedStateBackend for HashMapStateBackend {
         Ok(Box::pin(async move {
             let data = tokio::task::spawn_blocking(move || {
                 write_kv_file(
-                    groups.iter().enumerate().flat_map(|(i, m)| {
-                        m.iter()
-                            .map(move |(k, v)| (start + i, k.as_slice(), v.as_slice()))
-                    }),
+                    groups
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(i, m)| m.iter().map(move |(k, v)| (start + i, k, v))),
                     size_hint,
                 )
             })
@@ -235,15 +260,10 @@ impl StateBackendFactory for HashMapBackendFactory {
             if !handle.overlaps(scope.key_groups) {
                 continue;
             }
-            let mut entries = Vec::new();
             read_canonical_handle(handle, storage, scope.key_groups, &mut |kg, k, v| {
-                entries.push((kg, k.to_vec(), v.to_vec()));
-                Ok(())
+                backend.load(kg, k, v)
             })
             .await?;
-            for (kg, k, v) in entries {
-                backend.put(kg, &k, &v)?;
-            }
         }
         Ok(Box::new(backend))
     }

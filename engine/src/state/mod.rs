@@ -15,7 +15,10 @@ mod backend;
 mod batch_state;
 mod hashmap;
 mod init;
+mod key_group_map;
 mod kv_file;
+mod leaf;
+mod separator;
 pub mod testing;
 
 pub use backend::{

@@ -21,6 +21,7 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_expr::utils::collect_columns;
 use weir_engine::changelog::with_op_column;
 use weir_engine::graph::{Edge, JobGraph, Node, NodeId, NodeKind, OperatorFactory, Partitioning};
@@ -181,6 +182,19 @@ pub struct Lowering<'a> {
     /// Source nodes by table: a table read twice in one job is read once, and
     /// both readers see the same rows and watermarks (Flink's source reuse).
     sources: HashMap<String, (NodeId, usize)>,
+    /// Projections that only pick columns, by input node: the same columns
+    /// of the same stream picked twice (e.g. the two inputs of a self-join,
+    /// narrowed alike) are picked once.
+    picks: Vec<Pick>,
+}
+
+/// A projection node that picks `columns` of node `input`, into rows of
+/// `schema`.
+struct Pick {
+    input: NodeId,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    node: NodeId,
 }
 
 impl<'a> Lowering<'a> {
@@ -201,6 +215,7 @@ impl<'a> Lowering<'a> {
             edges: Vec::new(),
             names: HashMap::new(),
             sources: HashMap::new(),
+            picks: Vec::new(),
         }
     }
 
@@ -336,6 +351,21 @@ impl<'a> Lowering<'a> {
                     times,
                 };
                 let schema = out.physical_schema();
+                let columns: Option<Vec<usize>> = exprs
+                    .iter()
+                    .map(|e| e.downcast_ref::<PhysicalColumn>().map(|c| c.index()))
+                    .collect();
+                if let Some(columns) = &columns
+                    && let Some(pick) = self
+                        .picks
+                        .iter()
+                        .find(|k| k.input == input.node && &k.columns == columns && k.schema == schema)
+                {
+                    return Ok(Stream {
+                        node: pick.node,
+                        ..out
+                    });
+                }
                 let op = Projection {
                     exprs: exprs.clone(),
                     schema: schema.clone(),
@@ -348,7 +378,16 @@ impl<'a> Lowering<'a> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                let node = self.add_forward(&input, "calc", name, clone_factory("project", op), schema);
+                let node =
+                    self.add_forward(&input, "calc", name, clone_factory("project", op), schema.clone());
+                if let Some(columns) = columns {
+                    self.picks.push(Pick {
+                        input: input.node,
+                        columns,
+                        schema,
+                        node,
+                    });
+                }
                 Ok(Stream { node, ..out })
             }
             LogicalPlan::Filter(f) => {

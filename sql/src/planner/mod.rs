@@ -5,6 +5,7 @@
 mod join;
 mod lower;
 mod providers;
+mod prune;
 mod read_columns;
 mod window_args;
 
@@ -679,7 +680,7 @@ impl StreamPlanner {
         );
         lowering.default_idle_timeout = self.config.idle_timeout();
         lowering.read_columns = read_columns::read_columns(plan);
-        let stream = lowering.lower(plan)?;
+        let stream = lowering.lower(&prune::prune_join_inputs(plan)?)?;
         let stream = lowering.finish(stream)?;
         let schema = Arc::new(stream.schema.as_arrow().clone());
         Ok(PlannedQuery {

@@ -1,0 +1,360 @@
+//! [`Leaf`]: a few kilobytes of key-value entries in one buffer, indexed in
+//! key order.
+
+/// Key-value entries (keys unique) in one buffer, as `[key length varint,
+/// value length varint, key, value]`, in the order they were written, with
+/// the offsets of the entries in key order on the side (a slotted page).
+///
+/// A leaf of the `hashmap` backend's ordered maps: a few bytes of overhead
+/// per entry instead of a heap allocation each. A new entry is appended and
+/// its offset inserted, so no entry moves; a deleted or rewritten entry
+/// leaves garbage, compacted away once it is a quarter of the buffer. The
+/// buffers grow and shrink in steps of [`DATA_STEP`] bytes and
+/// [`OFFSETS_STEP`] entries, so that a leaf wastes little memory however
+/// full it is.
+///
+/// Searches skip the prefix that all its keys share (that of its first and
+/// last keys) and compare the next 16 bytes as a number before comparing
+/// bytes.
+#[derive(Debug, Default, Clone)]
+pub struct Leaf {
+    data: Vec<u8>,
+    /// Where each entry starts in `data`, in key order.
+    offsets: Vec<u32>,
+    /// Bytes of `data` that no entry uses.
+    garbage: usize,
+    /// The length of the common prefix of the first and last keys (so of
+    /// all keys).
+    prefix: usize,
+}
+
+/// The buffers of a leaf have room for a multiple of this many bytes...
+const DATA_STEP: usize = 512;
+/// ... and of this many entries.
+const OFFSETS_STEP: usize = 16;
+
+fn round_up(n: usize, step: usize) -> usize {
+    n.div_ceil(step) * step
+}
+
+/// The first 16 bytes of `key` (padded with zeros) as a big-endian number:
+/// `head(a) < head(b)` implies `a < b`, and `head(a) > head(b)` implies
+/// `a > b` (equal heads decide nothing).
+pub fn head(key: &[u8]) -> u128 {
+    match key.first_chunk::<16>() {
+        Some(bytes) => u128::from_be_bytes(*bytes),
+        None => {
+            let mut bytes = [0u8; 16];
+            bytes[..key.len()].copy_from_slice(key);
+            u128::from_be_bytes(bytes)
+        }
+    }
+}
+
+impl Leaf {
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Bytes of its entries' encodings (garbage left out).
+    pub fn size(&self) -> usize {
+        self.data.len() - self.garbage
+    }
+
+    /// Entry `i` as `(key, value)`.
+    pub fn entry(&self, i: usize) -> (&[u8], &[u8]) {
+        let (key, value_end) = self.spans(self.offsets[i] as usize);
+        (&self.data[key.clone()], &self.data[key.end..value_end])
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        &self.data[self.spans(self.offsets[i] as usize).0]
+    }
+
+    pub fn last_key(&self) -> Option<&[u8]> {
+        self.len().checked_sub(1).map(|i| self.key(i))
+    }
+
+    /// Where the key of the entry at `offset` is, and where its value ends.
+    fn spans(&self, offset: usize) -> (std::ops::Range<usize>, usize) {
+        let mut pos = offset;
+        let key_len = read_varint(&self.data, &mut pos);
+        let value_len = read_varint(&self.data, &mut pos);
+        (pos..pos + key_len, pos + key_len + value_len)
+    }
+
+    /// The encoded length of the entry at `offset`.
+    fn entry_len(&self, offset: usize) -> usize {
+        self.spans(offset).1 - offset
+    }
+
+    /// `Ok(i)` if entry `i` has `key`; `Err(i)` if `key` belongs at `i`.
+    pub fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let Some(&first) = self.offsets.first() else {
+            return Err(0);
+        };
+        // Every key has the prefix: a key without it is before or after all.
+        let p = self.prefix;
+        let first = &self.data[self.spans(first as usize).0][..p];
+        match key[..p.min(key.len())].cmp(first) {
+            std::cmp::Ordering::Less => return Err(0),
+            std::cmp::Ordering::Greater => return Err(self.len()),
+            std::cmp::Ordering::Equal => {}
+        }
+        let rest = &key[p..];
+        let h = head(rest);
+        self.offsets.binary_search_by(|&o| {
+            let k = &self.data[self.spans(o as usize).0][p..];
+            head(k).cmp(&h).then_with(|| k.cmp(rest))
+        })
+    }
+
+    /// Inserts an entry at `i`, where its key belongs.
+    pub fn insert(&mut self, i: usize, key: &[u8], value: &[u8]) {
+        debug_assert!(i == 0 || self.key(i - 1) < key, "keys in order");
+        debug_assert!(i == self.len() || key < self.key(i), "keys in order");
+        let at = self.append_entry(key, value);
+        if self.offsets.len() == self.offsets.capacity() {
+            self.offsets.reserve_exact(OFFSETS_STEP);
+        }
+        self.offsets.insert(i, at as u32);
+        if i == 0 || i + 1 == self.len() {
+            self.update_prefix();
+        }
+    }
+
+    /// Replaces the value of entry `i`; returns the length of the old one.
+    pub fn set_value(&mut self, i: usize, value: &[u8]) -> usize {
+        let offset = self.offsets[i] as usize;
+        let (key, value_end) = self.spans(offset);
+        let old = key.end..value_end;
+        let old_len = old.len();
+        if old_len == value.len() {
+            self.data[old].copy_from_slice(value);
+            return old_len;
+        }
+        let key = self.data[key].to_vec();
+        let at = self.append_entry(&key, value);
+        self.offsets[i] = at as u32;
+        self.garbage += value_end - offset;
+        self.maybe_compact();
+        old_len
+    }
+
+    /// Removes entry `i`; returns the length of its value.
+    pub fn remove(&mut self, i: usize) -> usize {
+        let offset = self.offsets.remove(i) as usize;
+        let (key, value_end) = self.spans(offset);
+        self.garbage += value_end - offset;
+        if i == 0 || i == self.len() {
+            self.update_prefix();
+        }
+        self.maybe_compact();
+        value_end - key.end
+    }
+
+    /// Appends an entry whose key is greater than every key in the leaf.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        let i = self.len();
+        self.insert(i, key, value);
+    }
+
+    /// Moves the entries from `at` on into a new leaf; both come out
+    /// compacted.
+    pub fn split_off(&mut self, at: usize) -> Leaf {
+        let right = self.copy_of(at..self.len());
+        *self = self.copy_of(0..at);
+        right
+    }
+
+    /// Appends the entries of `other`, whose keys are all greater.
+    pub fn append(&mut self, other: &Leaf) {
+        self.reserve(other.size(), other.len());
+        for i in 0..other.len() {
+            let (k, v) = other.entry(i);
+            let at = self.append_entry(k, v);
+            self.offsets.push(at as u32);
+        }
+        self.update_prefix();
+    }
+
+    /// A compacted leaf of entries `range`.
+    fn copy_of(&self, range: std::ops::Range<usize>) -> Leaf {
+        let bytes = self.offsets[range.clone()]
+            .iter()
+            .map(|&o| self.entry_len(o as usize))
+            .sum();
+        let mut leaf = Leaf::default();
+        leaf.reserve(bytes, range.len());
+        for &o in &self.offsets[range] {
+            let o = o as usize;
+            leaf.offsets.push(leaf.data.len() as u32);
+            leaf.data.extend_from_slice(&self.data[o..o + self.entry_len(o)]);
+        }
+        leaf.update_prefix();
+        leaf
+    }
+
+    /// Compacts the leaf once garbage is a quarter of it.
+    fn maybe_compact(&mut self) {
+        if self.garbage > DATA_STEP && self.garbage * 4 > self.data.len() {
+            *self = self.copy_of(0..self.len());
+        }
+    }
+
+    /// Appends an entry's encoding to `data`; returns where it starts.
+    fn append_entry(&mut self, key: &[u8], value: &[u8]) -> usize {
+        let n = encoded_len(key, value);
+        if self.data.len() + n > self.data.capacity() && self.garbage * 4 > self.data.len() {
+            // Compacting makes room without growing.
+            *self = self.copy_of(0..self.len());
+        }
+        self.reserve(n, 1);
+        let at = self.data.len();
+        self.data.resize(at + n, 0);
+        write_entry(&mut self.data[at..], key, value);
+        at
+    }
+
+    fn update_prefix(&mut self) {
+        self.prefix = match (self.offsets.first(), self.offsets.last()) {
+            (Some(&a), Some(&b)) => {
+                let (a, b) = (self.spans(a as usize).0, self.spans(b as usize).0);
+                let (a, b) = (&self.data[a], &self.data[b]);
+                a.iter().zip(b).take_while(|(x, y)| x == y).count()
+            }
+            _ => 0,
+        };
+    }
+
+    /// Makes room for `bytes` more bytes and `entries` more entries, in
+    /// steps.
+    fn reserve(&mut self, bytes: usize, entries: usize) {
+        let (len, cap) = (self.data.len(), self.data.capacity());
+        if len + bytes > cap {
+            self.data.reserve_exact(round_up(len + bytes, DATA_STEP) - len);
+        }
+        let (len, cap) = (self.offsets.len(), self.offsets.capacity());
+        if len + entries > cap {
+            self.offsets
+                .reserve_exact(round_up(len + entries, OFFSETS_STEP) - len);
+        }
+    }
+}
+
+/// The size of an entry's encoding.
+pub fn encoded_len(key: &[u8], value: &[u8]) -> usize {
+    varint_len(key.len()) + varint_len(value.len()) + key.len() + value.len()
+}
+
+fn write_entry(buf: &mut [u8], key: &[u8], value: &[u8]) {
+    let mut pos = write_varint(buf, key.len());
+    pos += write_varint(&mut buf[pos..], value.len());
+    buf[pos..pos + key.len()].copy_from_slice(key);
+    buf[pos + key.len()..pos + key.len() + value.len()].copy_from_slice(value);
+}
+
+fn varint_len(v: usize) -> usize {
+    (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize
+}
+
+fn write_varint(buf: &mut [u8], mut v: usize) -> usize {
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    n + 1
+}
+
+/// Reads a varint written by [`write_varint`] (the leaf wrote it: no checks).
+fn read_varint(buf: &[u8], pos: &mut usize) -> usize {
+    let mut v = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = buf[*pos];
+        *pos += 1;
+        v |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(leaf: &Leaf) -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..leaf.len())
+            .map(|i| {
+                let (k, v) = leaf.entry(i);
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorted_entries_written_in_place() {
+        let long = vec![7u8; 300];
+        let mut leaf = Leaf::default();
+        leaf.push(b"b", b"2");
+        leaf.insert(0, b"a", b"");
+        leaf.insert(2, b"d", &long);
+        leaf.insert(2, b"c", b"3");
+        assert_eq!((leaf.search(b"c"), leaf.search(b"bb")), (Ok(2), Err(2)));
+        assert_eq!(leaf.set_value(2, b"x"), 1);
+        assert_eq!(leaf.set_value(1, &long), 1);
+        assert_eq!(leaf.set_value(1, b"22"), 300);
+        assert_eq!(leaf.remove(0), 0);
+        assert_eq!(
+            entries(&leaf),
+            vec![
+                (b"b".to_vec(), b"22".to_vec()),
+                (b"c".to_vec(), b"x".to_vec()),
+                (b"d".to_vec(), long.clone()),
+            ]
+        );
+        assert_eq!(leaf.size(), 5 + 4 + 304);
+        let right = leaf.split_off(1);
+        assert_eq!((leaf.len(), right.len()), (1, 2));
+        assert_eq!((leaf.size(), leaf.garbage), (5, 0));
+        assert_eq!(right.entry(1), (&b"d"[..], &long[..]));
+        leaf.append(&right);
+        assert_eq!(leaf.len(), 3);
+        assert_eq!(leaf.last_key(), Some(&b"d"[..]));
+        assert_eq!((varint_len(0), varint_len(127), varint_len(128)), (1, 1, 2));
+    }
+
+    #[test]
+    fn searches_skip_the_shared_prefix() {
+        let key = |i: u32| [&b"shared prefix longer than a head: "[..], &i.to_be_bytes()].concat();
+        let mut leaf = Leaf::default();
+        for i in (10..200).step_by(10) {
+            leaf.push(&key(i), b"v");
+        }
+        assert_eq!(leaf.prefix, key(0).len() - 1);
+        assert_eq!(leaf.search(&key(50)), Ok(4));
+        assert_eq!(leaf.search(&key(55)), Err(5));
+        assert_eq!(leaf.search(&key(5)), Err(0));
+        assert_eq!(leaf.search(&key(500)), Err(19));
+        assert_eq!(leaf.search(b"a"), Err(0));
+        assert_eq!(leaf.search(b"z"), Err(19));
+        assert_eq!(leaf.search(b"shared"), Err(0));
+        // Garbage is compacted away.
+        for _ in 0..100 {
+            leaf.set_value(3, &[1; 40]);
+            leaf.set_value(3, b"v");
+        }
+        assert!(leaf.garbage * 4 <= leaf.data.len().max(4 * DATA_STEP));
+        assert_eq!(leaf.search(&key(40)), Ok(3));
+        assert_eq!(leaf.entry(3).1, b"v");
+    }
+}
