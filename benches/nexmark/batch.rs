@@ -25,6 +25,7 @@ use crate::queries::{Query, Table};
 pub async fn materialize(
     tables: &[Table],
     events: u64,
+    event_rate: u64,
 ) -> Result<HashMap<String, Arc<Vec<RecordBatch>>>, String> {
     let engine = weir::Engine::new();
     engine
@@ -34,7 +35,7 @@ pub async fn materialize(
     let mut out = HashMap::new();
     for &table in tables {
         engine
-            .execute(&table.ddl(&generator_options(table, events)))
+            .execute(&table.ddl(&generator_options(table, events, event_rate)))
             .await
             .map_err(|e| format!("materialize {}: {e}", table.name()))?;
         let batches = engine
@@ -51,7 +52,7 @@ pub async fn materialize(
 
 /// Runs `query`'s batch SQL over freshly materialized events.
 pub async fn run(query: &Query, spec: &RunSpec) -> Result<Measurement, String> {
-    let tables = materialize(query.tables, spec.events).await?;
+    let tables = materialize(query.tables, spec.events, spec.event_rate).await?;
     let ticks = clock_ticks_per_second();
     let partitions = spec.parallelism.max(1);
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(partitions));

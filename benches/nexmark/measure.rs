@@ -51,6 +51,8 @@ pub struct RunSpec {
     pub query: String,
     pub mode: Mode,
     pub events: u64,
+    /// Events per second of event time (`first-event.rate`).
+    pub event_rate: u64,
     pub parallelism: usize,
     pub threads: usize,
     pub checkpointing: Option<Checkpointing>,
@@ -92,7 +94,7 @@ pub async fn run(spec: &RunSpec) -> Measurement {
     let query = Query::by_name(&spec.query).expect("queries are validated");
     let result = match spec.mode {
         Mode::Generator => run_stream(query, spec, None).await,
-        Mode::Memory => match batch::materialize(query.tables, spec.events).await {
+        Mode::Memory => match batch::materialize(query.tables, spec.events, spec.event_rate).await {
             Ok(tables) => run_stream(query, spec, Some(tables)).await,
             Err(e) => Err(e),
         },
@@ -134,7 +136,7 @@ async fn run_stream(
     for table in query.tables {
         let options = match spec.mode {
             Mode::Memory => format!("'connector' = 'replay', 'table' = '{}'", table.name()),
-            _ => generator_options(*table, spec.events),
+            _ => generator_options(*table, spec.events, spec.event_rate),
         };
         setup.push_str(&table.ddl(&options));
         setup.push(';');
@@ -176,9 +178,10 @@ async fn run_stream(
 
 /// The `nexmark` connector's options for `table`: `events` events of all
 /// kinds, unthrottled.
-pub fn generator_options(table: Table, events: u64) -> String {
+pub fn generator_options(table: Table, events: u64, event_rate: u64) -> String {
     format!(
-        "'connector' = 'nexmark', 'table' = '{}', 'events.num' = '{events}', 'rate' = '0'",
+        "'connector' = 'nexmark', 'table' = '{}', 'events.num' = '{events}', 'rate' = '0', \
+         'first-event.rate' = '{event_rate}'",
         table.name()
     )
 }
