@@ -182,6 +182,8 @@ pub struct Lowering<'a> {
     /// Source nodes by table: a table read twice in one job is read once, and
     /// both readers see the same rows and watermarks (Flink's source reuse).
     sources: HashMap<String, (NodeId, usize)>,
+    /// The plans lowered so far, with their streams (see [`Self::lower`]).
+    lowered: HashMap<LogicalPlan, Stream>,
     /// Projections that only pick columns, by input node: the same columns
     /// of the same stream picked twice (e.g. the two inputs of a self-join,
     /// narrowed alike) are picked once.
@@ -215,6 +217,7 @@ impl<'a> Lowering<'a> {
             edges: Vec::new(),
             names: HashMap::new(),
             sources: HashMap::new(),
+            lowered: HashMap::new(),
             picks: Vec::new(),
         }
     }
@@ -300,8 +303,23 @@ impl<'a> Lowering<'a> {
         self.state.create_physical_expr(expr.clone(), schema)
     }
 
-    /// Lowers `plan`, returning the stream of its rows.
+    /// Lowers `plan`, returning the stream of its rows. A plan equal to one
+    /// lowered before in this job is not lowered again: its stream is read
+    /// twice (Flink's sub-plan reuse), unless it calls a volatile function
+    /// (`random()`), whose two copies must differ.
     pub fn lower(&mut self, plan: &LogicalPlan) -> Result<Stream> {
+        if let Some(stream) = self.lowered.get(plan) {
+            return Ok(stream.clone());
+        }
+        let stream = self.lower_node(plan)?;
+        let volatile = plan.exists(|node| Ok(node.expressions().iter().any(Expr::is_volatile)))?;
+        if !volatile {
+            self.lowered.insert(plan.clone(), stream.clone());
+        }
+        Ok(stream)
+    }
+
+    fn lower_node(&mut self, plan: &LogicalPlan) -> Result<Stream> {
         match plan {
             LogicalPlan::TableScan(scan) => self.lower_scan(scan),
             LogicalPlan::SubqueryAlias(alias) => {

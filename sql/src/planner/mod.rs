@@ -486,6 +486,9 @@ impl StreamPlanner {
             let mut cte_plans = HashMap::new();
             let mut pending: Vec<&WindowTvf> = Vec::new();
             for tvf in window_tvfs {
+                if canonical_window_tvf(window_tvfs, tvf).placeholder != tvf.placeholder {
+                    continue; // its scans were renamed to the equal TVF's
+                }
                 if ctes.iter().any(|(n, _)| *n == normalize_name(&tvf.input)) {
                     pending.push(tvf);
                     continue;
@@ -813,34 +816,53 @@ fn check_insert_types(table: &str, input: &LogicalPlan, schema: &Schema) -> Resu
 fn alias_window_tvfs(statement: &mut Statement, window_tvfs: &[WindowTvf]) {
     use std::ops::ControlFlow;
 
-    use datafusion::sql::sqlparser::ast::{TableAlias, TableFactor, VisitMut, VisitorMut};
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectName, TableAlias, TableFactor, VisitMut, VisitorMut};
 
     struct Aliaser<'a>(&'a [WindowTvf]);
     impl VisitorMut for Aliaser<'_> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table {
-                name,
-                alias: alias @ None,
-                ..
-            } = factor
-            {
+            if let TableFactor::Table { name, alias, .. } = factor {
                 let placeholder = normalize_name(name);
-                if let Some(tvf) = self.0.iter().find(|t| t.placeholder == placeholder)
-                    && let Some(input) = tvf.input.0.last().and_then(|p| p.as_ident())
-                {
-                    *alias = Some(TableAlias {
-                        explicit: true,
-                        name: input.clone(),
-                        columns: vec![],
-                        at: None,
-                    });
+                if let Some(tvf) = self.0.iter().find(|t| t.placeholder == placeholder) {
+                    if alias.is_none()
+                        && let Some(input) = tvf.input.0.last().and_then(|p| p.as_ident())
+                    {
+                        *alias = Some(TableAlias {
+                            explicit: true,
+                            name: input.clone(),
+                            columns: vec![],
+                            at: None,
+                        });
+                    }
+                    // Aliased, the placeholder's name is seen by nothing but
+                    // the scan: the same window of the same input is one table.
+                    let canonical = canonical_window_tvf(self.0, tvf);
+                    if canonical.placeholder != tvf.placeholder {
+                        *name = ObjectName::from(vec![Ident::new(canonical.placeholder.clone())]);
+                    }
                 }
             }
             ControlFlow::Continue(())
         }
     }
     let _ = statement.visit(&mut Aliaser(window_tvfs));
+}
+
+/// The first of `window_tvfs` that is the same window TVF as `tvf` (the same
+/// kind, input, time column and sizes): textually equal TVFs of one statement
+/// read one table, so the subqueries over them are equal plans and are
+/// lowered once (see `Lowering::lower`), as Flink reuses equal sub-plans.
+fn canonical_window_tvf<'a>(window_tvfs: &'a [WindowTvf], tvf: &'a WindowTvf) -> &'a WindowTvf {
+    window_tvfs
+        .iter()
+        .find(|t| {
+            WindowTvf {
+                placeholder: tvf.placeholder.clone(),
+                ..(*t).clone()
+            } == *tvf
+        })
+        .unwrap_or(tvf)
 }
 
 fn kind_has_subsecond(kind: &WindowKind) -> bool {
