@@ -57,6 +57,10 @@ pub enum NodeKind {
         watermark: Option<WatermarkStrategy>,
         /// `scan.watermark.idle-timeout`.
         idle_timeout: Option<Duration>,
+        /// `scan.watermark.alignment.max-drift`: how far in event time a
+        /// subtask may read ahead of the slowest one (see
+        /// [`crate::watermark_alignment`]); `None`: unaligned.
+        alignment_max_drift: Option<Duration>,
     },
     /// An operator (or a sink, which has no outgoing edge).
     Operator(Arc<dyn OperatorFactory>),

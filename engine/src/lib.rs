@@ -28,3 +28,4 @@ pub mod operators;
 pub mod runtime;
 pub mod values;
 pub mod watermark;
+pub mod watermark_alignment;

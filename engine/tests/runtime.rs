@@ -142,6 +142,7 @@ fn source_node_idle(name: &str, spec: TestSource, idle_timeout: Option<Duration>
             spec: Arc::new(spec),
             watermark: Some(watermark),
             idle_timeout,
+            alignment_max_drift: None,
         },
         schema: schema(),
         num_inputs: 0,

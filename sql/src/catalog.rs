@@ -12,6 +12,7 @@ use weir_engine::source::SourceSpec;
 /// Table options handled by weir itself rather than by the connector.
 pub const ENGINE_TABLE_OPTIONS: &[&str] = &[
     "scan.watermark.idle-timeout",
+    "scan.watermark.alignment.max-drift",
     "scan.parallelism",
     "sink.parallelism",
 ];
@@ -36,6 +37,8 @@ pub struct TableDef {
     pub watermark: Option<WatermarkDef>,
     /// `scan.watermark.idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `scan.watermark.alignment.max-drift`.
+    pub alignment_max_drift: Option<Duration>,
     /// `scan.parallelism` / `sink.parallelism`.
     pub scan_parallelism: Option<usize>,
     pub sink_parallelism: Option<usize>,

@@ -23,6 +23,7 @@ use crate::message::Message;
 use crate::metrics::OperatorMetrics;
 use crate::operator::OperatorContext;
 use crate::state::{StateInit, StateScope};
+use crate::watermark_alignment::WatermarkAlignment;
 
 /// One task's work: runs until the task ends.
 pub(super) type TaskFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>;
@@ -174,6 +175,8 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
     let aligned = spec.config.mode == CheckpointingMode::ExactlyOnce;
     let mut source_controls = Vec::new();
     let mut tasks: Vec<(String, TaskFuture)> = Vec::new();
+    // One alignment per aligned source, shared by its subtasks.
+    let mut alignments: HashMap<NodeId, Arc<WatermarkAlignment>> = HashMap::new();
 
     for (ci, chain) in chains.iter().enumerate() {
         let head = chain[0];
@@ -213,6 +216,7 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
                     spec: source_spec,
                     watermark,
                     idle_timeout,
+                    alignment_max_drift,
                 } => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     source_controls.push(tx);
@@ -233,6 +237,12 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
                         node: head,
                         watermark: watermark.clone(),
                         idle_timeout: *idle_timeout,
+                        alignment: alignment_max_drift.map(|drift| {
+                            alignments
+                                .entry(head)
+                                .or_insert_with(|| Arc::new(WatermarkAlignment::new(parallelism, drift)))
+                                .clone()
+                        }),
                         chain: chain_run,
                         control: rx,
                         restored,

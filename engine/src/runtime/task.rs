@@ -1,6 +1,7 @@
 //! The loops of the two kinds of task: a source task (a source, then its
 //! chained operators) and an operator task (an input gate, then a chain).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::common::{DataFusionError, Result};
@@ -18,6 +19,7 @@ use crate::metrics::OperatorMetrics;
 use crate::operator::OperatorContext;
 use crate::source::{Source, SourceEvent};
 use crate::watermark::{SplitWatermarks, WatermarkStrategy, WatermarkUpdate};
+use crate::watermark_alignment::WatermarkAlignment;
 
 /// What the job tells a source task.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,8 @@ pub struct SourceTask {
     pub node: NodeId,
     pub watermark: Option<WatermarkStrategy>,
     pub idle_timeout: Option<Duration>,
+    /// Shared by the subtasks of this source when the table aligns them.
+    pub alignment: Option<Arc<WatermarkAlignment>>,
     pub chain: Chain,
     pub control: mpsc::UnboundedReceiver<SourceControl>,
     /// The list state to resume from (`None`: a fresh start).
@@ -116,6 +120,14 @@ impl SourceTask {
         self.chain.open().await?;
         let checkpointing = self.ctx.checkpointing && self.links.is_some();
         let mut watermark: Option<i64> = self.restored_watermark;
+        let subtask = self.ctx.subtask;
+        let alignment = self.alignment.clone();
+        let report = |w: Option<i64>| {
+            if let Some(a) = &alignment {
+                a.report(subtask, w);
+            }
+        };
+        report(watermark);
         if let Some(w) = watermark {
             self.chain
                 .push(0, Message::Watermark(Watermark::EventTime(w)))
@@ -138,6 +150,12 @@ impl SourceTask {
                 idle_deadline.unwrap_or(far_future)
             };
             let reading = phase == Phase::Reading;
+            // Ahead of the slowest subtask by more than the drift: wait.
+            let paused = reading && alignment.as_ref().is_some_and(|a| !a.may_read(subtask));
+            if paused {
+                // Waiting for others is not being idle.
+                idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
+            }
             tokio::select! {
                 biased;
                 notice = recv_notice(&mut notices) => match notice {
@@ -175,7 +193,8 @@ impl SourceTask {
                         self.report_finished();
                     }
                 },
-                event = self.source.poll_next(), if reading => {
+                _ = wait_for_alignment(alignment.as_deref()), if paused => {}
+                event = self.source.poll_next(), if reading && !paused => {
                     let (split, batch) = match event? {
                         SourceEvent::Batch(batch) => (None, batch),
                         SourceEvent::SplitBatch { split, batch } => (Some(split), batch),
@@ -186,6 +205,7 @@ impl SourceTask {
                         SourceEvent::Finished => {
                             self.chain.push(0, Message::Watermark(Watermark::MAX)).await?;
                             watermark = Some(i64::MAX);
+                            report(None);
                             if !checkpointing {
                                 break;
                             }
@@ -217,6 +237,9 @@ impl SourceTask {
                     if let Some(w) = advanced {
                         watermark = Some(w);
                     }
+                    if advanced.is_some() || idle {
+                        report(watermark);
+                    }
                     if let Some(w) = advanced.or(if idle { watermark } else { None }) {
                         self.ctx.metrics.watermark.store(w, std::sync::atomic::Ordering::Relaxed);
                         self.chain.push(0, Message::Watermark(Watermark::EventTime(w))).await?;
@@ -224,13 +247,22 @@ impl SourceTask {
                     idle = false;
                     idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);
                 }
-                _ = tokio::time::sleep_until(deadline), if reading && !idle && idle_deadline.is_some() => {
+                _ = tokio::time::sleep_until(deadline), if reading && !paused && !idle && idle_deadline.is_some() => {
                     idle = true;
+                    report(None);
                     self.chain.push(0, Message::Watermark(Watermark::Idle)).await?;
                 }
             }
         }
         self.chain.push(0, Message::End).await
+    }
+}
+
+/// Until the watermarks of `alignment`'s group change (never without one).
+async fn wait_for_alignment(alignment: Option<&WatermarkAlignment>) {
+    match alignment {
+        Some(a) => a.changed().await,
+        None => std::future::pending().await,
     }
 }
 

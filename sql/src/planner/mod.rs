@@ -229,6 +229,7 @@ impl StreamPlanner {
         let idle_timeout = engine_opts
             .get_duration("scan.watermark.idle-timeout")?
             .filter(|d| !d.is_zero());
+        let alignment_max_drift = engine_opts.get_duration("scan.watermark.alignment.max-drift")?;
         let scan_parallelism = engine_opts
             .get_u64("scan.parallelism")?
             .map(|p| p.max(1) as usize);
@@ -270,6 +271,12 @@ impl StreamPlanner {
             }
             None => None,
         };
+        if alignment_max_drift.is_some() && watermark.is_none() {
+            return plan_err!(
+                "table '{name}': 'scan.watermark.alignment.max-drift' aligns the source's subtasks by their \
+                 watermarks, and the table declares none (add WATERMARK FOR column AS expr)"
+            );
+        }
         let request = TableRequest {
             schema: &schema,
             options: &options,
@@ -294,6 +301,7 @@ impl StreamPlanner {
             options,
             watermark,
             idle_timeout,
+            alignment_max_drift,
             scan_parallelism,
             sink_parallelism,
             primary_key,

@@ -1,0 +1,105 @@
+//! Watermark alignment: the subtasks of a source read in step in event time.
+//!
+//! Subtasks of one source are scheduled independently; unthrottled, one can
+//! run seconds of event time ahead of another. Downstream the watermark is
+//! the minimum of them, so every row of the fast subtask waits in window or
+//! join state until the slow one catches up, and that state grows for as long
+//! as the skew does. Flink's answer is `scan.watermark.alignment.max-drift`:
+//! a subtask whose watermark is more than the drift ahead of the slowest
+//! subtask's stops reading until it is not. weir takes the same table
+//! option; the group is the table's source (all of its subtasks).
+//!
+//! A subtask that is idle, has finished, or has no watermark yet does not
+//! hold the others back. As in Flink, a subtask that stops receiving rows
+//! without being marked idle (`scan.watermark.idle-timeout`) holds them
+//! back until it gets rows again.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// What a slot holds for a subtask that holds no one back.
+const UNCONSTRAINED: i64 = i64::MAX;
+
+/// The shared watermarks of the subtasks of one source, and the rule of
+/// [`may_read`](Self::may_read).
+///
+/// Lifecycle: created once per source when the job is built, with a slot
+/// per subtask (all unconstrained); each subtask reports its watermark as it
+/// advances and checks `may_read` before it polls its source. Invariant: a
+/// subtask whose watermark is the minimum may always read, so the group
+/// always makes progress.
+#[derive(Debug)]
+pub struct WatermarkAlignment {
+    max_drift_ms: i64,
+    slots: Vec<AtomicI64>,
+    advanced: Notify,
+}
+
+impl WatermarkAlignment {
+    /// Alignment of `subtasks` subtasks to within `max_drift`.
+    pub fn new(subtasks: usize, max_drift: Duration) -> Self {
+        WatermarkAlignment {
+            max_drift_ms: i64::try_from(max_drift.as_millis()).unwrap_or(i64::MAX),
+            slots: (0..subtasks).map(|_| AtomicI64::new(UNCONSTRAINED)).collect(),
+            advanced: Notify::new(),
+        }
+    }
+
+    /// Records `subtask`'s watermark (ms); `None` while it is idle, finished
+    /// or has none, so that it holds no one back. Wakes the waiting subtasks
+    /// when it changes.
+    pub fn report(&self, subtask: usize, watermark: Option<i64>) {
+        let value = watermark.unwrap_or(UNCONSTRAINED);
+        if self.slots[subtask].swap(value, Ordering::AcqRel) != value {
+            self.advanced.notify_waiters();
+        }
+    }
+
+    /// Whether `subtask` may read: its watermark is at most `max_drift`
+    /// ahead of the least watermark of the group.
+    pub fn may_read(&self, subtask: usize) -> bool {
+        let mine = self.slots[subtask].load(Ordering::Acquire);
+        if mine == UNCONSTRAINED {
+            return true;
+        }
+        let least = self
+            .slots
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(UNCONSTRAINED);
+        mine <= least.saturating_add(self.max_drift_ms)
+    }
+
+    /// Waits until a watermark of the group changes (or a short while: a
+    /// wake-up between `may_read` and this call is not lost for long).
+    pub async fn changed(&self) {
+        let _ = tokio::time::timeout(Duration::from_millis(10), self.advanced.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subtask_ahead_waits_for_the_slowest() {
+        let a = WatermarkAlignment::new(3, Duration::from_millis(100));
+        assert!(a.may_read(0), "nothing reported: everyone reads");
+        a.report(0, Some(1_000));
+        a.report(1, Some(1_050));
+        assert!(a.may_read(0) && a.may_read(1) && a.may_read(2));
+        a.report(1, Some(1_101));
+        assert!(!a.may_read(1), "101 ms ahead of subtask 0");
+        assert!(a.may_read(0), "the slowest always reads");
+        a.report(0, Some(1_001));
+        assert!(a.may_read(1), "within the drift again");
+        a.report(2, Some(5_000));
+        assert!(!a.may_read(2));
+        a.report(0, None);
+        a.report(1, None);
+        assert!(a.may_read(2), "idle or finished subtasks hold no one back");
+    }
+}
