@@ -180,6 +180,9 @@ async fn a_fast_subtask_waits_within_the_drift_of_a_slow_one() {
         "without alignment the fast subtask runs ahead (led by {unaligned} ms)"
     );
     let aligned = greatest_lead(Some(Duration::from_secs(2))).await;
-    // The drift, plus the row read before its watermark was known.
-    assert!(aligned <= 3_000, "aligned to 2 s, led by {aligned} ms");
+    // Up to the drift, plus the row read before its watermark was known.
+    assert!(
+        (1_000..=3_000).contains(&aligned),
+        "aligned to 2 s, led by {aligned} ms"
+    );
 }

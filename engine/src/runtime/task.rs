@@ -258,7 +258,7 @@ impl SourceTask {
     }
 }
 
-/// Until the watermarks of `alignment`'s group change (never without one).
+/// A moment before `alignment` is checked again (never without one).
 async fn wait_for_alignment(alignment: Option<&WatermarkAlignment>) {
     match alignment {
         Some(a) => a.changed().await,
