@@ -19,6 +19,14 @@ use std::time::Duration;
 
 use crate::message::EventTime;
 
+/// How long a paused subtask waits before it checks
+/// [`may_read`](WatermarkAlignment::may_read) again. A timer, not a wake-up
+/// from the subtask that advanced: tokio runs a task woken by another on
+/// the waker's worker next, so waking from the hot path would put the
+/// subtasks of a source on one worker thread, taking turns (measured: half
+/// the throughput of q0).
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(1);
+
 /// What a slot holds for a subtask that holds no one back.
 const UNCONSTRAINED: i64 = i64::MAX;
 
@@ -65,15 +73,6 @@ impl WatermarkAlignment {
             .min()
             .unwrap_or(UNCONSTRAINED);
         mine <= least.saturating_add(self.max_drift_ns)
-    }
-
-    /// Waits a moment before the caller checks [`may_read`](Self::may_read)
-    /// again. A timer, not a wake-up from the subtask that advanced: tokio
-    /// runs a task woken by another on that task's worker next, so waking
-    /// from the hot path would put the subtasks of a source on one worker
-    /// thread, taking turns (measured: half the throughput of q0).
-    pub async fn changed(&self) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -155,20 +155,9 @@ fn join_side_schema(value: &str) -> SchemaRef {
 }
 
 fn join_batch(schema: &SchemaRef, rows: &[(i64, i64, String)]) -> RecordBatch {
-    RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(TimestampMillisecondArray::from_iter_values(
-                rows.iter().map(|r| r.0 * 1000),
-            )),
-            Arc::new(TimestampMillisecondArray::from_iter_values(
-                rows.iter().map(|r| (r.0 + 10) * 1000),
-            )),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.clone()))),
-        ],
-    )
-    .unwrap()
+    let rows: Vec<(i64, Option<i64>, String)> =
+        rows.iter().map(|(w, k, v)| (*w, Some(*k), v.clone())).collect();
+    nullable_join_batch(schema, &rows)
 }
 
 fn join_config() -> Arc<WindowJoinConfig> {

@@ -26,7 +26,7 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::join::Side;
 use crate::message::EventTime;
-use crate::state::{KeyedStateBackend, time_key, time_of_key};
+use crate::state::{KeyedStateBackend, time_key, time_of_key, varint};
 
 const ROWS: u8 = b'R';
 const EXPIRY: u8 = b'X';
@@ -63,10 +63,10 @@ impl RowValue {
     fn encode(&self, buf: &mut [u8; MAX_VALUE_BYTES]) -> usize {
         let mut flags = 0;
         let mut n = 1;
-        n += put_varint(&mut buf[n..], zigzag(self.count));
+        n += varint::write(&mut buf[n..], zigzag(self.count));
         if self.matches != 0 {
             flags |= HAS_MATCHES;
-            n += put_varint(&mut buf[n..], zigzag(self.matches));
+            n += varint::write(&mut buf[n..], zigzag(self.matches));
         }
         if let Some(t) = self.touched_ms {
             flags |= HAS_TOUCHED;
@@ -120,28 +120,8 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Writes `v` as a LEB128 varint, returning its length (at most 10).
-fn put_varint(buf: &mut [u8], mut v: u64) -> usize {
-    let mut n = 0;
-    while v >= 0x80 {
-        buf[n] = (v as u8) | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    buf[n] = v as u8;
-    n + 1
-}
-
 fn take_varint(bytes: &mut &[u8]) -> Result<u64> {
-    let mut v = 0u64;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            *bytes = &bytes[i + 1..];
-            return Ok(v);
-        }
-    }
-    Err(corrupt("a bad varint in a row value"))
+    varint::read(bytes).ok_or_else(|| corrupt("a bad varint in a row value"))
 }
 
 fn corrupt(what: &str) -> DataFusionError {

@@ -19,7 +19,7 @@ use crate::metrics::OperatorMetrics;
 use crate::operator::OperatorContext;
 use crate::source::{Source, SourceEvent};
 use crate::watermark::{SplitWatermarks, WatermarkStrategy, WatermarkUpdate};
-use crate::watermark_alignment::WatermarkAlignment;
+use crate::watermark_alignment::{RECHECK_INTERVAL, WatermarkAlignment};
 
 /// What the job tells a source task.
 #[derive(Debug, Clone, Copy)]
@@ -193,7 +193,7 @@ impl SourceTask {
                         self.report_finished();
                     }
                 },
-                _ = wait_for_alignment(alignment.as_deref()), if paused => {}
+                _ = recheck_alignment_later(), if paused => {}
                 event = self.source.poll_next(), if reading && !paused => {
                     let (split, batch) = match event? {
                         SourceEvent::Batch(batch) => (None, batch),
@@ -258,12 +258,10 @@ impl SourceTask {
     }
 }
 
-/// A moment before `alignment` is checked again (never without one).
-async fn wait_for_alignment(alignment: Option<&WatermarkAlignment>) {
-    match alignment {
-        Some(a) => a.changed().await,
-        None => std::future::pending().await,
-    }
+/// Returns after [`RECHECK_INTERVAL`]. An `async fn`, so that `select!`
+/// builds no timer (nor reads the clock) on the iterations that do not wait.
+async fn recheck_alignment_later() {
+    tokio::time::sleep(RECHECK_INTERVAL).await
 }
 
 /// The next notice, or never if the task has no driver.

@@ -1,6 +1,8 @@
 //! [`Leaf`]: a few kilobytes of key-value entries in one buffer, indexed in
 //! key order.
 
+use super::varint;
+
 /// Key-value entries (keys unique) in one buffer, as `[key length varint,
 /// value length varint, key, value]`, in the order they were written, with
 /// the offsets of the entries in key order on the side (a slotted page).
@@ -248,44 +250,22 @@ impl Leaf {
 
 /// The size of an entry's encoding.
 pub fn encoded_len(key: &[u8], value: &[u8]) -> usize {
-    varint_len(key.len()) + varint_len(value.len()) + key.len() + value.len()
+    varint::len(key.len() as u64) + varint::len(value.len() as u64) + key.len() + value.len()
 }
 
 fn write_entry(buf: &mut [u8], key: &[u8], value: &[u8]) {
-    let mut pos = write_varint(buf, key.len());
-    pos += write_varint(&mut buf[pos..], value.len());
+    let mut pos = varint::write(buf, key.len() as u64);
+    pos += varint::write(&mut buf[pos..], value.len() as u64);
     buf[pos..pos + key.len()].copy_from_slice(key);
     buf[pos + key.len()..pos + key.len() + value.len()].copy_from_slice(value);
 }
 
-fn varint_len(v: usize) -> usize {
-    (usize::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize
-}
-
-fn write_varint(buf: &mut [u8], mut v: usize) -> usize {
-    let mut n = 0;
-    while v >= 0x80 {
-        buf[n] = (v as u8) | 0x80;
-        v >>= 7;
-        n += 1;
-    }
-    buf[n] = v as u8;
-    n + 1
-}
-
-/// Reads a varint written by [`write_varint`] (the leaf wrote it: no checks).
+/// Reads a length at `pos` of a leaf's data and moves `pos` past it.
 fn read_varint(buf: &[u8], pos: &mut usize) -> usize {
-    let mut v = 0usize;
-    let mut shift = 0;
-    loop {
-        let b = buf[*pos];
-        *pos += 1;
-        v |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
+    let mut rest = &buf[*pos..];
+    let v = varint::read(&mut rest).expect("the leaf wrote a whole varint");
+    *pos = buf.len() - rest.len();
+    v as usize
 }
 
 #[cfg(test)]
@@ -330,7 +310,6 @@ mod tests {
         leaf.append(&right);
         assert_eq!(leaf.len(), 3);
         assert_eq!(leaf.last_key(), Some(&b"d"[..]));
-        assert_eq!((varint_len(0), varint_len(127), varint_len(128)), (1, 1, 2));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod kv_file;
 mod leaf;
 mod separator;
 pub mod testing;
+pub(crate) mod varint;
 
 pub use backend::{
     EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
