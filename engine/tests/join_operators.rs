@@ -334,7 +334,7 @@ async fn interval_join_restores_its_rows() {
 #[tokio::test]
 async fn interval_join_rescales_from_one_subtask_to_three() {
     let (steps, _, _) = interval_input();
-    let (whole, parts) = rescaled(|| interval_operator(JoinType::Full), &steps, 70, "k", 3).await;
+    let (whole, parts) = rescaled(|| interval_operator(JoinType::Full), &steps, &[70], "k", 3).await;
     assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
 }
 
@@ -449,7 +449,7 @@ async fn regular_join_restores_its_rows() {
 async fn regular_join_rescales_from_one_subtask_to_two() {
     let (steps, states) = changelog_input();
     let make = || stream_operator(JoinType::Left, true, true);
-    let (_, parts) = rescaled(make, &steps, 33, "k", 2).await;
+    let (_, parts) = rescaled(make, &steps, &[33], "k", 2).await;
     let (left, right) = states.last().unwrap();
     // Rows with a NULL key are routed by the NULL hash: both runs agree.
     assert_eq!(

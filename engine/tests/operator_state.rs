@@ -343,10 +343,50 @@ async fn window_join_restores_its_buffered_windows() {
     assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
 }
 
+/// Window 20..30 s of `join_steps` spans steps 46..70: checkpoints at 50, 55
+/// and 60 each append a chunk of its new rows; the second instance, restored
+/// from 55, appends its own chunk at 60, and the third restores all of them.
+#[tokio::test]
+async fn window_join_appends_chunks_across_checkpoints_and_restores() {
+    let steps = join_steps();
+    let h = Harness::new();
+    let mut whole = Vec::new();
+    let mut op = h.start(join_operator(), 0, 1, None, None).await;
+    feed(op.as_mut(), &steps, &mut whole).await;
+    finish(op.as_mut(), &mut whole).await;
+
+    let mut parts = Vec::new();
+    let mut op = h.start(join_operator(), 0, 1, None, None).await;
+    feed(op.as_mut(), &steps[..50], &mut parts).await;
+    let first = snapshot(op.as_mut(), 1).await;
+    feed(op.as_mut(), &steps[50..55], &mut parts).await;
+    let second = snapshot(op.as_mut(), 2).await;
+    assert!(
+        second.entries > first.entries,
+        "the rows since the first checkpoint are a new chunk, not a rewrite: {} then {} entries",
+        first.entries,
+        second.entries
+    );
+    feed(op.as_mut(), &steps[55..], &mut Vec::new()).await;
+
+    let mut op = h.start(join_operator(), 0, 1, None, Some(&second)).await;
+    feed(op.as_mut(), &last_watermark(&steps[..55]), &mut parts).await;
+    feed(op.as_mut(), &steps[55..60], &mut parts).await;
+    let third = snapshot(op.as_mut(), 3).await;
+    feed(op.as_mut(), &steps[60..], &mut Vec::new()).await;
+
+    let mut op = h.start(join_operator(), 0, 1, None, Some(&third)).await;
+    feed(op.as_mut(), &last_watermark(&steps[..60]), &mut parts).await;
+    feed(op.as_mut(), &steps[60..], &mut parts).await;
+    finish(op.as_mut(), &mut parts).await;
+    assert!(rows(&whole).len() > 1000);
+    assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
+}
+
 #[tokio::test]
 async fn window_join_rescales_from_one_subtask_to_two() {
     let steps = join_steps();
-    let (whole, parts) = rescaled(join_operator, &steps, 50, "k", 2).await;
+    let (whole, parts) = rescaled(join_operator, &steps, &[50, 55, 60], "k", 2).await;
     assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
 }
 
@@ -474,7 +514,7 @@ async fn group_aggregate_over_a_changelog_restores_its_groups() {
 #[tokio::test]
 async fn group_aggregate_rescales_from_one_subtask_to_three() {
     let steps = agg_changelog_steps();
-    let (whole, parts) = rescaled(|| agg_operator(true), &steps, 14, "k", 3).await;
+    let (whole, parts) = rescaled(|| agg_operator(true), &steps, &[14], "k", 3).await;
     assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
 }
 

@@ -198,24 +198,10 @@ impl SnapshotJob {
     }
 
     async fn put_file(&self, name: &str, size: u64, path: &str) -> Result<()> {
-        let local = self.dir.0.join(name);
-        let data = tokio::task::spawn_blocking(move || {
-            std::fs::read(&local)
-                .map_err(|e| io_error("reading", &local, e))
-                .and_then(|data| {
-                    if data.len() as u64 == size {
-                        Ok(data)
-                    } else {
-                        Err(DataFusionError::Internal(format!(
-                            "rocksdb state: checkpoint file {} changed size while being uploaded",
-                            local.display()
-                        )))
-                    }
-                })
-        })
-        .await
-        .map_err(|e| join_error("reading a checkpoint file", e))??;
-        self.target.storage.put(path, Bytes::from(data)).await
+        self.target
+            .storage
+            .put_file(path, &self.dir.0.join(name), size)
+            .await
     }
 }
 

@@ -85,6 +85,24 @@ impl CheckpointStorage {
         Ok(())
     }
 
+    /// Makes `relative` a copy of the local file `source`, which must have
+    /// `size` bytes and never change (e.g. an SST file), atomically. On local
+    /// storage the copy is a hard link where the filesystem allows (no bytes
+    /// copied), else a copy made by the kernel.
+    pub async fn put_file(&self, relative: &str, source: &std::path::Path, size: u64) -> Result<()> {
+        let Some(target) = self.local_path(relative) else {
+            let data = tokio::fs::read(source)
+                .await
+                .map_err(|e| store_error(&format!("reading {}", source.display()), e))?;
+            return self.put(relative, Bytes::from(data)).await;
+        };
+        let (source, relative) = (source.to_path_buf(), relative.to_string());
+        tokio::task::spawn_blocking(move || link_or_copy(&source, &target, size))
+            .await
+            .map_err(|e| store_error(&format!("writing {relative}"), e))?
+            .map_err(|e| store_error(&format!("writing {relative}"), e))
+    }
+
     /// Reads all of `relative`.
     pub async fn get(&self, relative: &str) -> Result<Bytes> {
         let r = self
@@ -172,6 +190,31 @@ impl CheckpointStorage {
     }
 }
 
+/// `target` as a hard link to (or else a copy of) `source`, which must have
+/// `size` bytes; made under a temporary name and renamed into place.
+fn link_or_copy(source: &std::path::Path, target: &std::path::Path, size: u64) -> std::io::Result<()> {
+    let actual = std::fs::metadata(source)?.len();
+    if actual != size {
+        return Err(std::io::Error::other(format!(
+            "{} has {actual} bytes, expected {size}: it changed while being copied",
+            source.display()
+        )));
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut temporary = target.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    if std::fs::hard_link(source, &temporary).is_err() {
+        std::fs::copy(source, &temporary)?;
+    }
+    std::fs::rename(&temporary, target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +236,24 @@ mod tests {
         job.delete_dir("chk-1").await.unwrap();
         assert_eq!(job.list_dirs("").await.unwrap(), vec!["chk-2"]);
         assert!(!dir.path().join("job/chk-1").exists());
+    }
+
+    #[tokio::test]
+    async fn put_file_copies_a_local_file_of_the_expected_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("000012.sst");
+        std::fs::write(&source, b"immutable").unwrap();
+        let s = CheckpointStorage::open(dir.path().join("ck").to_str().unwrap()).unwrap();
+        s.put_file("shared/a.sst", &source, 9).await.unwrap();
+        assert_eq!(s.get("shared/a.sst").await.unwrap().as_ref(), b"immutable");
+        // The source may go (RocksDB deletes compacted files); the copy stays.
+        std::fs::remove_file(&source).unwrap();
+        assert_eq!(s.get("shared/a.sst").await.unwrap().as_ref(), b"immutable");
+        assert_eq!(s.list("shared").await.unwrap(), vec!["shared/a.sst"]);
+
+        std::fs::write(&source, b"grown since").unwrap();
+        let err = s.put_file("shared/b.sst", &source, 9).await.unwrap_err();
+        assert!(err.to_string().contains("changed while being copied"), "{err}");
+        assert_eq!(s.size_of("shared/b.sst").await.unwrap(), None);
     }
 }

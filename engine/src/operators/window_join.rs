@@ -2,7 +2,7 @@
 //! `window_end`), joined per window on equality keys when the watermark of
 //! both inputs passes the window's end, as Flink's window join.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
@@ -21,7 +21,9 @@ use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
-use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key};
+use crate::state::{
+    BatchState, KeyGroupRuns, KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key,
+};
 use crate::watermark::to_event_time;
 
 /// Which rows of a window join are kept without a match.
@@ -48,10 +50,87 @@ pub struct WindowJoinConfig {
     pub output_schema: SchemaRef,
 }
 
+/// The rows of one side of a window.
+#[derive(Default)]
+struct SideRows {
+    batches: Vec<RecordBatch>,
+    /// How many of the leading `batches` are in keyed state already.
+    stored: usize,
+    /// The number of the next chunk written to keyed state.
+    next_chunk: u32,
+}
+
+impl WindowJoinConfig {
+    /// The expressions a side is hash-partitioned on: its equality keys
+    /// without the leading `window_start` (see [`WindowJoinConfig::left_keys`]).
+    pub fn partition_keys(&self, side: Side) -> &[Arc<dyn PhysicalExpr>] {
+        let keys = match side {
+            Side::Left => &self.left_keys,
+            Side::Right => &self.right_keys,
+        };
+        keys.get(1..).unwrap_or_default()
+    }
+
+    fn schema(&self, side: Side) -> &SchemaRef {
+        match side {
+            Side::Left => &self.left_schema,
+            Side::Right => &self.right_schema,
+        }
+    }
+}
+
+impl SideRows {
+    /// Appends the rows received since the last checkpoint to keyed state as
+    /// the next chunk of `side` of window `end`, and keeps them as one batch
+    /// (in key-group order).
+    fn write_new(
+        &mut self,
+        config: &WindowJoinConfig,
+        side: Side,
+        end: EventTime,
+        max_parallelism: usize,
+        state: &mut KeyedState,
+        stored: &mut BatchState,
+    ) -> Result<()> {
+        if self.stored == self.batches.len() {
+            return Ok(());
+        }
+        let new = self.batches.split_off(self.stored);
+        let key_groups = new
+            .iter()
+            .map(|batch| {
+                let keys = evaluate_exprs(config.partition_keys(side), batch)?;
+                key_groups_of(&keys, batch.num_rows(), max_parallelism)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sorted = KeyGroupRuns::sort(config.schema(side), &new, &key_groups)?;
+        stored.write_runs(
+            state.backend(),
+            &chunk_namespace(side, end, self.next_chunk),
+            &sorted,
+        )?;
+        self.next_chunk += 1;
+        if sorted.batch.num_rows() > 0 {
+            self.batches.push(sorted.batch);
+        }
+        self.stored = self.batches.len();
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct WindowBuffers {
-    left: Vec<RecordBatch>,
-    right: Vec<RecordBatch>,
+    left: SideRows,
+    right: SideRows,
+}
+
+impl WindowBuffers {
+    fn side(&mut self, side: Side) -> &mut SideRows {
+        match side {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        }
+    }
 }
 
 /// A window join subtask.
@@ -61,13 +140,14 @@ struct WindowBuffers {
 /// with a hash join on the keys and dropped. Rows of a window that has
 /// already been joined are late: dropped and counted.
 ///
-/// Checkpoints: at a barrier, the rows of every (window, side) that received
-/// rows since the last one are written to keyed state (namespace: the side
-/// and the window end), each row in the key group of its join keys — the
-/// columns the inputs are hash-partitioned on, `left_keys[1..]` /
-/// `right_keys[1..]` (without `window_start`) — so that a rescale hands each
-/// row to the subtask its key is routed to. A joined window's rows are
-/// deleted. On restore the buffers are those rows.
+/// Checkpoints: at a barrier, the rows each (window, side) received since the
+/// last one are appended to keyed state as a new chunk (namespace: the side,
+/// the window end and the chunk's number), so a checkpoint writes only new
+/// rows however long a window stays open. Each row goes in the key group of
+/// its join keys — the columns the inputs are hash-partitioned on,
+/// `left_keys[1..]` / `right_keys[1..]` (without `window_start`) — so that a
+/// rescale hands each row to the subtask its key is routed to. A joined
+/// window's chunks are deleted. On restore the buffers are those rows.
 pub struct WindowJoin {
     config: Arc<WindowJoinConfig>,
     windows: BTreeMap<EventTime, WindowBuffers>,
@@ -75,12 +155,10 @@ pub struct WindowJoin {
     metrics: Option<Arc<OperatorMetrics>>,
     state: Option<KeyedState>,
     stored: BatchState,
-    /// (window end, side) that received rows since the last snapshot.
-    dirty: BTreeSet<(EventTime, Side)>,
     max_parallelism: usize,
 }
 
-/// The keyed-state namespace of one side of window `end`.
+/// The keyed-state namespace prefix of one side of window `end`.
 fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
     let mut ns = [0u8; 9];
     ns[0] = side as u8;
@@ -88,18 +166,30 @@ fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
     ns
 }
 
-fn window_of_namespace(ns: &[u8]) -> Result<(Side, EventTime)> {
+/// The keyed-state namespace of chunk `chunk` of one side of window `end`.
+fn chunk_namespace(side: Side, end: EventTime, chunk: u32) -> [u8; 13] {
+    let mut ns = [0u8; 13];
+    ns[..9].copy_from_slice(&window_namespace(side, end));
+    ns[9..].copy_from_slice(&chunk.to_be_bytes());
+    ns
+}
+
+/// The side, window end and chunk of a namespace. A namespace without a
+/// chunk number (written before chunks were) is chunk 0.
+fn chunk_of_namespace(ns: &[u8]) -> Result<(Side, EventTime, u32)> {
     let corrupt = || DataFusionError::Execution("corrupt window join state: bad namespace".into());
-    if ns.len() != 9 {
-        return Err(corrupt());
-    }
+    let chunk = match ns.len() {
+        9 => 0,
+        13 => u32::from_be_bytes(ns[9..].try_into().map_err(|_| corrupt())?),
+        _ => return Err(corrupt()),
+    };
     let side = match ns[0] {
         0 => Side::Left,
         1 => Side::Right,
         _ => return Err(corrupt()),
     };
-    let end = time_of_key(&ns[1..]).ok_or_else(corrupt)?;
-    Ok((side, end))
+    let end = time_of_key(&ns[1..9]).ok_or_else(corrupt)?;
+    Ok((side, end, chunk))
 }
 
 impl WindowJoin {
@@ -111,47 +201,8 @@ impl WindowJoin {
             metrics: None,
             state: None,
             stored: BatchState::new(1),
-            dirty: BTreeSet::new(),
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
-    }
-
-    /// The expressions a side is hash-partitioned on: its equality keys
-    /// without the leading `window_start` (see [`WindowJoinConfig::left_keys`]).
-    fn partition_keys(&self, side: Side) -> &[Arc<dyn PhysicalExpr>] {
-        let keys = match side {
-            Side::Left => &self.config.left_keys,
-            Side::Right => &self.config.right_keys,
-        };
-        keys.get(1..).unwrap_or_default()
-    }
-
-    /// Writes the rows of one side of window `end` to keyed state (compacting
-    /// its buffer into one batch).
-    fn write_side(&mut self, state: &mut KeyedState, end: EventTime, side: Side) -> Result<()> {
-        let schema = match side {
-            Side::Left => self.config.left_schema.clone(),
-            Side::Right => self.config.right_schema.clone(),
-        };
-        let Some(buffers) = self.windows.get_mut(&end) else {
-            return Ok(()); // joined since: its state was deleted then
-        };
-        let rows = match side {
-            Side::Left => &mut buffers.left,
-            Side::Right => &mut buffers.right,
-        };
-        let all = match rows.as_slice() {
-            [one] => one.clone(),
-            more => concat_batches(&schema, more.iter())?,
-        };
-        rows.clear();
-        if all.num_rows() > 0 {
-            rows.push(all.clone());
-        }
-        let keys = evaluate_exprs(self.partition_keys(side), &all)?;
-        let kgs = key_groups_of(&keys, all.num_rows(), self.max_parallelism)?;
-        self.stored
-            .write(state.backend(), &window_namespace(side, end), &all, &kgs)
     }
 
     /// Joins the rows of one window: a hash join whose table holds the
@@ -161,7 +212,7 @@ impl WindowJoin {
     fn join_window(&self, buffers: WindowBuffers) -> Result<Option<RecordBatch>> {
         let c = &self.config;
         let rows = |batches: &[RecordBatch]| batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-        let (left_n, right_n) = (rows(&buffers.left), rows(&buffers.right));
+        let (left_n, right_n) = (rows(&buffers.left.batches), rows(&buffers.right.batches));
         if left_n == 0 && right_n == 0 {
             return Ok(None);
         }
@@ -192,14 +243,11 @@ impl WindowJoin {
         let is_valid = |valid: &Option<NullBuffer>, i: usize| valid.as_ref().is_none_or(|v| v.is_valid(i));
 
         let (build_side, build_batches, probe_batches) = if left_n <= right_n {
-            (Side::Left, &buffers.left, &buffers.right)
+            (Side::Left, &buffers.left.batches, &buffers.right.batches)
         } else {
-            (Side::Right, &buffers.right, &buffers.left)
+            (Side::Right, &buffers.right.batches, &buffers.left.batches)
         };
-        let build_schema = match build_side {
-            Side::Left => &c.left_schema,
-            Side::Right => &c.right_schema,
-        };
+        let build_schema = c.schema(build_side);
         let build = concat_batches(build_schema, build_batches)?;
         let (build_rows, build_valid) = keys_of(build_side, &build)?;
         let mut table: HashMap<&[u8], Vec<u32>> = HashMap::with_capacity(build.num_rows());
@@ -275,12 +323,8 @@ impl WindowJoin {
         if keep_build {
             let idx = unmatched(&build_matched);
             if !idx.is_empty() {
-                let probe_schema = match probe_side {
-                    Side::Left => &c.left_schema,
-                    Side::Right => &c.right_schema,
-                };
                 parts.push(pair(
-                    null_batch(probe_schema, idx.len()),
+                    null_batch(c.schema(probe_side), idx.len()),
                     take_record_batch(&build, &idx)?,
                 )?);
             }
@@ -317,12 +361,11 @@ impl Operator for WindowJoin {
         let state = init.keyed_state().await?;
         if init.is_restored() {
             for (ns, batch) in self.stored.read_all(state.backend_ref())? {
-                let (side, end) = window_of_namespace(&ns)?;
-                let buffers = self.windows.entry(end).or_default();
-                match side {
-                    Side::Left => buffers.left.push(batch),
-                    Side::Right => buffers.right.push(batch),
-                }
+                let (side, end, chunk) = chunk_of_namespace(&ns)?;
+                let rows = self.windows.entry(end).or_default().side(side);
+                rows.batches.push(batch);
+                rows.stored = rows.batches.len();
+                rows.next_chunk = rows.next_chunk.max(chunk + 1);
             }
         }
         self.state = Some(state);
@@ -339,9 +382,13 @@ impl Operator for WindowJoin {
         let Some(mut state) = self.state.take() else {
             return Ok(OperatorSnapshot::default());
         };
-        let written = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .try_for_each(|(end, side)| self.write_side(&mut state, end, side));
+        let (config, stored, max_parallelism) = (&self.config, &mut self.stored, self.max_parallelism);
+        let written = self.windows.iter_mut().try_for_each(|(end, buffers)| {
+            [Side::Left, Side::Right].into_iter().try_for_each(|side| {
+                let rows = buffers.side(side);
+                rows.write_new(config, side, *end, max_parallelism, &mut state, stored)
+            })
+        });
         let pending = written.and_then(|()| state.snapshot(barrier));
         self.state = Some(state);
         Ok(OperatorSnapshot::keyed(pending?))
@@ -373,13 +420,8 @@ impl Operator for WindowJoin {
             } else {
                 take_record_batch(&batch, &UInt32Array::from(rows))?
             };
-            let buffers = self.windows.entry(end).or_default();
-            if input == 0 {
-                buffers.left.push(part)
-            } else {
-                buffers.right.push(part)
-            }
-            self.dirty.insert((end, Side::of_input(input)));
+            let rows = self.windows.entry(end).or_default().side(Side::of_input(input));
+            rows.batches.push(part);
         }
         Ok(())
     }
@@ -395,11 +437,10 @@ impl Operator for WindowJoin {
             if let Some(batch) = self.join_window(buffers)? {
                 out.emit(batch);
             }
-            for side in [Side::Left, Side::Right] {
-                self.dirty.remove(&(end, side));
-                if let Some(keyed) = &mut self.state {
+            if let Some(keyed) = &mut self.state {
+                for side in [Side::Left, Side::Right] {
                     self.stored
-                        .delete(keyed.backend(), &window_namespace(side, end))?;
+                        .delete_prefix(keyed.backend(), &window_namespace(side, end))?;
                 }
             }
         }

@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::UInt32Array;
-use arrow::compute::{concat_batches, take_record_batch};
+use arrow::compute::concat_batches;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 
 use super::backend::KeyedStateBackend;
+use super::key_group_runs::KeyGroupRuns;
 
 /// Batches of rows kept under `(tag, namespace)` keys, one value per key group.
 ///
@@ -52,24 +52,30 @@ impl BatchState {
         batch: &RecordBatch,
         key_groups: &[usize],
     ) -> Result<()> {
-        let mut rows: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-        for (i, kg) in key_groups.iter().enumerate() {
-            rows.entry(*kg).or_default().push(i as u32);
-        }
+        let runs = KeyGroupRuns::sort(
+            &batch.schema(),
+            std::slice::from_ref(batch),
+            &[key_groups.to_vec()],
+        )?;
+        self.write_runs(backend, namespace, &runs)
+    }
+
+    /// Replaces the rows of `namespace` with `rows`, one value per key group.
+    pub fn write_runs(
+        &mut self,
+        backend: &mut dyn KeyedStateBackend,
+        namespace: &[u8],
+        rows: &KeyGroupRuns,
+    ) -> Result<()> {
         let key = self.key(namespace);
         let before = self.written.remove(namespace).unwrap_or_default();
-        for kg in before.iter().filter(|kg| !rows.contains_key(kg)) {
-            backend.delete(*kg, &key)?;
-        }
         let mut now = BTreeSet::new();
-        for (kg, idx) in rows {
-            let part = if idx.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(idx))?
-            };
+        for (kg, part) in rows.slices() {
             backend.put(kg, &key, &encode(&part)?)?;
             now.insert(kg);
+        }
+        for kg in before.difference(&now) {
+            backend.delete(*kg, &key)?;
         }
         if !now.is_empty() {
             self.written.insert(namespace.to_vec(), now);
@@ -103,6 +109,20 @@ impl BatchState {
         let key = self.key(namespace);
         for kg in self.written.remove(namespace).unwrap_or_default() {
             backend.delete(kg, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the rows of every namespace that starts with `prefix`.
+    pub fn delete_prefix(&mut self, backend: &mut dyn KeyedStateBackend, prefix: &[u8]) -> Result<()> {
+        let namespaces: Vec<Vec<u8>> = self
+            .written
+            .range(prefix.to_vec()..)
+            .take_while(|(ns, _)| ns.starts_with(prefix))
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        for ns in namespaces {
+            self.delete(backend, &ns)?;
         }
         Ok(())
     }

@@ -19,6 +19,10 @@ const LEAF_BYTES: usize = 8000;
 /// both fit in one leaf.
 const MIN_LEAF_BYTES: usize = LEAF_BYTES / 4;
 
+/// An entry encoded in more than this many bytes is big: it gets a leaf of
+/// its own where it can (see [`KeyGroupMap::put_big`]).
+const BIG_ENTRY_BYTES: usize = LEAF_BYTES / 2;
+
 /// The leaves, by separator.
 type Leaves = BTreeMap<Separator, Arc<Leaf>>;
 
@@ -107,6 +111,11 @@ impl KeyGroupMap {
     /// Writes `value` under `key`; returns the length of the value it
     /// replaces, if the key was present.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Option<usize> {
+        if encoded_len(key, value) > BIG_ENTRY_BYTES
+            && let Some(previous) = self.put_big(key, value)
+        {
+            return previous;
+        }
         self.write(key, |leaf, found| match found {
             Found::At(i) => Some(leaf.set_value(i, value)),
             Found::Absent(i) => {
@@ -114,6 +123,38 @@ impl KeyGroupMap {
                 None
             }
         })
+    }
+
+    /// Writes a big entry (e.g. a window's rows) as a leaf of its own when
+    /// that needs no other leaf written: when it replaces the only entry of
+    /// a leaf, or comes after every key of the leaf it belongs in. Then no
+    /// neighbour is copied (as a leaf shared with a snapshot is on its first
+    /// write) and the value is copied once, where an insert into a leaf and
+    /// the split it causes would copy it and the leaf's other entries again.
+    /// Returns `None` if it did not apply, else what [`put`](Self::put)
+    /// returns.
+    fn put_big(&mut self, key: &[u8], value: &[u8]) -> Option<Option<usize>> {
+        let (sep, leaf) = self.leaf_of(key)?;
+        let own = || {
+            let mut leaf = Leaf::default();
+            leaf.push(key, value);
+            Arc::new(leaf)
+        };
+        match leaf.search(key) {
+            Ok(0) if leaf.len() == 1 => {
+                let previous = leaf.entry(0).1.len();
+                let sep = sep.clone();
+                *Arc::make_mut(&mut self.leaves)
+                    .get_mut(&sep)
+                    .expect("found above") = own();
+                Some(Some(previous))
+            }
+            Err(i) if i == leaf.len() && i > 0 => {
+                Arc::make_mut(&mut self.leaves).insert(Separator::new(key), own());
+                Some(None)
+            }
+            _ => None,
+        }
     }
 
     /// Writes `value` under `key` if the key is absent (returning `None`);
@@ -132,8 +173,19 @@ impl KeyGroupMap {
     pub fn delete(&mut self, key: &[u8]) -> Option<usize> {
         let (sep, leaf) = self.leaf_of(key)?;
         let i = leaf.search(key).ok()?;
+        let only = (leaf.len() == 1).then(|| leaf.entry(0).1.len());
         let sep = sep.clone();
         let leaves = Arc::make_mut(&mut self.leaves);
+        if let Some(previous) = only {
+            // Its only entry (often a big one): drop the leaf rather than
+            // copy it to remove the entry, if a snapshot shares it.
+            if sep.is_least() {
+                leaves.insert(sep, Arc::new(Leaf::default()));
+            } else {
+                leaves.remove(&sep);
+            }
+            return Some(previous);
+        }
         let leaf = Arc::make_mut(leaves.get_mut(&sep).expect("found above"));
         let previous = leaf.remove(i);
         if leaf.size() < MIN_LEAF_BYTES {
@@ -310,7 +362,13 @@ mod tests {
             let key = key(k);
             match rand(10) {
                 0..=4 => {
-                    let value = vec![step as u8; rand(40) as usize];
+                    // Now and then a big value, which gets a leaf of its own.
+                    let len = if rand(25) == 0 {
+                        BIG_ENTRY_BYTES as u64 + rand(LEAF_BYTES as u64)
+                    } else {
+                        rand(40)
+                    };
+                    let value = vec![step as u8; len as usize];
                     let previous = model.insert(key.clone(), value.clone()).map(|v| v.len());
                     assert_eq!(m.put(&key, &value), previous);
                 }
@@ -360,6 +418,31 @@ mod tests {
         }
         check_invariants(&m);
         assert_eq!((m.iter().count(), m.leaves.len()), (0, 1));
+    }
+
+    #[test]
+    fn big_entries_get_leaves_of_their_own_that_snapshots_share() {
+        let big = |b: u8| vec![b; LEAF_BYTES];
+        let mut m = KeyGroupMap::default();
+        m.put(&key(1), b"small");
+        for k in 2..6 {
+            assert_eq!(m.put(&key(k), &big(k as u8)), None);
+        }
+        check_invariants(&m);
+        assert_eq!(m.leaves.len(), 5, "the small entry's leaf and one per big entry");
+        let snapshot = m.clone();
+        assert_eq!(m.put(&key(6), &big(6)), None);
+        assert_eq!(m.put(&key(3), &big(33)), Some(LEAF_BYTES));
+        assert_eq!(m.delete(&key(4)), Some(LEAF_BYTES));
+        check_invariants(&m);
+        let leaf_of = |m: &KeyGroupMap, k: u64| m.leaves[&Separator::new(&key(k))].clone();
+        assert!(Arc::ptr_eq(&leaf_of(&m, 5), &leaf_of(&snapshot, 5)), "not copied");
+        assert!(Arc::ptr_eq(&leaf_of(&m, 2), &leaf_of(&snapshot, 2)), "not copied");
+        assert_eq!(m.get(&key(3)), Some(&big(33)[..]));
+        assert_eq!(snapshot.get(&key(3)), Some(&big(3)[..]));
+        assert_eq!(snapshot.get(&key(4)), Some(&big(4)[..]));
+        assert_eq!(m.get(&key(4)), None);
+        assert_eq!(contents(&m).len(), 5);
     }
 
     #[test]

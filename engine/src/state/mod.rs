@@ -16,6 +16,7 @@ mod batch_state;
 mod hashmap;
 mod init;
 mod key_group_map;
+mod key_group_runs;
 mod kv_file;
 mod leaf;
 mod separator;
@@ -29,4 +30,5 @@ pub use backend::{
 pub use batch_state::{BatchState, time_key, time_of_key};
 pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};
 pub use init::{KeyedState, OperatorSnapshot, StateInit};
+pub use key_group_runs::KeyGroupRuns;
 pub use kv_file::{read_kv_file, write_kv_file};

@@ -230,12 +230,14 @@ pub fn route(batch: &RecordBatch, key: &str, parallelism: usize) -> Vec<RecordBa
         .collect()
 }
 
-/// Snapshot at parallelism 1, restore into `parallelism` subtasks, route the
-/// rest of the input by key group, compare the union of the outputs.
+/// Snapshots at parallelism 1 after `steps[..cuts[i]]` (each continuing on
+/// the same instance), restores the last into `parallelism` subtasks, routes
+/// the rest of the input by key group; returns the uninterrupted output and
+/// the union of the others.
 pub async fn rescaled(
     make: impl Fn() -> Box<dyn Operator>,
     steps: &[Step],
-    cut: usize,
+    cuts: &[usize],
     key: &str,
     parallelism: usize,
 ) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
@@ -247,8 +249,13 @@ pub async fn rescaled(
 
     let mut parts = Vec::new();
     let mut op = h.start(make(), 0, 1, None, None).await;
-    feed(op.as_mut(), &steps[..cut], &mut parts).await;
-    let handle = snapshot(op.as_mut(), 1).await;
+    let (mut cut, mut handle) = (0, None);
+    for (i, &next) in cuts.iter().enumerate() {
+        feed(op.as_mut(), &steps[cut..next], &mut parts).await;
+        cut = next;
+        handle = Some(snapshot(op.as_mut(), i as u64 + 1).await);
+    }
+    let handle = handle.expect("at least one cut");
     drop(op);
     let mut restored = Vec::new();
     for s in 0..parallelism {
