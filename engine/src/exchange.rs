@@ -7,7 +7,7 @@ use datafusion::common::{DataFusionError, Result};
 use tokio::sync::mpsc;
 
 use crate::graph::Partitioning;
-use crate::key_group::{hash_keys, key_group_of, subtask_of_key_group};
+use crate::key_group::{KeyGroupRange, hash_keys, key_group_of};
 use crate::message::Message;
 use crate::operators::aggregates::evaluate_exprs;
 
@@ -20,7 +20,10 @@ pub struct OutputEdge {
     pub max_parallelism: usize,
     next_rebalance: usize,
     hashes: Vec<u64>,
-    indices: Vec<Vec<u32>>,
+    /// Per key group, where its rows start in `order` (reused per batch).
+    starts: Vec<u32>,
+    /// The rows of a batch in key-group order (reused per batch).
+    order: Vec<u32>,
 }
 
 impl OutputEdge {
@@ -35,7 +38,8 @@ impl OutputEdge {
             max_parallelism,
             next_rebalance: 0,
             hashes: Vec::new(),
-            indices: Vec::new(),
+            starts: Vec::new(),
+            order: Vec::new(),
         }
     }
 
@@ -46,7 +50,9 @@ impl OutputEdge {
             .map_err(|_| DataFusionError::Execution("downstream task has stopped".into()))
     }
 
-    /// Sends a batch, partitioned as the edge says.
+    /// Sends a batch, partitioned as the edge says. A hash-partitioned part
+    /// has its rows in key-group order (each key's rows in their order):
+    /// keyed operators write their state per key group, and find it in runs.
     pub async fn send_batch(&mut self, batch: RecordBatch) -> Result<()> {
         match &self.partitioning {
             Partitioning::Forward | Partitioning::Single => self.send_to(0, Message::Batch(batch)).await,
@@ -61,26 +67,44 @@ impl OutputEdge {
                     return self.send_to(0, Message::Batch(batch)).await;
                 }
                 let key_arrays = evaluate_exprs(keys, &batch)?;
-                hash_keys(&key_arrays, batch.num_rows(), &mut self.hashes)?;
-                self.indices.resize_with(n, Vec::new);
-                for idx in &mut self.indices {
-                    idx.clear();
+                let rows = batch.num_rows();
+                hash_keys(&key_arrays, rows, &mut self.hashes)?;
+                // A counting sort of the rows by key group: as each subtask
+                // owns a contiguous range of key groups, each target's rows
+                // are then one range of `order`.
+                let max = self.max_parallelism;
+                self.starts.clear();
+                self.starts.resize(max + 1, 0);
+                for &h in &self.hashes {
+                    self.starts[key_group_of(h, max) + 1] += 1;
                 }
+                for kg in 0..max {
+                    self.starts[kg + 1] += self.starts[kg];
+                }
+                let bounds: Vec<(usize, usize)> = (0..n)
+                    .map(|t| {
+                        let r = KeyGroupRange::for_subtask(t, n, max);
+                        (self.starts[r.start] as usize, self.starts[r.end] as usize)
+                    })
+                    .collect();
+                self.order.clear();
+                self.order.resize(rows, 0);
                 for (row, &h) in self.hashes.iter().enumerate() {
-                    let target =
-                        subtask_of_key_group(key_group_of(h, self.max_parallelism), n, self.max_parallelism);
-                    self.indices[target].push(row as u32);
+                    let next = &mut self.starts[key_group_of(h, max)];
+                    self.order[*next as usize] = row as u32;
+                    *next += 1;
                 }
-                for target in 0..n {
-                    let rows = self.indices[target].len();
-                    if rows == 0 {
+                for (target, (start, end)) in bounds.into_iter().enumerate() {
+                    if start == end {
                         continue;
                     }
-                    let part = if rows == batch.num_rows() {
+                    let rows = &self.order[start..end];
+                    let in_order = rows.len() == batch.num_rows()
+                        && rows.iter().enumerate().all(|(i, &r)| i as u32 == r);
+                    let part = if in_order {
                         batch.clone()
                     } else {
-                        let idx = UInt32Array::from(std::mem::take(&mut self.indices[target]));
-                        take_record_batch(&batch, &idx)?
+                        take_record_batch(&batch, &UInt32Array::from(rows.to_vec()))?
                     };
                     self.send_to(target, Message::Batch(part)).await?;
                 }
@@ -122,5 +146,60 @@ impl Outputs {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::key_group::key_groups_of;
+
+    #[tokio::test]
+    async fn hash_parts_hold_their_rows_in_key_group_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("seq", DataType::Int64, false),
+        ]));
+        let keys: Vec<i64> = (0..1000).map(|i| (i * 7919) % 97).collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(Int64Array::from_iter_values(0..1000)),
+            ],
+        )
+        .unwrap();
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel(4)).unzip();
+        let key = Arc::new(Column::new("k", 0));
+        let mut edge = OutputEdge::new(Partitioning::Hash(vec![key]), senders, 16);
+        edge.send_batch(batch).await.unwrap();
+        drop(edge);
+        let mut total = 0;
+        for (target, rx) in receivers.iter_mut().enumerate() {
+            let Some(Message::Batch(part)) = rx.recv().await else {
+                panic!("subtask {target} got no rows")
+            };
+            let kgs = key_groups_of(&[part.column(0).clone()], part.num_rows(), 16).unwrap();
+            let range = KeyGroupRange::for_subtask(target, 3, 16);
+            assert!(kgs.iter().all(|kg| range.contains(*kg)), "routed to the owner");
+            assert!(kgs.is_sorted(), "key-group order");
+            let seq = part.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 1..part.num_rows() {
+                if kgs[i] == kgs[i - 1] {
+                    assert!(
+                        seq.value(i) > seq.value(i - 1),
+                        "rows of a key group keep their order"
+                    );
+                }
+            }
+            total += seq.len();
+        }
+        assert_eq!(total, 1000);
     }
 }

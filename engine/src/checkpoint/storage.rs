@@ -103,6 +103,30 @@ impl CheckpointStorage {
             .map_err(|e| store_error(&format!("writing {relative}"), e))
     }
 
+    /// Writes `relative` with what `write` writes (through a buffer),
+    /// atomically; returns its size. Blocking: call it off the async
+    /// workers. Local storage only.
+    pub fn write_with(
+        &self,
+        relative: &str,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let error = |e: std::io::Error| store_error(&format!("writing {relative}"), e);
+        let target = self
+            .local_path(relative)
+            .ok_or_else(|| error(std::io::Error::other("not a local directory")))?;
+        replace_atomically(&target, |temporary| {
+            let mut out =
+                std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, std::fs::File::create(temporary)?);
+            write(&mut out)?;
+            out.into_inner()
+                .map_err(|e| e.into_error())?
+                .metadata()
+                .map(|m| m.len())
+        })
+        .map_err(error)
+    }
+
     /// Reads all of `relative`.
     pub async fn get(&self, relative: &str) -> Result<Bytes> {
         let r = self
@@ -190,8 +214,11 @@ impl CheckpointStorage {
     }
 }
 
+/// The buffer of [`CheckpointStorage::write_with`].
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
 /// `target` as a hard link to (or else a copy of) `source`, which must have
-/// `size` bytes; made under a temporary name and renamed into place.
+/// `size` bytes.
 fn link_or_copy(source: &std::path::Path, target: &std::path::Path, size: u64) -> std::io::Result<()> {
     let actual = std::fs::metadata(source)?.len();
     if actual != size {
@@ -200,6 +227,20 @@ fn link_or_copy(source: &std::path::Path, target: &std::path::Path, size: u64) -
             source.display()
         )));
     }
+    replace_atomically(target, |temporary| {
+        if std::fs::hard_link(source, temporary).is_err() {
+            std::fs::copy(source, temporary)?;
+        }
+        Ok(())
+    })
+}
+
+/// Makes `target` (and its directory) with `make`, which writes a temporary
+/// file next to it that is then renamed into place (or removed on error).
+fn replace_atomically<T>(
+    target: &std::path::Path,
+    make: impl FnOnce(&std::path::Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -207,12 +248,11 @@ fn link_or_copy(source: &std::path::Path, target: &std::path::Path, size: u64) -
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = std::path::PathBuf::from(temporary);
     let _ = std::fs::remove_file(&temporary);
-    if std::fs::hard_link(source, &temporary).is_err() {
-        std::fs::copy(source, &temporary)?;
-    }
-    std::fs::rename(&temporary, target).inspect_err(|_| {
+    let made = make(&temporary).and_then(|made| std::fs::rename(&temporary, target).map(|()| made));
+    if made.is_err() {
         let _ = std::fs::remove_file(&temporary);
-    })
+    }
+    made
 }
 
 #[cfg(test)]
@@ -255,5 +295,29 @@ mod tests {
         let err = s.put_file("shared/b.sst", &source, 9).await.unwrap_err();
         assert!(err.to_string().contains("changed while being copied"), "{err}");
         assert_eq!(s.size_of("shared/b.sst").await.unwrap(), None);
+    }
+
+    #[test]
+    fn write_with_writes_a_file_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = CheckpointStorage::open(dir.path().to_str().unwrap()).unwrap();
+        let size = s
+            .write_with("chk-1/a.kv", |out| out.write_all(&[7u8; 3000]))
+            .unwrap();
+        assert_eq!(size, 3000);
+        assert_eq!(
+            std::fs::read(dir.path().join("chk-1/a.kv")).unwrap(),
+            vec![7u8; 3000]
+        );
+        let failed = s.write_with("chk-1/b.kv", |out| {
+            out.write_all(b"half")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(failed.unwrap_err().to_string().contains("disk full"));
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("chk-1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["a.kv"], "no partial file, no temporary left");
     }
 }

@@ -11,7 +11,7 @@ use super::backend::{
     SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
 use super::key_group_map::KeyGroupMap;
-use super::kv_file::{read_kv_file, write_kv_file};
+use super::kv_file::{read_kv_file, write_kv_entries};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::key_group::KeyGroupRange;
 
@@ -167,23 +167,24 @@ impl KeyedStateBackend for HashMapStateBackend {
         let groups = self.groups.clone();
         let start = self.scope.key_groups.start;
         let range = (self.scope.key_groups.start, self.scope.key_groups.end);
-        let (entries, size_hint) = (self.entries, self.bytes as usize + self.entries as usize * 10);
+        let entries = self.entries;
         let name = format!("{}-{}.kv", self.scope.operator_id, self.scope.subtask);
         Ok(Box::pin(async move {
-            let data = tokio::task::spawn_blocking(move || {
-                write_kv_file(
-                    groups
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(i, m)| m.iter().map(move |(k, v)| (start + i, k, v))),
-                    size_hint,
-                )
+            let path = join_path(&target.exclusive_dir, &name);
+            let size = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || {
+                    target.storage.write_with(&path, |out| {
+                        let entries = groups
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(i, m)| m.iter().map(move |(k, v)| (start + i, k, v)));
+                        write_kv_entries(out, entries)
+                    })
+                }
             })
             .await
-            .map_err(|e| DataFusionError::Execution(format!("writing a state snapshot: {e}")))?;
-            let path = join_path(&target.exclusive_dir, &name);
-            let size = data.len() as u64;
-            target.storage.put(&path, data).await?;
+            .map_err(|e| DataFusionError::Execution(format!("writing a state snapshot: {e}")))??;
             Ok(KeyedStateHandle {
                 backend: "hashmap".into(),
                 key_groups: range,

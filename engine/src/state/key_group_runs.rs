@@ -3,18 +3,24 @@
 use std::ops::Range;
 
 use arrow::array::UInt32Array;
-use arrow::compute::{interleave_record_batch, take_record_batch};
+use arrow::compute::{concat_batches, interleave_record_batch, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 
+/// Runs of one key group at least this long on average are copied as
+/// slices; shorter ones row by row.
+const MIN_MEAN_RUN: usize = 8;
+
 /// The rows of one or more batches in key-group order: the rows of each key
 /// group are one contiguous run of [`batch`](Self::batch).
 ///
-/// Built with one gather (a counting sort of the rows by key group, then one
-/// `take` or `interleave` of every column), so that writing a namespace to
-/// keyed state costs one copy of its rows however many key groups it spans;
-/// a run is a zero-copy slice. Within a key group, rows keep their order.
+/// Built with one copy of the rows, so that writing a namespace to keyed
+/// state costs one copy however many key groups it spans; a run is a
+/// zero-copy slice. Within a key group, rows keep their order. Batches that
+/// come in key-group order already (as a hash exchange sends them) are
+/// copied slice by slice, a few `memcpy`s per column and slice; others are
+/// sorted by a counting sort and gathered row by row (`take`/`interleave`).
 #[derive(Debug, Clone)]
 pub struct KeyGroupRuns {
     /// The rows, grouped by key group, in ascending key-group order.
@@ -55,6 +61,9 @@ impl KeyGroupRuns {
                 runs: vec![(lowest, 0..rows)],
             });
         }
+        if let Some(sorted) = Self::concat_runs(schema, batches, key_groups, rows)? {
+            return Ok(sorted);
+        }
         // Counting sort: the first position of each key group, then every
         // row to its group's next position.
         let mut next = vec![0usize; highest - lowest + 1];
@@ -91,6 +100,47 @@ impl KeyGroupRuns {
             interleave_record_batch(&refs, &order)?
         };
         Ok(KeyGroupRuns { batch, runs })
+    }
+
+    /// The rows as slices of runs of one key group in `batches`, ordered by
+    /// key group (then batch): `None` if the runs are too short for slices
+    /// to beat a gather (fewer than [`MIN_MEAN_RUN`] rows on average).
+    fn concat_runs(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        key_groups: &[Vec<usize>],
+        rows: usize,
+    ) -> Result<Option<Self>> {
+        // (key group, batch, first row, rows)
+        let mut slices: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for (b, kgs) in key_groups.iter().enumerate() {
+            let mut start = 0;
+            for i in 1..=kgs.len() {
+                if i == kgs.len() || kgs[i] != kgs[start] {
+                    slices.push((kgs[start], b, start, i - start));
+                    start = i;
+                }
+                if slices.len() * MIN_MEAN_RUN > rows {
+                    return Ok(None);
+                }
+            }
+        }
+        slices.sort_unstable();
+        let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut end = 0;
+        for &(kg, _, _, len) in &slices {
+            match runs.last_mut() {
+                Some((last, range)) if *last == kg => range.end += len,
+                _ => runs.push((kg, end..end + len)),
+            }
+            end += len;
+        }
+        let parts: Vec<RecordBatch> = slices
+            .iter()
+            .map(|&(_, b, start, len)| batches[b].slice(start, len))
+            .collect();
+        let batch = concat_batches(schema, &parts)?;
+        Ok(Some(KeyGroupRuns { batch, runs }))
     }
 
     /// Each key group with its rows (zero-copy slices), ascending.
@@ -172,6 +222,27 @@ mod tests {
         assert!(sorted.runs.is_empty());
         assert_eq!(sorted.batch.num_rows(), 0);
         assert!(KeyGroupRuns::sort(&schema, &[one], &[vec![1]]).is_err());
+    }
+
+    #[test]
+    fn batches_in_key_group_order_are_copied_as_slices() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let first: Vec<i64> = (0..40).collect();
+        let second: Vec<i64> = (100..132).collect();
+        let kgs_first: Vec<usize> = (0..40).map(|i| [1, 4, 9][i / 14]).collect();
+        let kgs_second: Vec<usize> = (0..32).map(|i| [4, 7][i / 16]).collect();
+        let batches = [batch(&schema, &first), batch(&schema, &second)];
+        let sorted = KeyGroupRuns::sort(&schema, &batches, &[kgs_first, kgs_second]).unwrap();
+        let groups: Vec<(usize, usize)> = sorted.runs.iter().map(|(kg, r)| (*kg, r.len())).collect();
+        assert_eq!(groups, vec![(1, 14), (4, 30), (7, 16), (9, 12)]);
+        let four: Vec<i64> = (14..28).chain(100..116).collect();
+        let (_, rows) = sorted.slices().nth(1).unwrap();
+        assert_eq!(ids(&rows), four, "batch order, then row order");
+        let names = rows.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(names.value(14), "row 100");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!
 //! The footer makes a truncated file detectable even without `_metadata`'s size.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
 
 const MAGIC: &[u8; 8] = b"WEIRKV01";
@@ -28,20 +28,29 @@ pub fn write_kv_file<'a>(
     entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>,
     size_hint: usize,
 ) -> Bytes {
-    let mut buf = BytesMut::with_capacity(size_hint + 32);
-    buf.put_slice(MAGIC);
+    let mut buf = Vec::with_capacity(size_hint + 32);
+    write_kv_entries(&mut buf, entries).expect("writing to memory does not fail");
+    Bytes::from(buf)
+}
+
+/// Writes the file of [`write_kv_file`] to `out` (e.g. a buffered file, so
+/// that a big snapshot is never one buffer in memory).
+pub fn write_kv_entries<'a>(
+    out: &mut dyn std::io::Write,
+    entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>,
+) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
     let mut count = 0u64;
     for (kg, k, v) in entries {
-        buf.put_u16_le(kg as u16);
-        buf.put_u32_le(k.len() as u32);
-        buf.put_slice(k);
-        buf.put_u32_le(v.len() as u32);
-        buf.put_slice(v);
+        out.write_all(&(kg as u16).to_le_bytes())?;
+        out.write_all(&(k.len() as u32).to_le_bytes())?;
+        out.write_all(k)?;
+        out.write_all(&(v.len() as u32).to_le_bytes())?;
+        out.write_all(v)?;
         count += 1;
     }
-    buf.put_u64_le(count);
-    buf.put_slice(END);
-    buf.freeze()
+    out.write_all(&count.to_le_bytes())?;
+    out.write_all(END)
 }
 
 /// Parses a file written by [`write_kv_file`], calling `f` for each entry.
