@@ -277,13 +277,14 @@ pub fn print_checkpoints(series: &[Series]) {
     }
     println!();
     println!(
-        "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>6} {:>10} {:>10} {:>10} {:>9}",
+        "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>6} {:>10} {:>10} {:>10} {:>9}",
         "query",
         "backend",
         "interval",
         "events",
         "events/s",
         "cost",
+        "cpu cost",
         "ckpts",
         "median ms",
         "max ms",

@@ -124,8 +124,9 @@ pub trait KeyedStateBackend: Send + Sync {
 
     fn delete(&mut self, key_group: usize, key: &[u8]) -> Result<()>;
 
-    /// [`put`](Self::put) by a caller that has just read the key: `previous`
-    /// is the length of its current value (`None`: absent). Backends that
+    /// [`put`](Self::put) by a caller that knows the key's current value (it
+    /// has just read it, or is the key's only writer): `previous` is the
+    /// length of that value (`None`: absent). Backends that
     /// read before writing to keep [`len`](Self::len) exact skip that read.
     /// A wrong `previous` only makes `len` and `approximate_size` wrong.
     fn put_known(

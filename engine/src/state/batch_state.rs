@@ -1,7 +1,7 @@
 //! Rows as keyed state: a [`RecordBatch`] per namespace and key group, stored
 //! as an Arrow IPC stream in a [`KeyedStateBackend`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use arrow::compute::concat_batches;
 use arrow::ipc::reader::StreamReader;
@@ -20,12 +20,14 @@ use super::key_group_runs::KeyGroupRuns;
 /// [`delete`](Self::delete) drops them. Values are Arrow IPC streams, a
 /// stable, self-describing format.
 ///
-/// The set of key groups written per namespace is kept in memory (and rebuilt
-/// by [`read_all`](Self::read_all) on restore), so a delete touches only them.
+/// The key groups written per namespace, and the length of each value, are
+/// kept in memory (and rebuilt by [`read_all`](Self::read_all) on restore),
+/// so a delete touches only them and no write reads the backend first.
 #[derive(Debug)]
 pub struct BatchState {
     tag: u8,
-    written: BTreeMap<Vec<u8>, BTreeSet<usize>>,
+    /// Per namespace: key group → length of the value written.
+    written: BTreeMap<Vec<u8>, BTreeMap<usize, usize>>,
 }
 
 impl BatchState {
@@ -68,14 +70,15 @@ impl BatchState {
         rows: &KeyGroupRuns,
     ) -> Result<()> {
         let key = self.key(namespace);
-        let before = self.written.remove(namespace).unwrap_or_default();
-        let mut now = BTreeSet::new();
+        let mut before = self.written.remove(namespace).unwrap_or_default();
+        let mut now = BTreeMap::new();
         for (kg, part) in rows.slices() {
-            backend.put(kg, &key, &encode(&part)?)?;
-            now.insert(kg);
+            let value = encode(&part)?;
+            backend.put_known(kg, &key, &value, before.remove(&kg))?;
+            now.insert(kg, value.len());
         }
-        for kg in before.difference(&now) {
-            backend.delete(*kg, &key)?;
+        for (kg, previous) in before {
+            backend.delete_known(kg, &key, previous)?;
         }
         if !now.is_empty() {
             self.written.insert(namespace.to_vec(), now);
@@ -94,12 +97,13 @@ impl BatchState {
     ) -> Result<()> {
         let key = self.key(namespace);
         let written = self.written.entry(namespace.to_vec()).or_default();
-        if batch.num_rows() == 0 {
-            backend.delete(key_group, &key)?;
-            written.remove(&key_group);
-        } else {
-            backend.put(key_group, &key, &encode(batch)?)?;
-            written.insert(key_group);
+        let previous = written.remove(&key_group);
+        if batch.num_rows() > 0 {
+            let value = encode(batch)?;
+            backend.put_known(key_group, &key, &value, previous)?;
+            written.insert(key_group, value.len());
+        } else if let Some(previous) = previous {
+            backend.delete_known(key_group, &key, previous)?;
         }
         Ok(())
     }
@@ -107,8 +111,8 @@ impl BatchState {
     /// Drops the rows of `namespace`.
     pub fn delete(&mut self, backend: &mut dyn KeyedStateBackend, namespace: &[u8]) -> Result<()> {
         let key = self.key(namespace);
-        for kg in self.written.remove(namespace).unwrap_or_default() {
-            backend.delete(kg, &key)?;
+        for (kg, previous) in self.written.remove(namespace).unwrap_or_default() {
+            backend.delete_known(kg, &key, previous)?;
         }
         Ok(())
     }
@@ -135,7 +139,7 @@ impl BatchState {
         let written = &mut self.written;
         backend.scan_prefix(&[self.tag], &mut |kg, key, value| {
             let ns = key[1..].to_vec();
-            written.entry(ns.clone()).or_default().insert(kg);
+            written.entry(ns.clone()).or_default().insert(kg, value.len());
             parts.entry(ns).or_default().push(decode(value)?);
             Ok(())
         })?;
