@@ -61,6 +61,9 @@ pub enum NodeKind {
         /// subtask may read ahead of the slowest one (see
         /// [`crate::watermark_alignment`]); `None`: unaligned.
         alignment_max_drift: Option<Duration>,
+        /// `scan.watermark.alignment.group`: aligned sources with the same
+        /// group are aligned to each other; `None`: to itself only.
+        alignment_group: Option<String>,
     },
     /// An operator (or a sink, which has no outgoing edge).
     Operator(Arc<dyn OperatorFactory>),

@@ -7,7 +7,9 @@
 //! as the skew does. Flink's answer is `scan.watermark.alignment.max-drift`:
 //! a subtask whose watermark is more than the drift ahead of the slowest
 //! subtask's stops reading until it is not. weir takes the same table
-//! option; the group is the table's source (all of its subtasks).
+//! options: the group is the table's source (all of its subtasks), or, with
+//! `scan.watermark.alignment.group`, the subtasks of every table of the
+//! group (e.g. the two inputs of a join), each with its table's drift.
 //!
 //! A subtask that is idle, has finished, or has no watermark yet does not
 //! hold the others back. As in Flink, a subtask that stops receiving rows
@@ -30,26 +32,40 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_millis(1);
 /// What a slot holds for a subtask that holds no one back.
 const UNCONSTRAINED: i64 = i64::MAX;
 
-/// The shared watermarks of the subtasks of one source, and the rule of
-/// [`may_read`](Self::may_read).
+/// The shared watermarks of the subtasks of one source (or of all sources
+/// of one alignment group), and the rule of [`may_read`](Self::may_read).
 ///
-/// Lifecycle: created once per source when the job is built, with a slot
-/// per subtask (all unconstrained); each subtask reports its watermark as it
+/// Lifecycle: created once per source or group when the job is built, with
+/// a slot per subtask (all unconstrained; `subtask` below is the slot); each subtask reports its watermark as it
 /// advances and checks `may_read` before it polls its source. Invariant: a
 /// subtask whose watermark is the minimum may always read, so the group
 /// always makes progress.
 #[derive(Debug)]
 pub struct WatermarkAlignment {
-    max_drift_ns: i64,
+    /// Per slot (subtask of a source of the group), how far it may lead.
+    max_drift_ns: Vec<i64>,
     slots: Vec<AtomicI64>,
 }
 
 impl WatermarkAlignment {
     /// Alignment of `subtasks` subtasks to within `max_drift`.
     pub fn new(subtasks: usize, max_drift: Duration) -> Self {
+        Self::with_drifts(std::iter::repeat_n(max_drift, subtasks))
+    }
+
+    /// Alignment of one slot per drift: slot `i` may lead the slowest slot
+    /// by `drifts[i]`.
+    pub fn with_drifts(drifts: impl IntoIterator<Item = Duration>) -> Self {
+        let max_drift_ns: Vec<i64> = drifts
+            .into_iter()
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .collect();
         WatermarkAlignment {
-            max_drift_ns: i64::try_from(max_drift.as_nanos()).unwrap_or(i64::MAX),
-            slots: (0..subtasks).map(|_| AtomicI64::new(UNCONSTRAINED)).collect(),
+            slots: max_drift_ns
+                .iter()
+                .map(|_| AtomicI64::new(UNCONSTRAINED))
+                .collect(),
+            max_drift_ns,
         }
     }
 
@@ -72,7 +88,7 @@ impl WatermarkAlignment {
             .map(|s| s.load(Ordering::Acquire))
             .min()
             .unwrap_or(UNCONSTRAINED);
-        mine <= least.saturating_add(self.max_drift_ns)
+        mine <= least.saturating_add(self.max_drift_ns[subtask])
     }
 }
 

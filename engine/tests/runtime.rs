@@ -143,6 +143,7 @@ fn source_node_idle(name: &str, spec: TestSource, idle_timeout: Option<Duration>
             watermark: Some(watermark),
             idle_timeout,
             alignment_max_drift: None,
+            alignment_group: None,
         },
         schema: schema(),
         num_inputs: 0,

@@ -1,6 +1,7 @@
 //! Watermark alignment (`scan.watermark.alignment.max-drift`) end to end: a
 //! source subtask that reads faster than its sibling is held within the drift
-//! of it in event time, and without alignment it is not.
+//! of it in event time, and without alignment it is not; so is a source
+//! faster than another of its alignment group (`scan.watermark.alignment.group`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +31,11 @@ fn schema() -> SchemaRef {
 }
 
 /// Subtask `i` emits row `n` at event time `n` s, pausing `pauses[i]` before
-/// each.
+/// each; its rows' `subtask` column is `first_id + i`.
 #[derive(Debug, Clone)]
 struct PacedSource {
     pauses: Vec<Duration>,
+    first_id: i64,
 }
 
 struct PacedSubtask {
@@ -51,7 +53,7 @@ impl SourceSpec for PacedSource {
     }
     fn create(&self, subtask: usize, _parallelism: usize) -> Result<Box<dyn Source>> {
         Ok(Box::new(PacedSubtask {
-            subtask: subtask as i64,
+            subtask: self.first_id + subtask as i64,
             pause: self.pauses[subtask],
             next: 0,
         }))
@@ -107,28 +109,54 @@ impl Operator for Arrivals {
     }
 }
 
-/// Runs a fast subtask (no pause) and a slow one (3 ms per row) into one
-/// recorder; returns how far (ms of event time) the fast one got ahead of
-/// the slow one before the slow one finished.
-async fn greatest_lead(max_drift: Option<Duration>) -> i64 {
-    let source = Node {
-        operator_id: "source".into(),
-        name: "Source".into(),
-        parallelism: 2,
+/// How the fast and the slow reader are laid out.
+#[derive(Clone, Copy)]
+enum Readers {
+    /// Two subtasks of one source.
+    Subtasks,
+    /// Two sources of one subtask each, aligned each to itself or, with a
+    /// group, to each other.
+    Sources(Option<&'static str>),
+}
+
+fn source_node(
+    id: &str,
+    pauses: Vec<Duration>,
+    first_id: i64,
+    drift: Option<Duration>,
+    group: Option<&str>,
+) -> Node {
+    Node {
+        operator_id: id.into(),
+        name: id.into(),
+        parallelism: pauses.len(),
         kind: NodeKind::Source {
-            spec: Arc::new(PacedSource {
-                pauses: vec![Duration::ZERO, Duration::from_millis(3)],
-            }),
+            spec: Arc::new(PacedSource { pauses, first_id }),
             watermark: Some(WatermarkStrategy::new(
                 Arc::new(Column::new("ts", 1)),
                 "ts",
                 &schema(),
             )),
             idle_timeout: None,
-            alignment_max_drift: max_drift,
+            alignment_max_drift: drift,
+            alignment_group: group.map(str::to_string),
         },
         schema: schema(),
         num_inputs: 0,
+    }
+}
+
+/// Runs a fast reader (no pause) and a slow one (3 ms per row) into one
+/// recorder; returns how far (ms of event time) the fast one got ahead of
+/// the slow one before the slow one finished.
+async fn greatest_lead(max_drift: Option<Duration>, readers: Readers) -> i64 {
+    let (fast, slow) = (Duration::ZERO, Duration::from_millis(3));
+    let sources = match readers {
+        Readers::Subtasks => vec![source_node("source", vec![fast, slow], 0, max_drift, None)],
+        Readers::Sources(group) => vec![
+            source_node("fast", vec![fast], 0, max_drift, group),
+            source_node("slow", vec![slow], 1, max_drift, group),
+        ],
     };
     let arrivals = Arrivals::default();
     let recorder = arrivals.clone();
@@ -142,15 +170,20 @@ async fn greatest_lead(max_drift: Option<Duration>) -> i64 {
         schema: schema(),
         num_inputs: 1,
     };
+    let n = sources.len();
+    let mut nodes = sources;
+    nodes.push(sink);
     let graph = JobGraph {
         name: "aligned".into(),
-        nodes: vec![source, sink],
-        edges: vec![Edge {
-            from: 0,
-            to: 1,
-            input: 0,
-            partitioning: Partitioning::Single,
-        }],
+        nodes,
+        edges: (0..n)
+            .map(|from| Edge {
+                from,
+                to: n,
+                input: 0,
+                partitioning: Partitioning::Single,
+            })
+            .collect(),
         max_parallelism: 128,
     };
     let job = start_job(graph, "aligned".into()).expect("a valid graph");
@@ -174,15 +207,30 @@ async fn greatest_lead(max_drift: Option<Duration>) -> i64 {
 
 #[tokio::test]
 async fn a_fast_subtask_waits_within_the_drift_of_a_slow_one() {
-    let unaligned = greatest_lead(None).await;
+    let unaligned = greatest_lead(None, Readers::Subtasks).await;
     assert!(
         unaligned >= 10_000,
         "without alignment the fast subtask runs ahead (led by {unaligned} ms)"
     );
-    let aligned = greatest_lead(Some(Duration::from_secs(2))).await;
+    let aligned = greatest_lead(Some(Duration::from_secs(2)), Readers::Subtasks).await;
     // Up to the drift, plus the row read before its watermark was known.
     assert!(
         (1_000..=3_000).contains(&aligned),
         "aligned to 2 s, led by {aligned} ms"
+    );
+}
+
+#[tokio::test]
+async fn sources_of_one_alignment_group_wait_for_each_other() {
+    let drift = Some(Duration::from_secs(2));
+    let apart = greatest_lead(drift, Readers::Sources(None)).await;
+    assert!(
+        apart >= 10_000,
+        "each source aligned only to itself: the fast one runs ahead (led by {apart} ms)"
+    );
+    let grouped = greatest_lead(drift, Readers::Sources(Some("inputs"))).await;
+    assert!(
+        (1_000..=3_000).contains(&grouped),
+        "one group aligned to 2 s, led by {grouped} ms"
     );
 }

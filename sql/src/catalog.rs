@@ -13,6 +13,7 @@ use weir_engine::source::SourceSpec;
 pub const ENGINE_TABLE_OPTIONS: &[&str] = &[
     "scan.watermark.idle-timeout",
     "scan.watermark.alignment.max-drift",
+    "scan.watermark.alignment.group",
     "scan.parallelism",
     "sink.parallelism",
 ];
@@ -39,6 +40,9 @@ pub struct TableDef {
     pub idle_timeout: Option<Duration>,
     /// `scan.watermark.alignment.max-drift`.
     pub alignment_max_drift: Option<Duration>,
+    /// `scan.watermark.alignment.group`: tables of one group are aligned
+    /// to each other; without it, a table's source is its own group.
+    pub alignment_group: Option<String>,
     /// `scan.parallelism` / `sink.parallelism`.
     pub scan_parallelism: Option<usize>,
     pub sink_parallelism: Option<usize>,

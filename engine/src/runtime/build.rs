@@ -175,8 +175,7 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
     let aligned = spec.config.mode == CheckpointingMode::ExactlyOnce;
     let mut source_controls = Vec::new();
     let mut tasks: Vec<(String, TaskFuture)> = Vec::new();
-    // One alignment per aligned source, shared by its subtasks.
-    let mut alignments: HashMap<NodeId, Arc<WatermarkAlignment>> = HashMap::new();
+    let alignment_slots = alignment_slots(graph);
 
     for (ci, chain) in chains.iter().enumerate() {
         let head = chain[0];
@@ -216,7 +215,7 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
                     spec: source_spec,
                     watermark,
                     idle_timeout,
-                    alignment_max_drift,
+                    ..
                 } => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     source_controls.push(tx);
@@ -237,12 +236,9 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
                         node: head,
                         watermark: watermark.clone(),
                         idle_timeout: *idle_timeout,
-                        alignment: alignment_max_drift.map(|drift| {
-                            alignments
-                                .entry(head)
-                                .or_insert_with(|| Arc::new(WatermarkAlignment::new(parallelism, drift)))
-                                .clone()
-                        }),
+                        alignment: alignment_slots
+                            .get(&head)
+                            .map(|(alignment, first)| (alignment.clone(), first + s)),
                         chain: chain_run,
                         control: rx,
                         restored,
@@ -271,4 +267,36 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
         source_controls,
         notices,
     })
+}
+
+/// The watermark alignment of every aligned source, with the slot of its
+/// first subtask: one [`WatermarkAlignment`] per `scan.watermark.alignment.group`
+/// shared by the subtasks of all of its sources, and one per aligned source
+/// without a group.
+fn alignment_slots(graph: &JobGraph) -> HashMap<NodeId, (Arc<WatermarkAlignment>, usize)> {
+    // Group (its name, or the source for a source without one) → (source,
+    // first slot) of its sources, and each slot's drift.
+    type Sources = Vec<(NodeId, usize)>;
+    let mut groups: HashMap<Result<String, NodeId>, (Sources, Vec<std::time::Duration>)> = HashMap::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if let NodeKind::Source {
+            alignment_max_drift: Some(drift),
+            alignment_group,
+            ..
+        } = &node.kind
+        {
+            let group = alignment_group.clone().ok_or(id);
+            let (sources, drifts) = groups.entry(group).or_default();
+            sources.push((id, drifts.len()));
+            drifts.extend(std::iter::repeat_n(*drift, node.parallelism));
+        }
+    }
+    let mut slots = HashMap::new();
+    for (sources, drifts) in groups.into_values() {
+        let alignment = Arc::new(WatermarkAlignment::with_drifts(drifts));
+        for (id, first) in sources {
+            slots.insert(id, (alignment.clone(), first));
+        }
+    }
+    slots
 }

@@ -45,8 +45,9 @@ pub struct SourceTask {
     pub node: NodeId,
     pub watermark: Option<WatermarkStrategy>,
     pub idle_timeout: Option<Duration>,
-    /// Shared by the subtasks of this source when the table aligns them.
-    pub alignment: Option<Arc<WatermarkAlignment>>,
+    /// Shared by the subtasks of this source (or of its alignment group)
+    /// when the table aligns them, with this subtask's slot in it.
+    pub alignment: Option<(Arc<WatermarkAlignment>, usize)>,
     pub chain: Chain,
     pub control: mpsc::UnboundedReceiver<SourceControl>,
     /// The list state to resume from (`None`: a fresh start).
@@ -120,11 +121,10 @@ impl SourceTask {
         self.chain.open().await?;
         let checkpointing = self.ctx.checkpointing && self.links.is_some();
         let mut watermark: Option<i64> = self.restored_watermark;
-        let subtask = self.ctx.subtask;
         let alignment = self.alignment.clone();
         let report = |w: Option<i64>| {
-            if let Some(a) = &alignment {
-                a.report(subtask, w);
+            if let Some((a, slot)) = &alignment {
+                a.report(*slot, w);
             }
         };
         report(watermark);
@@ -151,7 +151,7 @@ impl SourceTask {
             };
             let reading = phase == Phase::Reading;
             // Ahead of the slowest subtask by more than the drift: wait.
-            let paused = reading && alignment.as_ref().is_some_and(|a| !a.may_read(subtask));
+            let paused = reading && alignment.as_ref().is_some_and(|(a, slot)| !a.may_read(*slot));
             if paused {
                 // Waiting for others is not being idle.
                 idle_deadline = self.idle_timeout.map(|d| Instant::now() + d);

@@ -230,6 +230,15 @@ impl StreamPlanner {
             .get_duration("scan.watermark.idle-timeout")?
             .filter(|d| !d.is_zero());
         let alignment_max_drift = engine_opts.get_duration("scan.watermark.alignment.max-drift")?;
+        let alignment_group = engine_opts
+            .get("scan.watermark.alignment.group")
+            .map(str::to_string);
+        if alignment_group.is_some() && alignment_max_drift.is_none() {
+            return plan_err!(
+                "table '{name}': 'scan.watermark.alignment.group' needs 'scan.watermark.alignment.max-drift' \
+                 (how far the table may read ahead of the slowest source of the group)"
+            );
+        }
         let scan_parallelism = engine_opts
             .get_u64("scan.parallelism")?
             .map(|p| p.max(1) as usize);
@@ -302,6 +311,7 @@ impl StreamPlanner {
             watermark,
             idle_timeout,
             alignment_max_drift,
+            alignment_group,
             scan_parallelism,
             sink_parallelism,
             primary_key,
