@@ -160,6 +160,13 @@ mod tests {
 
     use super::*;
 
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]))
+    }
+
     fn batch(schema: &SchemaRef, ids: &[i64]) -> RecordBatch {
         let names: Vec<String> = ids.iter().map(|i| format!("row {i}")).collect();
         RecordBatch::try_new(
@@ -179,10 +186,7 @@ mod tests {
 
     #[test]
     fn groups_rows_of_several_batches_keeping_their_order() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let batches = [
             batch(&schema, &[1, 2, 3, 4]),
             batch(&schema, &[]),
@@ -204,10 +208,7 @@ mod tests {
 
     #[test]
     fn one_batch_of_one_key_group_is_not_copied_and_no_rows_make_no_runs() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let one = batch(&schema, &[4, 5]);
         let sorted = KeyGroupRuns::sort(
             &schema,
@@ -226,10 +227,7 @@ mod tests {
 
     #[test]
     fn batches_in_key_group_order_are_copied_as_slices() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let first: Vec<i64> = (0..40).collect();
         let second: Vec<i64> = (100..132).collect();
         let kgs_first: Vec<usize> = (0..40).map(|i| [1, 4, 9][i / 14]).collect();
@@ -247,10 +245,7 @@ mod tests {
 
     #[test]
     fn one_batch_sorts_with_take() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, false),
-        ]));
+        let schema = schema();
         let sorted = KeyGroupRuns::sort(&schema, &[batch(&schema, &[1, 2, 3])], &[vec![5, 0, 5]]).unwrap();
         assert_eq!(sorted.runs, vec![(0, 0..1), (5, 1..3)]);
         assert_eq!(ids(&sorted.batch), vec![2, 1, 3]);
