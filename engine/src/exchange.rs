@@ -71,12 +71,14 @@ impl OutputEdge {
                 hash_keys(&key_arrays, rows, &mut self.hashes)?;
                 // A counting sort of the rows by key group: as each subtask
                 // owns a contiguous range of key groups, each target's rows
-                // are then one range of `order`.
+                // are then one range of `order`. `hashes` is overwritten
+                // with each row's key group.
                 let max = self.max_parallelism;
                 self.starts.clear();
                 self.starts.resize(max + 1, 0);
-                for &h in &self.hashes {
-                    self.starts[key_group_of(h, max) + 1] += 1;
+                for h in &mut self.hashes {
+                    *h = key_group_of(*h, max) as u64;
+                    self.starts[*h as usize + 1] += 1;
                 }
                 for kg in 0..max {
                     self.starts[kg + 1] += self.starts[kg];
@@ -89,8 +91,8 @@ impl OutputEdge {
                     .collect();
                 self.order.clear();
                 self.order.resize(rows, 0);
-                for (row, &h) in self.hashes.iter().enumerate() {
-                    let next = &mut self.starts[key_group_of(h, max)];
+                for (row, &kg) in self.hashes.iter().enumerate() {
+                    let next = &mut self.starts[kg as usize];
                     self.order[*next as usize] = row as u32;
                     *next += 1;
                 }

@@ -36,10 +36,10 @@ const UNCONSTRAINED: i64 = i64::MAX;
 /// of one alignment group), and the rule of [`may_read`](Self::may_read).
 ///
 /// Lifecycle: created once per source or group when the job is built, with
-/// a slot per subtask (all unconstrained; `subtask` below is the slot); each subtask reports its watermark as it
-/// advances and checks `may_read` before it polls its source. Invariant: a
-/// subtask whose watermark is the minimum may always read, so the group
-/// always makes progress.
+/// a slot per subtask (all unconstrained); each subtask reports its
+/// watermark in its slot as it advances and checks `may_read` before it
+/// polls its source. Invariant: a slot whose watermark is the minimum may
+/// always read, so the group always makes progress.
 #[derive(Debug)]
 pub struct WatermarkAlignment {
     /// Per slot (subtask of a source of the group), how far it may lead.
@@ -69,16 +69,17 @@ impl WatermarkAlignment {
         }
     }
 
-    /// Records `subtask`'s watermark (an [`EventTime`], ns); `None` while it is idle, finished
-    /// or has none, so that it holds no one back.
-    pub fn report(&self, subtask: usize, watermark: Option<EventTime>) {
-        self.slots[subtask].store(watermark.unwrap_or(UNCONSTRAINED), Ordering::Release);
+    /// Records the watermark (an [`EventTime`], ns) of the subtask in
+    /// `slot`; `None` while it is idle, finished or has none, so that it
+    /// holds no one back.
+    pub fn report(&self, slot: usize, watermark: Option<EventTime>) {
+        self.slots[slot].store(watermark.unwrap_or(UNCONSTRAINED), Ordering::Release);
     }
 
-    /// Whether `subtask` may read: its watermark is at most `max_drift`
-    /// ahead of the least watermark of the group.
-    pub fn may_read(&self, subtask: usize) -> bool {
-        let mine = self.slots[subtask].load(Ordering::Acquire);
+    /// Whether the subtask in `slot` may read: its watermark is at most its
+    /// drift ahead of the least watermark of the group.
+    pub fn may_read(&self, slot: usize) -> bool {
+        let mine = self.slots[slot].load(Ordering::Acquire);
         if mine == UNCONSTRAINED {
             return true;
         }
@@ -88,7 +89,7 @@ impl WatermarkAlignment {
             .map(|s| s.load(Ordering::Acquire))
             .min()
             .unwrap_or(UNCONSTRAINED);
-        mine <= least.saturating_add(self.max_drift_ns[subtask])
+        mine <= least.saturating_add(self.max_drift_ns[slot])
     }
 }
 

@@ -63,7 +63,7 @@ struct SideRows {
 impl WindowJoinConfig {
     /// The expressions a side is hash-partitioned on: its equality keys
     /// without the leading `window_start` (see [`WindowJoinConfig::left_keys`]).
-    pub fn partition_keys(&self, side: Side) -> &[Arc<dyn PhysicalExpr>] {
+    fn partition_keys(&self, side: Side) -> &[Arc<dyn PhysicalExpr>] {
         let keys = match side {
             Side::Left => &self.left_keys,
             Side::Right => &self.right_keys,

@@ -54,11 +54,7 @@ impl BatchState {
         batch: &RecordBatch,
         key_groups: &[usize],
     ) -> Result<()> {
-        let runs = KeyGroupRuns::sort(
-            &batch.schema(),
-            std::slice::from_ref(batch),
-            &[key_groups.to_vec()],
-        )?;
+        let runs = KeyGroupRuns::sort(&batch.schema(), std::slice::from_ref(batch), &[key_groups])?;
         self.write_runs(backend, namespace, &runs)
     }
 

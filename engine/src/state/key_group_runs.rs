@@ -32,19 +32,23 @@ pub struct KeyGroupRuns {
 impl KeyGroupRuns {
     /// Groups the rows of `batches` (all of `schema`) by key group:
     /// `key_groups[b][i]` is the key group of row `i` of batch `b`.
-    pub fn sort(schema: &SchemaRef, batches: &[RecordBatch], key_groups: &[Vec<usize>]) -> Result<Self> {
+    pub fn sort<K: AsRef<[usize]>>(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        key_groups: &[K],
+    ) -> Result<Self> {
         if batches.len() != key_groups.len()
             || batches
                 .iter()
                 .zip(key_groups)
-                .any(|(b, k)| b.num_rows() != k.len())
+                .any(|(b, k)| b.num_rows() != k.as_ref().len())
         {
             return Err(DataFusionError::Internal(
                 "key groups do not match the rows they are of".into(),
             ));
         }
-        let rows: usize = key_groups.iter().map(Vec::len).sum();
-        let all = key_groups.iter().flatten();
+        let rows: usize = key_groups.iter().map(|k| k.as_ref().len()).sum();
+        let all = key_groups.iter().flat_map(|k| k.as_ref());
         let (Some(&lowest), Some(&highest)) = (all.clone().min(), all.max()) else {
             return Ok(KeyGroupRuns {
                 batch: RecordBatch::new_empty(schema.clone()),
@@ -67,7 +71,7 @@ impl KeyGroupRuns {
         // Counting sort: the first position of each key group, then every
         // row to its group's next position.
         let mut next = vec![0usize; highest - lowest + 1];
-        for kg in key_groups.iter().flatten() {
+        for kg in key_groups.iter().flat_map(|k| k.as_ref()) {
             next[kg - lowest] += 1;
         }
         let mut runs = Vec::new();
@@ -83,7 +87,7 @@ impl KeyGroupRuns {
         let batch = if non_empty.len() == 1 {
             let b = non_empty[0];
             let mut order = vec![0u32; rows];
-            for (i, kg) in key_groups[b].iter().enumerate() {
+            for (i, kg) in key_groups[b].as_ref().iter().enumerate() {
                 order[next[kg - lowest]] = i as u32;
                 next[kg - lowest] += 1;
             }
@@ -91,7 +95,7 @@ impl KeyGroupRuns {
         } else {
             let mut order = vec![(0usize, 0usize); rows];
             for (b, kgs) in key_groups.iter().enumerate() {
-                for (i, kg) in kgs.iter().enumerate() {
+                for (i, kg) in kgs.as_ref().iter().enumerate() {
                     order[next[kg - lowest]] = (b, i);
                     next[kg - lowest] += 1;
                 }
@@ -105,15 +109,16 @@ impl KeyGroupRuns {
     /// The rows as slices of runs of one key group in `batches`, ordered by
     /// key group (then batch): `None` if the runs are too short for slices
     /// to beat a gather (fewer than [`MIN_MEAN_RUN`] rows on average).
-    fn concat_runs(
+    fn concat_runs<K: AsRef<[usize]>>(
         schema: &SchemaRef,
         batches: &[RecordBatch],
-        key_groups: &[Vec<usize>],
+        key_groups: &[K],
         rows: usize,
     ) -> Result<Option<Self>> {
         // (key group, batch, first row, rows)
         let mut slices: Vec<(usize, usize, usize, usize)> = Vec::new();
         for (b, kgs) in key_groups.iter().enumerate() {
+            let kgs = kgs.as_ref();
             let mut start = 0;
             for i in 1..=kgs.len() {
                 if i == kgs.len() || kgs[i] != kgs[start] {
@@ -219,7 +224,7 @@ mod tests {
         assert_eq!(sorted.runs, vec![(2, 0..2)]);
         assert!(sorted.batch.column(0).to_data().ptr_eq(&one.column(0).to_data()));
 
-        let sorted = KeyGroupRuns::sort(&schema, &[], &[]).unwrap();
+        let sorted = KeyGroupRuns::sort::<Vec<usize>>(&schema, &[], &[]).unwrap();
         assert!(sorted.runs.is_empty());
         assert_eq!(sorted.batch.num_rows(), 0);
         assert!(KeyGroupRuns::sort(&schema, &[one], &[vec![1]]).is_err());
