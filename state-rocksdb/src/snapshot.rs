@@ -5,12 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
 use futures::{StreamExt, TryStreamExt};
 use rocksdb::DB;
+use weir_engine::checkpoint::storage::CheckpointStorage;
 use weir_engine::key_group::KeyGroupRange;
-use weir_engine::state::{KeyedStateHandle, SnapshotTarget, StateFile, write_kv_file};
+use weir_engine::state::{KeyedStateHandle, KvFileWriter, SnapshotTarget, StateFile};
 
 use crate::{RemoveOnDrop, db_error, decode_key, io_error, join_error, join_path};
 
@@ -111,17 +111,20 @@ impl SnapshotJob {
         }
     }
 
-    /// Savepoints: every entry in the canonical key-value file.
+    /// Savepoints: every entry in the canonical key-value file, streamed
+    /// from the checkpoint to the file.
     async fn canonical(&self) -> Result<KeyedStateHandle> {
         let dir = self.dir.0.clone();
         let entries = self.entries;
-        let data = tokio::task::spawn_blocking(move || read_as_kv_file(&dir, entries))
-            .await
-            .map_err(|e| join_error("writing a savepoint", e))??;
         let name = format!("{}-{}.kv", self.operator_id, self.subtask);
         let path = join_path(&self.target.exclusive_dir, &name);
-        let size = data.len() as u64;
-        self.target.storage.put(&path, data).await?;
+        let storage = self.target.storage.clone();
+        let size = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || write_as_kv_file(&dir, entries, &storage, &path)
+        })
+        .await
+        .map_err(|e| join_error("writing a savepoint", e))??;
         Ok(self.handle(
             "hashmap",
             vec![StateFile {
@@ -227,35 +230,42 @@ fn list_files(dir: &Path) -> Result<Vec<(String, u64)>> {
     Ok(files)
 }
 
-/// Every entry of the checkpoint in `dir` (which holds `entries`), as a
-/// canonical key-value file.
-fn read_as_kv_file(dir: &PathBuf, entries: u64) -> Result<Bytes> {
+/// Writes every entry of the checkpoint in `dir` (which holds `entries`) to
+/// `path` of `storage` as a canonical key-value file; returns its size.
+fn write_as_kv_file(dir: &PathBuf, entries: u64, storage: &CheckpointStorage, path: &str) -> Result<u64> {
     let mut opts = rocksdb::Options::default();
     opts.set_log_level(rocksdb::LogLevel::Warn);
     let db = DB::open_for_read_only(&opts, dir, false)
         .map_err(|e| db_error(format_args!("opening checkpoint {}", dir.display()), e))?;
-    let mut rows: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::with_capacity(entries as usize);
-    let mut size = 0;
-    let mut it = db.raw_iterator();
-    it.seek_to_first();
-    while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        let (kg, _) = decode_key(k)?;
-        size += k.len() + v.len() + 8;
-        rows.push((kg, k.to_vec(), v.to_vec()));
-        it.next();
+    // A failure to read the checkpoint, kept as it is (the file is dropped).
+    let mut read_error = None;
+    let mut failed = |e: DataFusionError| {
+        let message = e.to_string();
+        read_error = Some(e);
+        std::io::Error::other(message)
+    };
+    let written = storage.write_with(path, |out| {
+        let mut file = KvFileWriter::new(out)?;
+        let mut it = db.raw_iterator();
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (kg, _) = decode_key(k).map_err(&mut failed)?;
+            file.entry(kg, &k[crate::KEY_GROUP_BYTES..], v)?;
+            it.next();
+        }
+        it.status()
+            .map_err(|e| failed(db_error(format_args!("reading checkpoint {}", dir.display()), e)))?;
+        let count = file.finish()?;
+        if count != entries {
+            return Err(failed(DataFusionError::Internal(format!(
+                "rocksdb state: checkpoint {} holds {count} entries, the backend counted {entries}",
+                dir.display(),
+            ))));
+        }
+        Ok(())
+    });
+    match read_error {
+        Some(e) => Err(e),
+        None => written,
     }
-    it.status()
-        .map_err(|e| db_error(format_args!("reading checkpoint {}", dir.display()), e))?;
-    if rows.len() as u64 != entries {
-        return Err(DataFusionError::Internal(format!(
-            "rocksdb state: checkpoint {} holds {} entries, the backend counted {entries}",
-            dir.display(),
-            rows.len()
-        )));
-    }
-    Ok(write_kv_file(
-        rows.iter()
-            .map(|(kg, k, v)| (*kg, &k[crate::KEY_GROUP_BYTES..], v.as_slice())),
-        size,
-    ))
 }

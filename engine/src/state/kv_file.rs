@@ -39,18 +39,47 @@ pub fn write_kv_entries<'a>(
     out: &mut dyn std::io::Write,
     entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>,
 ) -> std::io::Result<()> {
-    out.write_all(MAGIC)?;
-    let mut count = 0u64;
+    let mut file = KvFileWriter::new(out)?;
     for (kg, k, v) in entries {
-        out.write_all(&(kg as u16).to_le_bytes())?;
-        out.write_all(&(k.len() as u32).to_le_bytes())?;
-        out.write_all(k)?;
-        out.write_all(&(v.len() as u32).to_le_bytes())?;
-        out.write_all(v)?;
-        count += 1;
+        file.entry(kg, k, v)?;
     }
-    out.write_all(&count.to_le_bytes())?;
-    out.write_all(END)
+    file.finish().map(|_| ())
+}
+
+/// Writes the file of [`write_kv_file`] entry by entry, for entries that
+/// are not at hand as one iterator (e.g. read from a RocksDB iterator).
+/// Lifecycle: [`new`](Self::new) writes the header, [`entry`](Self::entry)
+/// each entry, [`finish`](Self::finish) the footer; a file not finished is
+/// truncated and rejected by [`read_kv_file`].
+pub struct KvFileWriter<'w> {
+    out: &'w mut dyn std::io::Write,
+    count: u64,
+}
+
+impl<'w> KvFileWriter<'w> {
+    pub fn new(out: &'w mut dyn std::io::Write) -> std::io::Result<Self> {
+        out.write_all(MAGIC)?;
+        Ok(KvFileWriter { out, count: 0 })
+    }
+
+    /// Writes one entry.
+    pub fn entry(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+        let out = &mut self.out;
+        out.write_all(&(key_group as u16).to_le_bytes())?;
+        out.write_all(&(key.len() as u32).to_le_bytes())?;
+        out.write_all(key)?;
+        out.write_all(&(value.len() as u32).to_le_bytes())?;
+        out.write_all(value)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Writes the footer; returns the number of entries written.
+    pub fn finish(self) -> std::io::Result<u64> {
+        self.out.write_all(&self.count.to_le_bytes())?;
+        self.out.write_all(END)?;
+        Ok(self.count)
+    }
 }
 
 /// Parses a file written by [`write_kv_file`], calling `f` for each entry.
