@@ -19,6 +19,8 @@ use datafusion::logical_expr::Operator as BinaryOp;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::{binary, cast, col};
 use weir_engine::changelog::OP_COLUMN;
+use weir_engine::key_group::key_groups_of;
+use weir_engine::message::{Barrier, BarrierKind};
 use weir_engine::operator::Operator;
 use weir_engine::operators::aggregates::AggregateSpec;
 use weir_engine::operators::session_window::{SessionAggregate, SessionAggregateConfig};
@@ -26,6 +28,7 @@ use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggr
 use weir_engine::operators::window_aggregate::GroupColumn;
 use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 use weir_engine::source::{SourceEvent, SourceSpec};
+use weir_engine::state::BatchState;
 use weir_engine::values::ValuesSpec;
 
 #[path = "support/operator_harness.rs"]
@@ -431,12 +434,17 @@ fn agg_operator(updating: bool) -> Box<dyn Operator> {
             aggregate(avg_udaf(), "v", &schema, "mean", false),
         ]
     };
+    group_aggregate(&schema, aggregates, updating)
+}
+
+/// An updating aggregate of `aggregates` over `schema`, grouped by `k`.
+fn group_aggregate(schema: &SchemaRef, aggregates: Vec<AggregateSpec>, updating: bool) -> Box<dyn Operator> {
     let mut out_fields = vec![Field::new("k", DataType::Utf8, true)];
     for a in &aggregates {
         out_fields.push(a.function.field().as_ref().clone().with_nullable(true));
     }
     let config = UpdatingAggregateConfig {
-        keys: vec![col("k", &schema).unwrap()],
+        keys: vec![col("k", schema).unwrap()],
         key_schema: Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)])),
         aggregates,
         input_updating: updating,
@@ -516,6 +524,121 @@ async fn group_aggregate_rescales_from_one_subtask_to_three() {
     let steps = agg_changelog_steps();
     let (whole, parts) = rescaled(|| agg_operator(true), &steps, &[14], "k", 3).await;
     assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)));
+}
+
+/// Rows of one row kind (`0` +I, `3` -D) for the changelog aggregate.
+fn changes(rows: &[(&str, i64)], kind: i8) -> Step {
+    let rows: Vec<_> = rows.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    Step::Batch(0, agg_batch(&rows, Some(vec![kind; rows.len()])))
+}
+
+#[tokio::test]
+async fn group_aggregate_checkpoints_write_only_the_groups_that_changed() {
+    let factory = Arc::new(CountingBackendFactory::default());
+    let counts = factory.counts.clone();
+    let h = Harness::with_factory(factory);
+    let mut op = h.start(agg_operator(true), 0, 1, None, None).await;
+    let mut out = Vec::new();
+    let keys: Vec<String> = (0..2000).map(|i| format!("key{i}")).collect();
+    let all: Vec<(&str, i64)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i as i64))
+        .collect();
+    feed(op.as_mut(), &[changes(&all, 0)], &mut out).await;
+    snapshot(op.as_mut(), 1).await;
+    let (puts, bytes, deletes) = counts.take();
+    assert_eq!((puts, deletes), (2000, 0), "an entry per group");
+
+    // `key0` loses its only row (its group is dropped), `key1` gets a row.
+    feed(
+        op.as_mut(),
+        &[changes(&[("key0", 0)], 3), changes(&[("key1", 5)], 0)],
+        &mut out,
+    )
+    .await;
+    let h2 = snapshot(op.as_mut(), 2).await;
+    let (puts2, bytes2, deletes2) = counts.take();
+    assert_eq!((puts2, deletes2), (1, 1), "one entry written, one deleted");
+    assert!(bytes2 * 100 < bytes, "{bytes2} bytes of {bytes}");
+    assert_eq!(h2.entries, 1999);
+    snapshot(op.as_mut(), 3).await;
+    assert_eq!(counts.take(), (0, 0, 0), "nothing changed, nothing written");
+    drop(op);
+
+    let mut op = h.start(agg_operator(true), 0, 1, None, Some(&h2)).await;
+    assert_eq!(counts.take(), (0, 0, 0), "a restore writes nothing");
+    out.clear();
+    feed(op.as_mut(), &[changes(&[("key0", 7), ("key1", 1)], 0)], &mut out).await;
+    assert_eq!(
+        rows(&out),
+        ["key0,1,7.0,0", "key1,2,3.0,1", "key1,3,2.3333333333333335,2"]
+    );
+}
+
+/// State as the aggregate wrote it before it kept an entry per group: one
+/// Arrow batch per key group (key, count, update time, state columns,
+/// values last emitted, emitted flag), under key `[1]`.
+#[tokio::test]
+async fn group_aggregate_restores_state_written_as_a_batch_per_key_group() {
+    let schema = agg_input_schema(false);
+    let make = || {
+        group_aggregate(
+            &schema,
+            vec![
+                aggregate(count_udaf(), "v", &schema, "cnt", false),
+                aggregate(sum_udaf(), "v", &schema, "total", false),
+            ],
+            false,
+        )
+    };
+    let h = Harness::new();
+    let ctx = h.ctx(0, 1, None);
+    let mut state = h.init(&ctx, None).keyed_state().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Groups `a` (rows 1, 2: emitted 2, 3) and `b` (row 5: emitted 1, 5).
+    let int64 = |v: [i64; 2]| Arc::new(Int64Array::from(v.to_vec())) as ArrayRef;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("c0", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+        ("c1", int64([2, 1])),
+        ("c2", int64([now, now])),
+        ("c3", int64([2, 1])),
+        ("c4", int64([3, 5])),
+        ("c5", int64([2, 1])),
+        ("c6", int64([3, 5])),
+        (
+            "c7",
+            Arc::new(arrow::array::BooleanArray::from(vec![true, true])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let kgs = key_groups_of(&[batch.column(0).clone()], 2, MAX_PAR).unwrap();
+    let mut legacy = BatchState::new(1);
+    for (row, kg) in kgs.iter().enumerate() {
+        legacy
+            .write_key_group(state.backend(), b"", *kg, &batch.slice(row, 1))
+            .unwrap();
+    }
+    let barrier = Barrier {
+        checkpoint_id: 1,
+        kind: BarrierKind::Checkpoint,
+    };
+    let h1 = state.snapshot(barrier).unwrap().await.unwrap();
+
+    let mut op = h.start(make(), 0, 1, None, Some(&h1)).await;
+    let mut out = Vec::new();
+    feed(op.as_mut(), &[single(&[("a", 4)])], &mut out).await;
+    assert_eq!(rows(&out), ["a,2,3,1", "a,3,7,2"]);
+    let h2 = snapshot(op.as_mut(), 2).await;
+    assert_eq!(h2.entries, 2, "an entry per group, the batches deleted");
+
+    let mut op = h.start(make(), 0, 1, None, Some(&h2)).await;
+    out.clear();
+    feed(op.as_mut(), &[single(&[("a", 1), ("b", 1)])], &mut out).await;
+    assert_eq!(rows(&out), ["a,3,7,1", "a,4,8,2", "b,1,5,1", "b,2,6,2"]);
 }
 
 fn single(rows: &[(&str, i64)]) -> Step {

@@ -6,6 +6,7 @@ pub mod aggregates;
 pub mod collect;
 pub mod factory;
 pub mod filter;
+pub mod group_state;
 pub mod interval_join;
 pub mod join;
 pub mod join_state;

@@ -1,12 +1,11 @@
 //! Non-windowed `GROUP BY`: an updating result, as a changelog.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, Int64Array, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, HashMap, HashSet, Result, ScalarValue, plan_err};
@@ -14,6 +13,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_inputs};
+use super::group_state::{Group, GroupCodec};
 use crate::changelog::{RowKind, ops_of, with_op_column};
 use crate::key_group::key_groups_of;
 use crate::message::Barrier;
@@ -50,22 +50,6 @@ impl UpdatingAggregateConfig {
     }
 }
 
-struct Group {
-    /// The key's Arrow row encoding (empty without keys), shared with the
-    /// index.
-    key: Arc<[u8]>,
-    /// The key group of the key.
-    key_group: usize,
-    accumulators: Vec<Box<dyn Accumulator>>,
-    /// Accumulated rows minus retracted rows.
-    count: i64,
-    /// The aggregate values last emitted, if the group is in the result.
-    emitted: Option<Vec<ScalarValue>>,
-    /// Processing time of the last update, in ms since the epoch (for the
-    /// state TTL).
-    updated_ms: i64,
-}
-
 /// A non-windowed aggregate subtask: for every batch, updates the groups it
 /// touches and emits, per changed group, `+I` (new), `-U`/`+U` (changed) or
 /// `-D` (no rows left), as Flink's group aggregate does. Unchanged results are
@@ -78,13 +62,13 @@ struct Group {
 /// has no state (never seen, or expired) is ignored, until an accumulate
 /// row of that key arrives in the same batch.
 ///
-/// Checkpoints: the groups of a key group are written together, as one batch
-/// per key group ([`BatchState::write_key_group`]): key columns, `count`,
-/// last update time, each accumulator's `state()` columns, the values last
-/// emitted (one nullable column per aggregate) and an `emitted` flag. Only
-/// the key groups touched since the last barrier are rewritten. Since
-/// `Accumulator::state` may consume the accumulator, the groups written are
-/// rebuilt by merging that state into fresh accumulators, as on restore.
+/// Checkpoints: one keyed-state entry per group, under the group key's row
+/// encoding ([`GroupCodec`] has the value's layout), as Flink keeps one value
+/// per key. A barrier writes the groups changed since the last one and
+/// deletes the entries of the groups dropped since, so its cost follows what
+/// changed, not how many groups there are. State written by earlier versions
+/// (one batch per key group) is still restored, and replaced by entries at
+/// the first checkpoint.
 ///
 /// Known limitation: an accumulator whose `state()` does not capture what
 /// `retract_batch` needs would lose it at every barrier and on restore. In
@@ -109,21 +93,34 @@ pub struct UpdatingAggregate {
     /// Groups by id; `None` for a free id (in `free`).
     groups: Vec<Option<Group>>,
     free: Vec<u32>,
-    /// Key groups whose groups changed since the last snapshot.
-    dirty: BTreeSet<usize>,
+    codec: GroupCodec,
+    /// The groups changed since the last snapshot (those with `dirty` set;
+    /// an id may repeat, or have been freed since).
+    dirty: Vec<u32>,
+    /// The entries of the groups dropped since the last snapshot: key, key
+    /// group, value length.
+    dropped: Vec<(Arc<[u8]>, usize, usize)>,
     state: Option<KeyedState>,
-    stored: BatchState,
+    /// State of the earlier layout, one batch per key group: read on
+    /// restore, deleted at the first snapshot.
+    key_group_batches: BatchState,
+    /// Whether restored state holds such batches.
+    has_key_group_batches: bool,
     max_parallelism: usize,
     ttl_ms: Option<i64>,
     /// When expired groups are next swept (ms since the epoch).
     next_sweep_ms: i64,
 }
 
-/// The keyed-state namespace of the groups (one batch per key group).
-const GROUPS_NAMESPACE: &[u8] = b"";
+/// The first key byte of a group's entry (the group key's row encoding follows).
+const GROUP_TAG: u8 = 2;
 
-/// The state-batch columns before the accumulator states: `count`, `updated_ms`.
-const FIXED_COLUMNS: usize = 2;
+/// The tag and namespace of the earlier layout's batches.
+const KEY_GROUP_BATCH_TAG: u8 = 1;
+const KEY_GROUP_BATCH_NAMESPACE: &[u8] = b"";
+
+/// Groups encoded per call when a snapshot writes them.
+const ENCODE_CHUNK: usize = 4096;
 
 impl UpdatingAggregate {
     pub fn new(config: Arc<UpdatingAggregateConfig>) -> Result<Self> {
@@ -135,13 +132,16 @@ impl UpdatingAggregate {
             .collect();
         Ok(UpdatingAggregate {
             converter: RowConverter::new(fields)?,
+            codec: GroupCodec::new(&config.aggregates)?,
             config,
             index: HashMap::new(),
             groups: Vec::new(),
             free: Vec::new(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
+            dropped: Vec::new(),
             state: None,
-            stored: BatchState::new(1),
+            key_group_batches: BatchState::new(KEY_GROUP_BATCH_TAG),
+            has_key_group_batches: false,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             ttl_ms: None,
             next_sweep_ms: 0,
@@ -157,10 +157,6 @@ impl UpdatingAggregate {
         self.groups[id as usize].as_ref().expect("a live group id")
     }
 
-    fn group_mut(&mut self, id: u32) -> &mut Group {
-        self.groups[id as usize].as_mut().expect("a live group id")
-    }
-
     fn is_expired(&self, id: u32, now: i64) -> bool {
         self.ttl_ms
             .is_some_and(|ttl| now - self.group(id).updated_ms > ttl)
@@ -170,9 +166,19 @@ impl UpdatingAggregate {
         self.config.aggregates.iter().map(|a| a.accumulator()).collect()
     }
 
-    /// Adds a group and marks its key group dirty.
+    /// Marks group `id` as changed since the last snapshot.
+    fn touch(&mut self, id: u32) {
+        let group = self.groups[id as usize].as_mut().expect("a live group id");
+        if !group.dirty {
+            group.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// Adds a group (changed, unless restored with an entry of its own).
     fn insert_group(&mut self, group: Group) -> u32 {
-        let (key, kg) = (group.key.clone(), group.key_group);
+        let key = group.key.clone();
+        let written = group.stored_len.is_some();
         let id = match self.free.pop() {
             Some(id) => {
                 self.groups[id as usize] = Some(group);
@@ -184,15 +190,19 @@ impl UpdatingAggregate {
             }
         };
         self.index.insert(key, id);
-        self.dirty.insert(kg);
+        if !written {
+            self.touch(id);
+        }
         id
     }
 
-    /// Drops a group (its state is deleted at the next snapshot).
+    /// Drops a group (its entry is deleted at the next snapshot).
     fn remove_group(&mut self, id: u32) {
         let group = self.groups[id as usize].take().expect("a live group id");
         self.index.remove(&group.key);
-        self.dirty.insert(group.key_group);
+        if let Some(len) = group.stored_len {
+            self.dropped.push((group.key, group.key_group, len));
+        }
         self.free.push(id);
     }
 
@@ -271,213 +281,104 @@ impl UpdatingAggregate {
             count: 0,
             emitted: None,
             updated_ms: now,
+            stored_len: None,
+            dirty: false,
         }))
     }
 
-    /// The state of groups `ids` as one batch: key columns, `count`,
-    /// `updated_ms`, each aggregate's state columns, each aggregate's last
-    /// emitted value, `emitted`. Takes the accumulators' state: rebuild them
-    /// after (with [`Self::groups_from_state`]).
-    fn state_batch(&mut self, ids: &[u32]) -> Result<RecordBatch> {
-        let mut columns: Vec<ArrayRef> = if self.config.keys.is_empty() {
-            Vec::new()
-        } else {
-            let parser = self.converter.parser();
-            let rows: Vec<_> = ids.iter().map(|id| parser.parse(&self.group(*id).key)).collect();
-            self.converter.convert_rows(rows)?
-        };
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            ids.iter().map(|id| self.group(*id).count),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            ids.iter().map(|id| self.group(*id).updated_ms),
-        )));
-        let specs = self.config.aggregates.clone();
-        for (a, spec) in specs.iter().enumerate() {
-            let fields = spec.function.state_fields()?;
-            let mut per_field: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(ids.len()); fields.len()];
-            for id in ids {
-                let state = self.group_mut(*id).accumulators[a].state()?;
-                if state.len() != fields.len() {
-                    return Err(DataFusionError::Internal(format!(
-                        "aggregate {} has {} state values, expected {}",
-                        spec.name(),
-                        state.len(),
-                        fields.len()
-                    )));
+    /// Writes to keyed state what changed since the last snapshot: deletes
+    /// the entries of dropped groups, writes those of changed groups.
+    fn write_changes(&mut self, state: &mut KeyedState) -> Result<()> {
+        let backend = state.backend();
+        if std::mem::take(&mut self.has_key_group_batches) {
+            self.key_group_batches
+                .delete(backend, KEY_GROUP_BATCH_NAMESPACE)?;
+        }
+        let mut key = Vec::new();
+        for (group_key, kg, len) in self.dropped.drain(..) {
+            entry_key(&mut key, &group_key);
+            backend.delete_known(kg, &key, len)?;
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // Each changed group once (an id may repeat if it was freed and reused).
+        dirty.retain(|&id| {
+            self.groups[id as usize]
+                .as_mut()
+                .is_some_and(|g| std::mem::take(&mut g.dirty))
+        });
+        let mut chunk: Vec<Group> = Vec::with_capacity(ENCODE_CHUNK.min(dirty.len()));
+        for ids in dirty.chunks(ENCODE_CHUNK) {
+            chunk.extend(
+                ids.iter()
+                    .map(|&id| self.groups[id as usize].take().expect("a live group")),
+            );
+            let values = self.codec.encode(&mut chunk);
+            let written = values.and_then(|values| {
+                for (group, value) in chunk.iter_mut().zip(values.iter()) {
+                    entry_key(&mut key, &group.key);
+                    let value = value.as_ref();
+                    backend.put_known(group.key_group, &key, value, group.stored_len)?;
+                    group.stored_len = Some(value.len());
                 }
-                for (column, v) in per_field.iter_mut().zip(state) {
-                    column.push(v);
-                }
-            }
-            for (values, field) in per_field.into_iter().zip(&fields) {
-                columns.push(scalars_to_array(values, field.data_type())?);
-            }
-        }
-        for (a, spec) in specs.iter().enumerate() {
-            let values: Vec<Option<ScalarValue>> = ids
-                .iter()
-                .map(|id| self.group(*id).emitted.as_ref().map(|v| v[a].clone()))
-                .collect();
-            let data_type = match values.iter().flatten().next() {
-                Some(v) => v.data_type(),
-                None => spec.function.field().data_type().clone(),
-            };
-            let null = ScalarValue::try_from(&data_type)?;
-            let values = values
-                .into_iter()
-                .map(|v| v.unwrap_or_else(|| null.clone()))
-                .collect();
-            columns.push(scalars_to_array(values, &data_type)?);
-        }
-        columns.push(Arc::new(BooleanArray::from_iter(
-            ids.iter().map(|id| Some(self.group(*id).emitted.is_some())),
-        )));
-        let fields: Vec<Field> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
-            .collect();
-        let options = RecordBatchOptions::new().with_row_count(Some(ids.len()));
-        Ok(RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            columns,
-            &options,
-        )?)
-    }
-
-    /// Decodes a batch made by [`Self::state_batch`]: per row, its key (row
-    /// encoding), key group and group.
-    fn groups_from_state(&self, batch: &RecordBatch) -> Result<Vec<Group>> {
-        let corrupt = |what: &str| {
-            DataFusionError::Execution(format!(
-                "group aggregate state does not match the query's keys and aggregates: {what}"
-            ))
-        };
-        let n = batch.num_rows();
-        let k = self.config.keys.len();
-        let mut widths = Vec::with_capacity(self.config.aggregates.len());
-        for spec in &self.config.aggregates {
-            widths.push(spec.function.state_fields()?.len());
-        }
-        let a = self.config.aggregates.len();
-        let expected = k + FIXED_COLUMNS + widths.iter().sum::<usize>() + a + 1;
-        if batch.num_columns() != expected {
-            return Err(corrupt(&format!(
-                "{} columns, expected {expected}",
-                batch.num_columns()
-            )));
-        }
-        let cols = batch.columns();
-        let keys = &cols[..k];
-        let key_rows = if k == 0 {
-            None
-        } else {
-            Some(self.converter.convert_columns(keys)?)
-        };
-        let key_groups = key_groups_of(keys, n, self.max_parallelism)?;
-        let int64 = |c: &ArrayRef| {
-            c.as_any()
-                .downcast_ref::<Int64Array>()
-                .cloned()
-                .ok_or_else(|| corrupt("bad count or time column"))
-        };
-        let counts = int64(&cols[k])?;
-        let updated = int64(&cols[k + 1])?;
-        let mut state_cols = Vec::with_capacity(a);
-        let mut col = k + FIXED_COLUMNS;
-        for w in &widths {
-            state_cols.push(&cols[col..col + w]);
-            col += w;
-        }
-        let emitted_values = &cols[col..col + a];
-        let emitted = cols[col + a]
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| corrupt("bad emitted column"))?;
-        let mut groups = Vec::with_capacity(n);
-        for (row, &key_group) in key_groups.iter().enumerate() {
-            let mut accumulators = self.fresh_accumulators()?;
-            for (acc, state) in accumulators.iter_mut().zip(&state_cols) {
-                let slices: Vec<ArrayRef> = state.iter().map(|c| c.slice(row, 1)).collect();
-                acc.merge_batch(&slices)?;
-            }
-            let emitted = if emitted.value(row) {
-                Some(
-                    emitted_values
-                        .iter()
-                        .map(|c| ScalarValue::try_from_array(c, row))
-                        .collect::<Result<Vec<_>>>()?,
-                )
-            } else {
-                None
-            };
-            groups.push(Group {
-                key: key_rows
-                    .as_ref()
-                    .map_or_else(|| Arc::new([]) as Arc<[u8]>, |r| r.row(row).as_ref().into()),
-                key_group,
-                accumulators,
-                count: counts.value(row),
-                emitted,
-                updated_ms: updated.value(row),
+                Ok(())
             });
+            // The groups go back even if writing failed.
+            for (&id, group) in ids.iter().zip(chunk.drain(..)) {
+                self.groups[id as usize] = Some(group);
+            }
+            written?;
         }
-        Ok(groups)
+        dirty.clear();
+        self.dirty = dirty;
+        Ok(())
     }
 
-    /// Writes the groups of the dirty key groups to keyed state.
-    fn write_dirty(&mut self, state: &mut KeyedState) -> Result<()> {
-        let dirty = std::mem::take(&mut self.dirty);
-        // The groups of each dirty key group, in id order.
-        let mut members: BTreeMap<usize, Vec<u32>> = dirty.iter().map(|&kg| (kg, Vec::new())).collect();
-        for (id, group) in self.groups.iter().enumerate() {
-            if let Some(g) = group
-                && let Some(ids) = members.get_mut(&g.key_group)
+    /// Restores the groups of keyed state (entries, or batches of the
+    /// earlier layout).
+    fn restore(&mut self, state: &KeyedState) -> Result<()> {
+        let backend = state.backend_ref();
+        for (_, batch) in self.key_group_batches.read_all(backend)? {
+            self.has_key_group_batches = true;
+            let keys = self.config.keys.len();
+            for group in
+                self.codec
+                    .decode_key_group_batch(&batch, &self.converter, keys, self.max_parallelism)?
             {
-                ids.push(id as u32);
+                // No entry of its own yet: written at the next snapshot.
+                self.insert_group(group);
             }
         }
-        for (kg, ids) in members {
-            if ids.is_empty() {
-                let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
-                self.stored
-                    .write_key_group(state.backend(), GROUPS_NAMESPACE, kg, &empty)?;
-                continue;
+        let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+        backend.scan_prefix(&[GROUP_TAG], &mut |kg, key, value| {
+            entries.push((kg, key[1..].to_vec(), value.to_vec()));
+            if entries.len() == ENCODE_CHUNK {
+                self.restore_entries(&mut entries)?;
             }
-            let batch = self.state_batch(&ids)?;
-            self.stored
-                .write_key_group(state.backend(), GROUPS_NAMESPACE, kg, &batch)?;
-            // `state()` may have consumed the accumulators: rebuild them.
-            for (id, restored) in ids.iter().zip(self.groups_from_state(&batch)?) {
-                self.group_mut(*id).accumulators = restored.accumulators;
-            }
+            Ok(())
+        })?;
+        self.restore_entries(&mut entries)
+    }
+
+    fn restore_entries(&mut self, entries: &mut Vec<(usize, Vec<u8>, Vec<u8>)>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let groups = self
+            .codec
+            .decode(entries.iter().map(|(kg, k, v)| (*kg, k.as_slice(), v.as_slice())))?;
+        entries.clear();
+        for group in groups {
+            self.insert_group(group);
         }
         Ok(())
     }
 }
 
-/// An array of `values` (of type `data_type`, or of their own common type).
-fn scalars_to_array(values: Vec<ScalarValue>, data_type: &DataType) -> Result<ArrayRef> {
-    if values.is_empty() {
-        return Ok(arrow::array::new_empty_array(data_type));
-    }
-    match ScalarValue::iter_to_array(values.iter().cloned()) {
-        Ok(array) => Ok(array),
-        // Mixed types (e.g. an untyped NULL among typed values): cast to the declared type.
-        Err(_) => ScalarValue::iter_to_array(
-            values
-                .into_iter()
-                .map(|v| {
-                    if v.is_null() {
-                        ScalarValue::try_from(data_type)
-                    } else {
-                        v.cast_to(data_type)
-                    }
-                })
-                .collect::<Result<Vec<_>>>()?,
-        ),
-    }
+/// The keyed-state key of the group with key `group_key`, into `out`.
+fn entry_key(out: &mut Vec<u8>, group_key: &[u8]) {
+    out.clear();
+    out.push(GROUP_TAG);
+    out.extend_from_slice(group_key);
 }
 
 #[async_trait]
@@ -486,13 +387,7 @@ impl Operator for UpdatingAggregate {
         self.configure(ctx);
         let state = init.keyed_state().await?;
         if init.is_restored() {
-            for (_, batch) in self.stored.read_all(state.backend_ref())? {
-                for group in self.groups_from_state(&batch)? {
-                    self.insert_group(group);
-                }
-            }
-            // What was just read is what the state holds.
-            self.dirty.clear();
+            self.restore(&state)?;
         }
         self.state = Some(state);
         Ok(())
@@ -509,7 +404,7 @@ impl Operator for UpdatingAggregate {
         };
         self.sweep_expired(processing_time_ms());
         let pending = self
-            .write_dirty(&mut state)
+            .write_changes(&mut state)
             .and_then(|()| state.snapshot(barrier));
         self.state = Some(state);
         Ok(OperatorSnapshot::keyed(pending?))
@@ -574,7 +469,10 @@ impl Operator for UpdatingAggregate {
                 group.count += if is_retract { -count } else { count };
             }
             group.updated_ms = now;
-            self.dirty.insert(group.key_group);
+            if !group.dirty {
+                group.dirty = true;
+                self.dirty.push(g);
+            }
             if group.count == 0 {
                 // Every row retracted (or none applied): drop the group, as Flink does.
                 emptied.push(g);

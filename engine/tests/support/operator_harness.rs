@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -14,7 +15,10 @@ use weir_engine::key_group::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, key_groups_
 use weir_engine::message::{Barrier, BarrierKind, EventTime, Message};
 use weir_engine::metrics::OperatorMetrics;
 use weir_engine::operator::{Operator, OperatorContext, Output};
-use weir_engine::state::{HashMapBackendFactory, KeyedStateHandle, StateInit, StateScope};
+use weir_engine::state::{
+    EntryVisitor, HashMapBackendFactory, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot,
+    SnapshotTarget, StateBackendFactory, StateInit, StateScope,
+};
 
 pub const MAX_PAR: usize = DEFAULT_MAX_PARALLELISM;
 
@@ -29,15 +33,25 @@ pub enum Step {
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub storage: CheckpointStorage,
+    pub factory: Arc<dyn StateBackendFactory>,
 }
 
 impl Harness {
     pub fn new() -> Self {
+        Self::with_factory(Arc::new(HashMapBackendFactory))
+    }
+
+    /// A harness whose operators keep their state in `factory`'s backends.
+    pub fn with_factory(factory: Arc<dyn StateBackendFactory>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap())
             .unwrap()
             .child("job");
-        Harness { dir, storage }
+        Harness {
+            dir,
+            storage,
+            factory,
+        }
     }
 
     pub fn ctx(&self, subtask: usize, parallelism: usize, ttl: Option<Duration>) -> OperatorContext {
@@ -69,17 +83,10 @@ impl Harness {
         };
         let targets = Arc::new(SnapshotTargets::new(Some(self.storage.clone()), false));
         match restore {
-            None => StateInit::new(
-                scope,
-                Arc::new(HashMapBackendFactory),
-                targets,
-                vec![],
-                None,
-                None,
-            ),
+            None => StateInit::new(scope, self.factory.clone(), targets, vec![], None, None),
             Some(h) => StateInit::new(
                 scope,
-                Arc::new(HashMapBackendFactory),
+                self.factory.clone(),
                 targets,
                 vec![(h.clone(), self.storage.clone())],
                 Some(vec![]),
@@ -283,4 +290,111 @@ pub async fn rescaled(
         finish(op.as_mut(), &mut parts).await;
     }
     (whole, parts)
+}
+
+/// Writes to keyed state, counted by a [`CountingBackendFactory`].
+#[derive(Debug, Default)]
+pub struct WriteCounts {
+    pub puts: AtomicUsize,
+    pub put_bytes: AtomicUsize,
+    pub deletes: AtomicUsize,
+}
+
+impl WriteCounts {
+    /// `(puts, bytes put, deletes)` since the last call.
+    pub fn take(&self) -> (usize, usize, usize) {
+        (
+            self.puts.swap(0, Ordering::Relaxed),
+            self.put_bytes.swap(0, Ordering::Relaxed),
+            self.deletes.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+/// Hashmap backends whose writes are counted (all of them in one [`WriteCounts`]).
+#[derive(Debug, Default)]
+pub struct CountingBackendFactory {
+    pub counts: Arc<WriteCounts>,
+}
+
+#[async_trait::async_trait]
+impl StateBackendFactory for CountingBackendFactory {
+    fn name(&self) -> &'static str {
+        "hashmap"
+    }
+
+    async fn create(
+        &self,
+        scope: &StateScope,
+        restore: &[(KeyedStateHandle, CheckpointStorage)],
+    ) -> datafusion::common::Result<Box<dyn KeyedStateBackend>> {
+        Ok(Box::new(CountingBackend {
+            inner: HashMapBackendFactory.create(scope, restore).await?,
+            counts: self.counts.clone(),
+        }))
+    }
+}
+
+struct CountingBackend {
+    inner: Box<dyn KeyedStateBackend>,
+    counts: Arc<WriteCounts>,
+}
+
+impl CountingBackend {
+    fn count_put(&self, value: &[u8]) {
+        self.counts.puts.fetch_add(1, Ordering::Relaxed);
+        self.counts.put_bytes.fetch_add(value.len(), Ordering::Relaxed);
+    }
+}
+
+type R<T> = datafusion::common::Result<T>;
+
+impl KeyedStateBackend for CountingBackend {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn key_groups(&self) -> KeyGroupRange {
+        self.inner.key_groups()
+    }
+    fn get(&self, key_group: usize, key: &[u8]) -> R<Option<Vec<u8>>> {
+        self.inner.get(key_group, key)
+    }
+    fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> R<()> {
+        self.count_put(value);
+        self.inner.put(key_group, key, value)
+    }
+    fn put_known(&mut self, key_group: usize, key: &[u8], value: &[u8], previous: Option<usize>) -> R<()> {
+        self.count_put(value);
+        self.inner.put_known(key_group, key, value, previous)
+    }
+    fn put_if_absent(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> R<Option<Vec<u8>>> {
+        self.count_put(value);
+        self.inner.put_if_absent(key_group, key, value)
+    }
+    fn delete(&mut self, key_group: usize, key: &[u8]) -> R<()> {
+        self.counts.deletes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(key_group, key)
+    }
+    fn delete_known(&mut self, key_group: usize, key: &[u8], previous: usize) -> R<()> {
+        self.counts.deletes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_known(key_group, key, previous)
+    }
+    fn scan_prefix(&self, prefix: &[u8], f: &mut EntryVisitor<'_>) -> R<()> {
+        self.inner.scan_prefix(prefix, f)
+    }
+    fn scan_key_group_prefix(&self, key_group: usize, prefix: &[u8], f: &mut KeyVisitor<'_>) -> R<()> {
+        self.inner.scan_key_group_prefix(key_group, prefix, f)
+    }
+    fn scan_range(&self, start: &[u8], end: &[u8], f: &mut EntryVisitor<'_>) -> R<()> {
+        self.inner.scan_range(start, end, f)
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn approximate_size(&self) -> u64 {
+        self.inner.approximate_size()
+    }
+    fn snapshot(&mut self, target: SnapshotTarget) -> R<PendingSnapshot> {
+        self.inner.snapshot(target)
+    }
 }

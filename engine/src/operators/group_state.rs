@@ -1,0 +1,305 @@
+//! The groups of a non-windowed `GROUP BY` and their checkpointed form: one
+//! keyed-state entry per group.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::Accumulator;
+
+use super::aggregates::AggregateSpec;
+use crate::key_group::key_groups_of;
+
+/// One group of an updating aggregate.
+///
+/// Lifecycle: created by the first row of its key (or restored); updated by
+/// every row of its key; dropped when all its rows are retracted or it
+/// expires. `dirty` is set when it changes and cleared when it is written
+/// to keyed state; `stored_len` is the length of its entry there (so a
+/// write or delete never reads the backend first).
+pub struct Group {
+    /// The key's Arrow row encoding (empty without keys), shared with the
+    /// operator's index.
+    pub key: Arc<[u8]>,
+    /// The key group of the key.
+    pub key_group: usize,
+    pub accumulators: Vec<Box<dyn Accumulator>>,
+    /// Accumulated rows minus retracted rows.
+    pub count: i64,
+    /// The aggregate values last emitted, if the group is in the result.
+    pub emitted: Option<Vec<ScalarValue>>,
+    /// Processing time of the last update, in ms since the epoch (for the
+    /// state TTL).
+    pub updated_ms: i64,
+    /// Length of the group's keyed-state entry, if it has one.
+    pub stored_len: Option<usize>,
+    /// Changed since its entry was last written.
+    pub dirty: bool,
+}
+
+/// Encodes groups as keyed-state values and decodes them back.
+///
+/// A value is one row, in Arrow's row format, of the columns `count`,
+/// `updated_ms`, each aggregate's `state()` columns (DataFusion's
+/// `state_fields`), each aggregate's last emitted value and an `emitted`
+/// flag; the key is the group key's own row encoding, so a checkpoint writes
+/// exactly the groups that changed since the last one.
+///
+/// Since `Accumulator::state` may consume an accumulator (DataFusion's
+/// `string_agg` moves its string out), [`encode`](Self::encode) rebuilds the
+/// accumulators it read by merging the state back into fresh ones, as a
+/// restore does.
+pub struct GroupCodec {
+    aggregates: Vec<AggregateSpec>,
+    /// Per aggregate: how many state columns it has.
+    widths: Vec<usize>,
+    /// The declared type of every value column.
+    types: Vec<DataType>,
+    values: RowConverter,
+}
+
+/// The columns before the accumulator states: `count`, `updated_ms`.
+const FIXED_COLUMNS: usize = 2;
+
+impl GroupCodec {
+    pub fn new(aggregates: &[AggregateSpec]) -> Result<Self> {
+        let mut types = vec![DataType::Int64, DataType::Int64];
+        let mut widths = Vec::with_capacity(aggregates.len());
+        for spec in aggregates {
+            let fields = spec.function.state_fields()?;
+            widths.push(fields.len());
+            types.extend(fields.iter().map(|f| f.data_type().clone()));
+        }
+        types.extend(aggregates.iter().map(|a| a.function.field().data_type().clone()));
+        types.push(DataType::Boolean);
+        let values = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        Ok(GroupCodec {
+            aggregates: aggregates.to_vec(),
+            widths,
+            types,
+            values,
+        })
+    }
+
+    fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        self.aggregates.iter().map(|a| a.accumulator()).collect()
+    }
+
+    /// The values of `groups`, one row each; their accumulators are rebuilt.
+    pub fn encode(&self, groups: &mut [Group]) -> Result<Rows> {
+        let columns = self.value_columns(groups)?;
+        let rows = self.values.convert_columns(&columns)?;
+        let states = self.state_columns(&columns);
+        for (row, group) in groups.iter_mut().enumerate() {
+            group.accumulators = self.accumulators_from(&states, row)?;
+        }
+        Ok(rows)
+    }
+
+    /// The value columns of `groups` (takes their accumulators' state).
+    fn value_columns(&self, groups: &mut [Group]) -> Result<Vec<ArrayRef>> {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.types.len());
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| g.count),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            groups.iter().map(|g| g.updated_ms),
+        )));
+        for (a, (spec, &width)) in self.aggregates.iter().zip(&self.widths).enumerate() {
+            let mut per_field: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(groups.len()); width];
+            for group in groups.iter_mut() {
+                let state = group.accumulators[a].state()?;
+                if state.len() != width {
+                    return Err(DataFusionError::Internal(format!(
+                        "aggregate {} has {} state values, expected {width}",
+                        spec.name(),
+                        state.len(),
+                    )));
+                }
+                for (column, v) in per_field.iter_mut().zip(state) {
+                    column.push(v);
+                }
+            }
+            for values in per_field {
+                let data_type = &self.types[columns.len()];
+                columns.push(scalars_to_array(values, data_type)?);
+            }
+        }
+        for a in 0..self.aggregates.len() {
+            let data_type = &self.types[columns.len()];
+            let null = ScalarValue::try_from(data_type)?;
+            let values = groups
+                .iter()
+                .map(|g| g.emitted.as_ref().map_or_else(|| null.clone(), |v| v[a].clone()))
+                .collect();
+            columns.push(scalars_to_array(values, data_type)?);
+        }
+        columns.push(Arc::new(BooleanArray::from_iter(
+            groups.iter().map(|g| Some(g.emitted.is_some())),
+        )));
+        Ok(columns)
+    }
+
+    /// Per aggregate, its state columns among the value columns.
+    fn state_columns<'a>(&self, columns: &'a [ArrayRef]) -> Vec<&'a [ArrayRef]> {
+        let mut at = FIXED_COLUMNS;
+        self.widths
+            .iter()
+            .map(|w| {
+                let cols = &columns[at..at + w];
+                at += w;
+                cols
+            })
+            .collect()
+    }
+
+    /// Fresh accumulators merged with row `row` of the state columns.
+    fn accumulators_from(&self, states: &[&[ArrayRef]], row: usize) -> Result<Vec<Box<dyn Accumulator>>> {
+        let mut accumulators = self.fresh_accumulators()?;
+        for (acc, state) in accumulators.iter_mut().zip(states) {
+            let slices: Vec<ArrayRef> = state.iter().map(|c| c.slice(row, 1)).collect();
+            acc.merge_batch(&slices)?;
+        }
+        Ok(accumulators)
+    }
+
+    /// The groups of entries `(key group, key, value)` written by
+    /// [`encode`](Self::encode) under their key's row encoding.
+    pub fn decode<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (usize, &'a [u8], &'a [u8])>,
+    ) -> Result<Vec<Group>> {
+        let mut keys = Vec::new();
+        let mut key_groups = Vec::new();
+        let mut lens = Vec::new();
+        let parser = self.values.parser();
+        let mut rows = Vec::new();
+        for (kg, key, value) in entries {
+            keys.push(Arc::<[u8]>::from(key));
+            key_groups.push(kg);
+            lens.push(value.len());
+            rows.push(parser.parse(value));
+        }
+        let columns = self.values.convert_rows(rows)?;
+        let mut groups = self.groups_from(&columns, keys, &key_groups)?;
+        for (group, len) in groups.iter_mut().zip(lens) {
+            group.stored_len = Some(len);
+        }
+        Ok(groups)
+    }
+
+    /// The groups of a batch of the earlier layout (one batch per key group:
+    /// key columns, then the value columns), with keys encoded by `keys`;
+    /// they have no entry of their own yet.
+    pub fn decode_key_group_batch(
+        &self,
+        batch: &RecordBatch,
+        keys: &RowConverter,
+        key_count: usize,
+        max_parallelism: usize,
+    ) -> Result<Vec<Group>> {
+        let expected = key_count + self.types.len();
+        if batch.num_columns() != expected {
+            return Err(corrupt(&format!(
+                "{} columns, expected {expected}",
+                batch.num_columns()
+            )));
+        }
+        let (key_columns, values) = batch.columns().split_at(key_count);
+        let n = batch.num_rows();
+        let key_rows: Vec<Arc<[u8]>> = if key_count == 0 {
+            let empty: Arc<[u8]> = Arc::new([]);
+            vec![empty; n]
+        } else {
+            let rows = keys.convert_columns(key_columns)?;
+            rows.iter().map(|r| r.as_ref().into()).collect()
+        };
+        let key_groups = key_groups_of(key_columns, n, max_parallelism)?;
+        self.groups_from(values, key_rows, &key_groups)
+    }
+
+    fn groups_from(
+        &self,
+        columns: &[ArrayRef],
+        keys: Vec<Arc<[u8]>>,
+        key_groups: &[usize],
+    ) -> Result<Vec<Group>> {
+        let int64 = |c: &ArrayRef| {
+            c.as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .ok_or_else(|| corrupt("bad count or time column"))
+        };
+        let counts = int64(&columns[0])?;
+        let updated = int64(&columns[1])?;
+        let states = self.state_columns(columns);
+        let a = self.aggregates.len();
+        let at = FIXED_COLUMNS + self.widths.iter().sum::<usize>();
+        let emitted_values = &columns[at..at + a];
+        let emitted = columns[at + a]
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| corrupt("bad emitted column"))?;
+        let mut groups = Vec::with_capacity(keys.len());
+        for (row, (key, &key_group)) in keys.into_iter().zip(key_groups).enumerate() {
+            let emitted = if emitted.value(row) {
+                Some(
+                    emitted_values
+                        .iter()
+                        .map(|c| ScalarValue::try_from_array(c, row))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            } else {
+                None
+            };
+            groups.push(Group {
+                key,
+                key_group,
+                accumulators: self.accumulators_from(&states, row)?,
+                count: counts.value(row),
+                emitted,
+                updated_ms: updated.value(row),
+                stored_len: None,
+                dirty: false,
+            });
+        }
+        Ok(groups)
+    }
+}
+
+fn corrupt(what: &str) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "group aggregate state does not match the query's keys and aggregates: {what}"
+    ))
+}
+
+/// An array of `values` of type `data_type` (values of another type, e.g. an
+/// untyped NULL, are cast to it).
+fn scalars_to_array(values: Vec<ScalarValue>, data_type: &DataType) -> Result<ArrayRef> {
+    if values.is_empty() {
+        return Ok(arrow::array::new_empty_array(data_type));
+    }
+    let array = match ScalarValue::iter_to_array(values.iter().cloned()) {
+        Ok(array) => array,
+        Err(_) => ScalarValue::iter_to_array(
+            values
+                .into_iter()
+                .map(|v| {
+                    if v.is_null() {
+                        ScalarValue::try_from(data_type)
+                    } else {
+                        v.cast_to(data_type)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )?,
+    };
+    if array.data_type() == data_type {
+        Ok(array)
+    } else {
+        Ok(arrow::compute::cast(&array, data_type)?)
+    }
+}
