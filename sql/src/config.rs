@@ -135,7 +135,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey {
         name: "execution.checkpointing.incremental",
         default: "false",
-        description: "rocksdb: checkpoints upload only new SST files and share the rest",
+        description: "checkpoints write only what changed since the last one and share the rest (rocksdb: SST files; hashmap: leaves of its maps)",
         kind: ValueKind::Bool,
     },
     ConfigKey {

@@ -7,12 +7,10 @@ use datafusion::common::{DataFusionError, Result};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, WriteOptions};
 use weir_engine::key_group::KeyGroupRange;
-use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope};
+use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope, instance_nonce};
 
 use crate::snapshot::{SnapshotJob, UploadedSsts};
-use crate::{
-    KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, encode_key, instance_nonce, sibling,
-};
+use crate::{KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, encode_key, sibling};
 
 /// The keyed state of one operator subtask, in a RocksDB in the subtask's
 /// local working directory.

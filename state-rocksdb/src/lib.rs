@@ -143,25 +143,6 @@ fn sibling(local_dir: &Path, suffix: &str) -> PathBuf {
     local_dir.with_file_name(format!("{name}-{suffix}"))
 }
 
-/// A name part unique to one backend instance (16 hex digits): two instances,
-/// e.g. two restores of the same job, never write the same shared file name.
-fn instance_nonce() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // RandomState is seeded randomly per process; the clock, the process id
-    // and a counter keep it unique within a process and across restarts.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    h.write_u128(now);
-    format!("{:016x}", h.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,10 +156,5 @@ mod tests {
         assert!(a < b);
         assert_eq!(decode_key(&b).unwrap(), (256, &b"a"[..]));
         assert!(decode_key(&[1]).is_err());
-    }
-
-    #[test]
-    fn nonces_differ() {
-        assert_ne!(instance_nonce(), instance_nonce());
     }
 }

@@ -1,6 +1,7 @@
 //! The `hashmap` state backend: keyed state on the heap, snapshotted as one
-//! canonical file per subtask.
+//! canonical file per subtask, or incrementally ([`super::segments`]).
 
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use super::backend::{
 };
 use super::key_group_map::KeyGroupMap;
 use super::kv_file::{read_kv_file, write_kv_entries};
+use super::segments::{MANIFEST_SUFFIX, SegmentFiles, manifest_of, read_incremental};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::key_group::KeyGroupRange;
 
@@ -20,7 +22,10 @@ use crate::key_group::KeyGroupRange;
 ///
 /// A map clones in O(1) and a later write never changes what a clone sees:
 /// a snapshot clones the maps, in O(key groups), and writes them out
-/// asynchronously.
+/// asynchronously: all of them to one canonical file, or, for a checkpoint
+/// with a shared directory (incremental checkpoints), the leaves changed
+/// since the last one to a new segment file and a manifest that also refers
+/// to the earlier segments of unchanged leaves ([`SegmentFiles`]).
 ///
 /// `len` and `approximate_size` (key and value bytes) are exact: every write
 /// finds out what it replaces.
@@ -29,6 +34,7 @@ pub struct HashMapStateBackend {
     groups: Vec<KeyGroupMap>,
     entries: u64,
     bytes: u64,
+    segments: SegmentFiles,
 }
 
 impl HashMapStateBackend {
@@ -40,6 +46,7 @@ impl HashMapStateBackend {
             groups: (0..n).map(|_| KeyGroupMap::default()).collect(),
             entries: 0,
             bytes: 0,
+            segments: SegmentFiles::default(),
         }
     }
 
@@ -164,11 +171,27 @@ impl KeyedStateBackend for HashMapStateBackend {
     }
 
     fn snapshot(&mut self, target: SnapshotTarget) -> Result<PendingSnapshot> {
-        let groups = self.groups.clone();
         let start = self.scope.key_groups.start;
         let range = (self.scope.key_groups.start, self.scope.key_groups.end);
         let entries = self.entries;
-        let name = format!("{}-{}.kv", self.scope.operator_id, self.scope.subtask);
+        let base = format!("{}-{}", self.scope.operator_id, self.scope.subtask);
+        if let (Some(shared), false) = (&target.shared_dir, target.canonical) {
+            let plan = self.segments.plan(&mut self.groups, start, shared, &base);
+            let manifest = join_path(&target.exclusive_dir, &format!("{base}{MANIFEST_SUFFIX}"));
+            return Ok(Box::pin(async move {
+                let files = tokio::task::spawn_blocking(move || plan.write(&target.storage, &manifest))
+                    .await
+                    .map_err(|e| DataFusionError::Execution(format!("writing a state snapshot: {e}")))??;
+                Ok(KeyedStateHandle {
+                    backend: "hashmap".into(),
+                    key_groups: range,
+                    files,
+                    entries,
+                })
+            }));
+        }
+        let groups = self.groups.clone();
+        let name = format!("{base}.kv");
         Ok(Box::pin(async move {
             let path = join_path(&target.exclusive_dir, &name);
             let size = tokio::task::spawn_blocking({
@@ -209,8 +232,9 @@ pub(crate) fn join_path(dir: &str, name: &str) -> String {
     }
 }
 
-/// Reads the canonical files of `handle` and calls `f` for each entry of a
-/// key group in `range`. Checks every file's size against the handle first.
+/// Reads the files of a `hashmap` handle (canonical files, or an incremental
+/// manifest and its segment files) and calls `f` for each entry of a key
+/// group in `range`. Checks every file's size against the handle first.
 pub async fn read_canonical_handle(
     handle: &KeyedStateHandle,
     storage: &CheckpointStorage,
@@ -223,22 +247,36 @@ pub async fn read_canonical_handle(
             handle.backend
         )));
     }
-    for file in &handle.files {
-        let data = storage.get(&file.path).await?;
-        if data.len() as u64 != file.size {
-            return Err(DataFusionError::Execution(format!(
-                "state file {} has {} bytes, expected {} (truncated or corrupt)",
-                file.path,
-                data.len(),
-                file.size
-            )));
+    if let Some(manifest) = manifest_of(handle) {
+        let mut files = HashMap::with_capacity(handle.files.len());
+        for file in &handle.files {
+            files.insert(file.path.clone(), read_file(file, storage).await?);
         }
+        return read_incremental(manifest, &files, range, f)
+            .map_err(|e| e.context(format!("reading {}", manifest.path)));
+    }
+    for file in &handle.files {
+        let data = read_file(file, storage).await?;
         read_kv_file(&data, &mut |kg, k, v| {
             if range.contains(kg) { f(kg, k, v) } else { Ok(()) }
         })
         .map_err(|e| e.context(format!("reading {}", file.path)))?;
     }
     Ok(())
+}
+
+/// All of `file`, checked against its size.
+async fn read_file(file: &StateFile, storage: &CheckpointStorage) -> Result<bytes::Bytes> {
+    let data = storage.get(&file.path).await?;
+    if data.len() as u64 != file.size {
+        return Err(DataFusionError::Execution(format!(
+            "state file {} has {} bytes, expected {} (truncated or corrupt)",
+            file.path,
+            data.len(),
+            file.size
+        )));
+    }
+    Ok(data)
 }
 
 /// Creates [`HashMapStateBackend`]s.

@@ -6,6 +6,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use super::leaf::{Leaf, encoded_len};
+use super::segments::SegmentRef;
 use super::separator::{Probe, Separator, SeparatorKey};
 
 /// A leaf splits once its entries take more than this many bytes: big
@@ -247,6 +248,30 @@ impl KeyGroupMap {
     /// Every entry, in key order.
     pub fn iter(&self) -> Entries<'_, 'static> {
         self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// The leaves, in key order (the first may be empty).
+    pub fn leaves(&self) -> impl Iterator<Item = &Leaf> {
+        self.leaves.values().map(|l| &**l)
+    }
+
+    /// Sets the segment of every leaf for which `assign` gives one, in key
+    /// order; `needs(leaf)` says first whether `assign` would (so a map
+    /// none of whose leaves needs one is not copied if a snapshot shares it).
+    pub fn assign_segments(
+        &mut self,
+        needs: impl Fn(&Leaf) -> bool,
+        mut assign: impl FnMut(&Leaf) -> SegmentRef,
+    ) {
+        if !self.leaves.values().any(|l| needs(l)) {
+            return;
+        }
+        for leaf in Arc::make_mut(&mut self.leaves).values_mut() {
+            if needs(leaf) {
+                let segment = assign(leaf);
+                Arc::make_mut(leaf).set_segment(segment);
+            }
+        }
     }
 
     /// Adds an entry read from a snapshot: appended to the last leaf when it

@@ -1,6 +1,8 @@
 //! [`Leaf`]: a few kilobytes of key-value entries in one buffer, indexed in
 //! key order.
 
+use super::backend::KeyVisitor;
+use super::segments::SegmentRef;
 use super::varint;
 
 /// Key-value entries (keys unique) in one buffer, as `[key length varint,
@@ -28,6 +30,9 @@ pub struct Leaf {
     /// The length of the common prefix of the first and last keys (so of
     /// all keys).
     prefix: usize,
+    /// Where an incremental snapshot wrote exactly these entries; cleared
+    /// by every change to them.
+    segment: Option<SegmentRef>,
 }
 
 /// The buffers of a leaf have room for a multiple of this many bytes...
@@ -115,8 +120,34 @@ impl Leaf {
         })
     }
 
+    /// Where an incremental snapshot wrote the leaf's entries, if they have
+    /// not changed since.
+    pub fn segment(&self) -> Option<SegmentRef> {
+        self.segment
+    }
+
+    /// Records that the leaf's entries, as they are, are at `segment`.
+    pub fn set_segment(&mut self, segment: SegmentRef) {
+        self.segment = Some(segment);
+    }
+
+    /// Writes the entries in key order, encoded as in the leaf (exactly
+    /// [`size`](Self::size) bytes), for [`decode_entries`].
+    pub fn write_entries(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        if self.garbage == 0 && self.offsets.is_sorted() {
+            // Entries written in key order and never rewritten: as they lie.
+            return out.write_all(&self.data);
+        }
+        for &o in &self.offsets {
+            let o = o as usize;
+            out.write_all(&self.data[o..o + self.entry_len(o)])?;
+        }
+        Ok(())
+    }
+
     /// Inserts an entry at `i`, where its key belongs.
     pub fn insert(&mut self, i: usize, key: &[u8], value: &[u8]) {
+        self.segment = None;
         debug_assert!(i == 0 || self.key(i - 1) < key, "keys in order");
         debug_assert!(i == self.len() || key < self.key(i), "keys in order");
         let at = self.append_entry(key, value);
@@ -131,6 +162,7 @@ impl Leaf {
 
     /// Replaces the value of entry `i`; returns the length of the old one.
     pub fn set_value(&mut self, i: usize, value: &[u8]) -> usize {
+        self.segment = None;
         let offset = self.offsets[i] as usize;
         let (key, value_end) = self.spans(offset);
         let old = key.end..value_end;
@@ -149,6 +181,7 @@ impl Leaf {
 
     /// Removes entry `i`; returns the length of its value.
     pub fn remove(&mut self, i: usize) -> usize {
+        self.segment = None;
         let offset = self.offsets.remove(i) as usize;
         let (key, value_end) = self.spans(offset);
         self.garbage += value_end - offset;
@@ -175,6 +208,7 @@ impl Leaf {
 
     /// Appends the entries of `other`, whose keys are all greater.
     pub fn append(&mut self, other: &Leaf) {
+        self.segment = None;
         self.reserve(other.size(), other.len());
         for i in 0..other.len() {
             let (k, v) = other.entry(i);
@@ -246,6 +280,27 @@ impl Leaf {
                 .reserve_exact(round_up(len + entries, OFFSETS_STEP) - len);
         }
     }
+}
+
+/// Calls `f(key, value)` for each entry of `bytes`, entries encoded as by
+/// [`Leaf::write_entries`]; an error if they do not parse.
+pub fn decode_entries(mut bytes: &[u8], f: &mut KeyVisitor<'_>) -> datafusion::common::Result<()> {
+    while !bytes.is_empty() {
+        let lengths = varint::read(&mut bytes).zip(varint::read(&mut bytes));
+        let Some((key_len, value_len)) = lengths
+            .map(|(k, v)| (k as usize, v as usize))
+            .filter(|(k, v)| k.checked_add(*v).is_some_and(|n| n <= bytes.len()))
+        else {
+            return Err(datafusion::common::DataFusionError::Execution(
+                "corrupt keyed state segment: an entry runs past its end".into(),
+            ));
+        };
+        let (key, rest) = bytes.split_at(key_len);
+        let (value, rest) = rest.split_at(value_len);
+        f(key, value)?;
+        bytes = rest;
+    }
+    Ok(())
 }
 
 /// The size of an entry's encoding.

@@ -8,8 +8,10 @@
 //! `GroupsAccumulator`s, buffered batches) and write what changed into the
 //! keyed backend at each barrier, as Arrow IPC values per key group
 //! ([`BatchState`]): a write-back cache in front of the backend. The backend
-//! then snapshots durably: `hashmap` writes a file per subtask, `rocksdb`
-//! takes a RocksDB checkpoint and uploads new SST files only (incremental).
+//! then snapshots durably: `hashmap` writes a file per subtask (or, with
+//! incremental checkpoints, only the leaves of its maps that changed:
+//! [`segments`]), `rocksdb` takes a RocksDB checkpoint and uploads new SST
+//! files only (incremental).
 
 mod backend;
 mod batch_state;
@@ -19,6 +21,8 @@ mod key_group_map;
 mod key_group_runs;
 mod kv_file;
 mod leaf;
+mod nonce;
+pub mod segments;
 mod separator;
 pub mod testing;
 pub(crate) mod varint;
@@ -32,3 +36,4 @@ pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_han
 pub use init::{KeyedState, OperatorSnapshot, StateInit};
 pub use key_group_runs::KeyGroupRuns;
 pub use kv_file::{KvFileWriter, read_kv_file, write_kv_entries, write_kv_file};
+pub use nonce::instance_nonce;

@@ -196,6 +196,27 @@ pub async fn run_backend_suite(factory: Arc<dyn StateBackendFactory>, dir: &std:
         .unwrap();
     assert_eq!(r.len(), b.len());
 
+    // An incremental `hashmap` checkpoint (manifest and segment files)
+    // restores into this backend too.
+    let expected = collect(b.as_ref(), &[]).unwrap();
+    let mut hm = super::HashMapBackendFactory
+        .create(&scope(dir, 0, 1, "hm"), &[])
+        .await
+        .unwrap();
+    for (kg, k, v) in &expected {
+        hm.put(*kg, k, v).unwrap();
+    }
+    let from_hm = hm
+        .snapshot(target(&storage, 5, true, false))
+        .unwrap()
+        .await
+        .unwrap();
+    let r = factory
+        .create(&scope(dir, 0, 1, "from-hm"), &[(from_hm, storage.clone())])
+        .await
+        .unwrap();
+    assert_eq!(collect(r.as_ref(), &[]).unwrap(), expected);
+
     // A truncated file fails the restore instead of restoring half.
     let victim = h2.files.iter().max_by_key(|f| f.size).unwrap();
     if let Some(local) = storage.local_path(&victim.path) {
