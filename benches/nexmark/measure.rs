@@ -37,10 +37,12 @@ impl Mode {
     }
 }
 
-/// Checkpointing of a streaming run.
+/// The state backend and checkpointing of a streaming run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpointing {
-    pub interval_ms: u64,
+    /// `None`: the backend without checkpoints (the baseline its
+    /// checkpointed runs are compared with).
+    pub interval_ms: Option<u64>,
     /// `state.backend.type`: `hashmap` or `rocksdb`.
     pub backend: String,
 }
@@ -118,17 +120,21 @@ async fn run_stream(
     let engine = builder.build().map_err(|e| e.to_string())?;
     let checkpoint_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     if let Some(c) = &spec.checkpointing {
-        engine
-            .execute(&format!(
-                "SET 'execution.checkpointing.interval' = '{} ms';
+        let dir = checkpoint_dir.path().display();
+        let mut settings = format!(
+            "SET 'state.backend.type' = '{}';
+             SET 'state.backend.rocksdb.localdir' = '{dir}/local';",
+            c.backend
+        );
+        if let Some(interval) = c.interval_ms {
+            settings.push_str(&format!(
+                "SET 'execution.checkpointing.interval' = '{interval} ms';
                  SET 'execution.checkpointing.dir' = '{dir}';
-                 SET 'state.backend.type' = '{}';
-                 SET 'state.backend.rocksdb.localdir' = '{dir}/local';
-                 SET 'execution.checkpointing.incremental' = 'true';",
-                c.interval_ms,
-                c.backend,
-                dir = checkpoint_dir.path().display(),
-            ))
+                 SET 'execution.checkpointing.incremental' = 'true';"
+            ));
+        }
+        engine
+            .execute(&settings)
             .await
             .map_err(|e| format!("checkpoint settings: {e}"))?;
     }

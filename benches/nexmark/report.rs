@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::DEFAULT_BACKEND;
 use crate::measure::{Measurement, Mode, RunSpec, usable_cores};
 use crate::process::available_cores;
 use crate::queries::Query;
@@ -83,7 +84,15 @@ impl Series {
 
     /// The JSON line of the medians, with the ratios to `batch` and the
     /// cost relative to `baseline` (the same run without checkpoints).
-    pub fn summary_line(&self, commit: &str, batch: Option<&Series>, baseline: Option<&Series>) -> String {
+    /// The median line of the series; `baseline` and `default_baseline` as
+    /// [`baseline_of`] and [`default_baseline_of`] give them.
+    pub fn summary_line(
+        &self,
+        commit: &str,
+        batch: Option<&Series>,
+        baseline: Option<&Series>,
+        default_baseline: Option<&Series>,
+    ) -> String {
         let mut line = self.header("median", commit);
         if let Some(e) = self.error() {
             line["error"] = json!(e);
@@ -116,6 +125,9 @@ impl Series {
                 fields["checkpoint_cpu_cost"] = json!(round3(cost));
             }
         }
+        if let Some(cost) = default_baseline.and_then(|b| self.cost_against(b)) {
+            fields["cost_vs_default_backend"] = json!(round3(cost));
+        }
         merge(&mut line, fields);
         line.to_string()
     }
@@ -131,7 +143,7 @@ impl Series {
             "parallelism": self.spec.parallelism,
             "threads": self.spec.threads,
             "cores": available_cores(),
-            "checkpoint_interval_ms": c.map(|c| c.interval_ms),
+            "checkpoint_interval_ms": c.and_then(|c| c.interval_ms),
             "backend": c.map(|c| c.backend.clone()),
         })
     }
@@ -269,7 +281,10 @@ pub fn print_throughput(series: &[Series], events: u64, header: &str) {
 }
 
 /// The checkpoint table: one row per query, backend and interval, with the
-/// throughput cost against the same query without checkpoints at the same size.
+/// throughput cost against the same query and backend without checkpoints
+/// at the same size (**cost**, **cpu cost**), and against the default
+/// backend without checkpoints (**vs hashmap**: what the backend and its
+/// checkpoints cost together).
 pub fn print_checkpoints(series: &[Series]) {
     let with: Vec<&Series> = series.iter().filter(|s| s.spec.checkpointing.is_some()).collect();
     if with.is_empty() {
@@ -277,7 +292,7 @@ pub fn print_checkpoints(series: &[Series]) {
     }
     println!();
     println!(
-        "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>6} {:>10} {:>10} {:>10} {:>9}",
+        "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>10} {:>6} {:>10} {:>10} {:>10} {:>9}",
         "query",
         "backend",
         "interval",
@@ -285,24 +300,27 @@ pub fn print_checkpoints(series: &[Series]) {
         "events/s",
         "cost",
         "cpu cost",
+        "vs hashmap",
         "ckpts",
         "median ms",
         "max ms",
         "state MiB",
         "peak MiB"
     );
+    let percent = |cost: Option<f64>| cost.map_or("-".to_string(), |c| format!("{:.1}%", c * 100.0));
     let mut last_query = "";
     for s in with {
         if s.spec.query != last_query {
             last_query = &s.spec.query;
-            if let Some(b) = baseline_of(series, s).filter(|b| b.error().is_none()) {
+            if let Some(b) = default_baseline_of(series, s).filter(|b| b.error().is_none()) {
                 println!(
-                    "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>6} {:>10} {:>10} {:>10} {:>9.0}",
+                    "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>10} {:>6} {:>10} {:>10} {:>10} {:>9.0}",
                     b.spec.query,
-                    "-",
+                    DEFAULT_BACKEND,
                     "none",
                     b.spec.events,
                     short(b.events_per_sec()),
+                    "-",
                     "-",
                     "-",
                     "-",
@@ -314,26 +332,44 @@ pub fn print_checkpoints(series: &[Series]) {
             }
         }
         let c = s.spec.checkpointing.as_ref().expect("filtered");
+        let interval = c
+            .interval_ms
+            .map_or("none".to_string(), |i| format!("{}s", i as f64 / 1000.0));
         if let Some(e) = s.error() {
+            println!("{:<5} {:<8} {:>8} FAILED: {e}", s.spec.query, c.backend, interval);
+            continue;
+        }
+        let baseline = baseline_of(series, s);
+        let vs_default = default_baseline_of(series, s).and_then(|b| s.cost_against(b));
+        if c.interval_ms.is_none() {
             println!(
-                "{:<5} {:<8} {:>7}s FAILED: {e}",
+                "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>10} {:>6} {:>10} {:>10} {:>10} {:>9.0}",
                 s.spec.query,
                 c.backend,
-                c.interval_ms / 1000
+                interval,
+                s.spec.events,
+                short(s.events_per_sec()),
+                "-",
+                "-",
+                percent(vs_default),
+                "-",
+                "-",
+                "-",
+                "-",
+                s.median(|m| m.peak_rss_mb)
             );
             continue;
         }
-        let percent = |cost: Option<f64>| cost.map_or("-".to_string(), |c| format!("{:.1}%", c * 100.0));
-        let baseline = baseline_of(series, s);
         println!(
-            "{:<5} {:<8} {:>7}s {:>12} {:>10} {:>7} {:>8} {:>6.0} {:>10.0} {:>10.0} {:>10.1} {:>9.0}",
+            "{:<5} {:<8} {:>8} {:>12} {:>10} {:>7} {:>8} {:>10} {:>6.0} {:>10.0} {:>10.0} {:>10.1} {:>9.0}",
             s.spec.query,
             c.backend,
-            c.interval_ms as f64 / 1000.0,
+            interval,
             s.spec.events,
             short(s.events_per_sec()),
             percent(baseline.and_then(|b| s.cost_against(b))),
             percent(baseline.and_then(|b| s.cpu_cost_against(b))),
+            percent(vs_default),
             s.median(|m| m.checkpoints as f64),
             s.median(|m| m.checkpoint_median_ms),
             s.median(|m| m.checkpoint_max_ms),
@@ -343,15 +379,42 @@ pub fn print_checkpoints(series: &[Series]) {
     }
 }
 
-/// The run without checkpoints that `s` is compared with: same query, same
-/// size, generator source.
+/// The state backend of `s`'s runs.
+fn backend_of(s: &Series) -> &str {
+    s.spec
+        .checkpointing
+        .as_ref()
+        .map_or(DEFAULT_BACKEND, |c| c.backend.as_str())
+}
+
+/// Whether `b` is a generator run without checkpoints of `s`'s query and size.
+fn is_plain_run_of(b: &Series, s: &Series) -> bool {
+    b.spec.query == s.spec.query
+        && b.spec.mode == Mode::Generator
+        && b.spec.events == s.spec.events
+        && b.spec
+            .checkpointing
+            .as_ref()
+            .is_none_or(|c| c.interval_ms.is_none())
+}
+
+/// The run without checkpoints that the checkpointed run `s` is compared
+/// with: same query, size and backend, generator source; `None` for a run
+/// without checkpoints.
 pub fn baseline_of<'a>(series: &'a [Series], s: &Series) -> Option<&'a Series> {
-    series.iter().find(|b| {
-        b.spec.query == s.spec.query
-            && b.spec.mode == Mode::Generator
-            && b.spec.events == s.spec.events
-            && b.spec.checkpointing.is_none()
-    })
+    s.spec.checkpointing.as_ref()?.interval_ms?;
+    series
+        .iter()
+        .find(|b| is_plain_run_of(b, s) && backend_of(b) == backend_of(s))
+}
+
+/// The run on the default backend without checkpoints that `s` (a run with
+/// another backend or with checkpoints) is compared with.
+pub fn default_baseline_of<'a>(series: &'a [Series], s: &Series) -> Option<&'a Series> {
+    s.spec.checkpointing.as_ref()?;
+    series
+        .iter()
+        .find(|b| is_plain_run_of(b, s) && b.spec.checkpointing.is_none())
 }
 
 /// The batch run of `s`'s query, if one was made.
