@@ -13,9 +13,10 @@ use super::varint;
 /// per entry instead of a heap allocation each. A new entry is appended and
 /// its offset inserted, so no entry moves; a deleted or rewritten entry
 /// leaves garbage, compacted away once it is a quarter of the buffer. The
-/// buffers grow and shrink in steps of [`DATA_STEP`] bytes and
-/// [`OFFSETS_STEP`] entries, so that a leaf wastes little memory however
-/// full it is.
+/// buffers grow by half (in steps of [`DATA_STEP`] bytes and
+/// [`OFFSETS_STEP`] entries) and a split or compaction leaves them at the
+/// step above their contents, so that a leaf wastes at most a third of its
+/// memory while it fills, and little once full.
 ///
 /// Searches skip the prefix that all its keys share (that of its first and
 /// last keys) and compare the next 16 bytes as a number before comparing
@@ -40,8 +41,20 @@ const DATA_STEP: usize = 512;
 /// ... and of this many entries.
 const OFFSETS_STEP: usize = 16;
 
+/// Buffers grow by half their capacity up to these sizes (a leaf splits at
+/// about 8 KB), then by what they need, in steps: a leaf filled entry by
+/// entry is copied a few times, not once per step.
+const DATA_GROWTH_LIMIT: usize = 8 * 1024;
+const OFFSETS_GROWTH_LIMIT: usize = 512;
+
 fn round_up(n: usize, step: usize) -> usize {
     n.div_ceil(step) * step
+}
+
+/// How much to reserve for `more` items beyond `len` in a buffer of `cap`.
+fn growth(len: usize, cap: usize, more: usize, step: usize, limit: usize) -> usize {
+    let grown = (cap + cap / 2).min(limit);
+    round_up((len + more).max(grown), step) - len
 }
 
 /// The first 16 bytes of `key` (padded with zeros) as a big-endian number:
@@ -151,9 +164,7 @@ impl Leaf {
         debug_assert!(i == 0 || self.key(i - 1) < key, "keys in order");
         debug_assert!(i == self.len() || key < self.key(i), "keys in order");
         let at = self.append_entry(key, value);
-        if self.offsets.len() == self.offsets.capacity() {
-            self.offsets.reserve_exact(OFFSETS_STEP);
-        }
+        self.reserve(0, 1);
         self.offsets.insert(i, at as u32);
         if i == 0 || i + 1 == self.len() {
             self.update_prefix();
@@ -267,17 +278,18 @@ impl Leaf {
         };
     }
 
-    /// Makes room for `bytes` more bytes and `entries` more entries, in
-    /// steps.
+    /// Makes room for `bytes` more bytes and `entries` more entries: by
+    /// half the capacity (up to a limit), in steps.
     fn reserve(&mut self, bytes: usize, entries: usize) {
         let (len, cap) = (self.data.len(), self.data.capacity());
         if len + bytes > cap {
-            self.data.reserve_exact(round_up(len + bytes, DATA_STEP) - len);
+            self.data
+                .reserve_exact(growth(len, cap, bytes, DATA_STEP, DATA_GROWTH_LIMIT));
         }
         let (len, cap) = (self.offsets.len(), self.offsets.capacity());
         if len + entries > cap {
             self.offsets
-                .reserve_exact(round_up(len + entries, OFFSETS_STEP) - len);
+                .reserve_exact(growth(len, cap, entries, OFFSETS_STEP, OFFSETS_GROWTH_LIMIT));
         }
     }
 }
