@@ -251,7 +251,9 @@ impl IncrementalSnapshot {
                 let s = leaf
                     .segment()
                     .ok_or_else(|| std::io::Error::other("a leaf without a segment"))?;
-                let file = index[&s.file];
+                let file = *index.get(&s.file).ok_or_else(|| {
+                    std::io::Error::other("a leaf refers to a file the snapshot does not list")
+                })?;
                 match runs.last_mut() {
                     Some((f, offset, len)) if *f == file && *offset + *len == s.offset => *len += s.len,
                     _ => runs.push((file, s.offset, s.len)),
