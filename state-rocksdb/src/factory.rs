@@ -88,6 +88,9 @@ impl RocksDbBackendFactory {
         // bloom filters make that cheap for new keys.
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
+        // The same for the memtable, where most reads of new keys end.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
         opts
     }
 
