@@ -56,7 +56,8 @@
 //! the same job again — which resumes from that checkpoint, at another
 //! parallelism in some passes — lets it finish, and reads the committed
 //! files back. The rows must equal the straight run's expected rows: no row
-//! lost or duplicated across the restore, with both state backends.
+//! lost or duplicated across the restore, with both state backends (and
+//! the hashmap backend's incremental checkpoints in the rescaling pass).
 //! (`-- --recovery` runs only these passes, `-- --straight` only the others.)
 
 use std::path::{Path, PathBuf};
@@ -90,11 +91,13 @@ const P1_ONLY: &str = "# weir: parallelism 1 only";
 /// The marker of files that skip the recovery passes.
 const NO_RECOVERY: &str = "# weir: no recovery pass";
 
-/// How a recovery pass runs each query: the state backend, and the
-/// parallelism before and after the restore.
+/// How a recovery pass runs each query: the state backend (with
+/// incremental checkpoints or not), and the parallelism before and after
+/// the restore.
 #[derive(Debug, Clone, Copy)]
 struct Recovery {
     backend: &'static str,
+    incremental: bool,
     before: usize,
     after: usize,
 }
@@ -103,19 +106,24 @@ struct Recovery {
 const RECOVERY_PASSES: [Recovery; 3] = [
     Recovery {
         backend: "hashmap",
+        incremental: false,
         before: 1,
         after: 1,
     },
     Recovery {
         backend: "rocksdb",
+        incremental: false,
         before: 2,
         after: 2,
     },
     // Scaling up: with fewer subtasks than before, a source subtask would
     // read several splits, and their rows interleave out of event-time order
     // (per-split watermarks come with the Kafka source).
+    // Incremental: the hashmap backend's segment files and manifest, read
+    // back at another parallelism.
     Recovery {
         backend: "hashmap",
+        incremental: true,
         before: 2,
         after: 3,
     },
@@ -392,6 +400,10 @@ impl WeirDb {
                 "RETAIN_ON_CANCELLATION".to_string(),
             ),
             ("state.backend.type", recovery.backend.to_string()),
+            (
+                "execution.checkpointing.incremental",
+                recovery.incremental.to_string(),
+            ),
             ("pipeline.name", format!("recovery-{n}")),
             ("parallelism.default", recovery.before.to_string()),
             ("restart-strategy.type", "none".to_string()),
@@ -809,7 +821,13 @@ fn main() {
             let t = Instant::now();
             let what = match recovery {
                 None => format!("parallelism {p}"),
-                Some(r) => format!("recovery, {}, parallelism {} -> {}", r.backend, r.before, r.after),
+                Some(r) => format!(
+                    "recovery, {}{}, parallelism {} -> {}",
+                    r.backend,
+                    if r.incremental { " incremental" } else { "" },
+                    r.before,
+                    r.after
+                ),
             };
             let result = runtime.block_on(run_file(
                 file,
