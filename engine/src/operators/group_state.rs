@@ -40,6 +40,17 @@ pub struct Group {
     pub dirty: bool,
 }
 
+impl Group {
+    /// Marks the group (id `id`) as changed since its entry was written,
+    /// listing it in `changed` the first time.
+    pub fn mark_changed(&mut self, id: u32, changed: &mut Vec<u32>) {
+        if !self.dirty {
+            self.dirty = true;
+            changed.push(id);
+        }
+    }
+}
+
 /// Encodes groups as keyed-state values and decodes them back.
 ///
 /// A value is one row, in Arrow's row format, of the columns `count`,
@@ -84,7 +95,8 @@ impl GroupCodec {
         })
     }
 
-    fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+    /// New accumulators, one per aggregate.
+    pub fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
         self.aggregates.iter().map(|a| a.accumulator()).collect()
     }
 

@@ -9,7 +9,6 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, HashMap, HashSet, Result, ScalarValue, plan_err};
-use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_inputs};
@@ -162,17 +161,10 @@ impl UpdatingAggregate {
             .is_some_and(|ttl| now - self.group(id).updated_ms > ttl)
     }
 
-    fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        self.config.aggregates.iter().map(|a| a.accumulator()).collect()
-    }
-
     /// Marks group `id` as changed since the last snapshot.
     fn touch(&mut self, id: u32) {
         let group = self.groups[id as usize].as_mut().expect("a live group id");
-        if !group.dirty {
-            group.dirty = true;
-            self.dirty.push(id);
-        }
+        group.mark_changed(id, &mut self.dirty);
     }
 
     /// Adds a group (changed, unless restored with an entry of its own).
@@ -273,7 +265,7 @@ impl UpdatingAggregate {
     }
 
     fn new_group(&mut self, key: Arc<[u8]>, key_group: usize, now: i64) -> Result<u32> {
-        let accumulators = self.fresh_accumulators()?;
+        let accumulators = self.codec.fresh_accumulators()?;
         Ok(self.insert_group(Group {
             key,
             key_group,
@@ -469,10 +461,7 @@ impl Operator for UpdatingAggregate {
                 group.count += if is_retract { -count } else { count };
             }
             group.updated_ms = now;
-            if !group.dirty {
-                group.dirty = true;
-                self.dirty.push(g);
-            }
+            group.mark_changed(g, &mut self.dirty);
             if group.count == 0 {
                 // Every row retracted (or none applied): drop the group, as Flink does.
                 emptied.push(g);

@@ -29,7 +29,7 @@ pub struct SnapshotTarget {
     /// incremental checkpoints (`shared`); `None` for savepoints, which are
     /// self-contained, and when incremental checkpoints are off.
     pub shared_dir: Option<String>,
-    /// Write the canonical format (a [`crate::state::write_kv_file`] file),
+    /// Write the canonical format (a [`crate::state::write_kv_entries`] file),
     /// readable by every backend: savepoints use it, so a savepoint taken
     /// with one backend restores into the other.
     pub canonical: bool,

@@ -175,48 +175,40 @@ impl KeyedStateBackend for HashMapStateBackend {
         let range = (self.scope.key_groups.start, self.scope.key_groups.end);
         let entries = self.entries;
         let base = format!("{}-{}", self.scope.operator_id, self.scope.subtask);
-        if let (Some(shared), false) = (&target.shared_dir, target.canonical) {
-            let plan = self.segments.plan(&mut self.groups, start, shared, &base);
-            let manifest = join_path(&target.exclusive_dir, &format!("{base}{MANIFEST_SUFFIX}"));
-            return Ok(Box::pin(async move {
-                let files = tokio::task::spawn_blocking(move || plan.write(&target.storage, &manifest))
-                    .await
-                    .map_err(|e| DataFusionError::Execution(format!("writing a state snapshot: {e}")))??;
-                Ok(KeyedStateHandle {
-                    backend: "hashmap".into(),
-                    key_groups: range,
-                    files,
-                    entries,
-                })
-            }));
-        }
-        let groups = self.groups.clone();
-        let name = format!("{base}.kv");
-        Ok(Box::pin(async move {
-            let path = join_path(&target.exclusive_dir, &name);
-            let size = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || {
-                    target.storage.write_with(&path, |out| {
+        // What writes the snapshot's files (off the async workers).
+        let write: Box<dyn FnOnce() -> Result<Vec<StateFile>> + Send> =
+            if let (Some(shared), false) = (&target.shared_dir, target.canonical) {
+                let plan = self.segments.plan(&mut self.groups, start, shared, &base);
+                let manifest = join_path(&target.exclusive_dir, &format!("{base}{MANIFEST_SUFFIX}"));
+                Box::new(move || plan.write(&target.storage, &manifest))
+            } else {
+                let groups = self.groups.clone();
+                let name = format!("{base}.kv");
+                Box::new(move || {
+                    let path = join_path(&target.exclusive_dir, &name);
+                    let size = target.storage.write_with(&path, |out| {
                         let entries = groups
                             .iter()
                             .enumerate()
                             .flat_map(|(i, m)| m.iter().map(move |(k, v)| (start + i, k, v)));
                         write_kv_entries(out, entries)
-                    })
-                }
-            })
-            .await
-            .map_err(|e| DataFusionError::Execution(format!("writing a state snapshot: {e}")))??;
+                    })?;
+                    Ok(vec![StateFile {
+                        path,
+                        size,
+                        name,
+                        shared: false,
+                    }])
+                })
+            };
+        Ok(Box::pin(async move {
+            let files = tokio::task::spawn_blocking(write)
+                .await
+                .map_err(|e| DataFusionError::Execution(format!("writing a state snapshot: {e}")))??;
             Ok(KeyedStateHandle {
                 backend: "hashmap".into(),
                 key_groups: range,
-                files: vec![StateFile {
-                    path,
-                    size,
-                    name,
-                    shared: false,
-                }],
+                files,
                 entries,
             })
         }))

@@ -12,7 +12,6 @@
 //!
 //! The footer makes a truncated file detectable even without `_metadata`'s size.
 
-use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
 
 const MAGIC: &[u8; 8] = b"WEIRKV01";
@@ -22,19 +21,9 @@ fn corrupt(what: &str) -> DataFusionError {
     DataFusionError::Execution(format!("corrupt keyed state file: {what}"))
 }
 
-/// Serializes `entries` (`(key_group, key, value)`, in any order the caller
-/// wants preserved).
-pub fn write_kv_file<'a>(
-    entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>,
-    size_hint: usize,
-) -> Bytes {
-    let mut buf = Vec::with_capacity(size_hint + 32);
-    write_kv_entries(&mut buf, entries).expect("writing to memory does not fail");
-    Bytes::from(buf)
-}
-
-/// Writes the file of [`write_kv_file`] to `out` (e.g. a buffered file, so
-/// that a big snapshot is never one buffer in memory).
+/// Writes a file of `entries` (`(key_group, key, value)`, in any order the
+/// caller wants preserved) to `out` (e.g. a buffered file, so that a big
+/// snapshot is never one buffer in memory).
 pub fn write_kv_entries<'a>(
     out: &mut dyn std::io::Write,
     entries: impl Iterator<Item = (usize, &'a [u8], &'a [u8])>,
@@ -46,7 +35,7 @@ pub fn write_kv_entries<'a>(
     file.finish().map(|_| ())
 }
 
-/// Writes the file of [`write_kv_file`] entry by entry, for entries that
+/// Writes the file of [`write_kv_entries`] entry by entry, for entries that
 /// are not at hand as one iterator (e.g. read from a RocksDB iterator).
 /// Lifecycle: [`new`](Self::new) writes the header, [`entry`](Self::entry)
 /// each entry, [`finish`](Self::finish) the footer; a file not finished is
@@ -82,7 +71,7 @@ impl<'w> KvFileWriter<'w> {
     }
 }
 
-/// Parses a file written by [`write_kv_file`], calling `f` for each entry.
+/// Parses a file written by [`write_kv_entries`], calling `f` for each entry.
 /// Fails, before calling `f` at all, on a file that is truncated or corrupt.
 pub fn read_kv_file(data: &[u8], f: &mut super::EntryVisitor<'_>) -> Result<()> {
     if data.len() < 24 || &data[..8] != MAGIC {
@@ -128,7 +117,8 @@ mod tests {
     fn round_trip_and_truncation_is_detected() {
         let entries: Vec<(usize, Vec<u8>, Vec<u8>)> =
             vec![(0, b"a".to_vec(), b"1".to_vec()), (5, b"bb".to_vec(), vec![])];
-        let data = write_kv_file(entries.iter().map(|(g, k, v)| (*g, &k[..], &v[..])), 0);
+        let mut data = Vec::new();
+        write_kv_entries(&mut data, entries.iter().map(|(g, k, v)| (*g, &k[..], &v[..]))).unwrap();
         let mut got = Vec::new();
         read_kv_file(&data, &mut |g, k, v| {
             got.push((g, k.to_vec(), v.to_vec()));

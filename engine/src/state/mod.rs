@@ -35,5 +35,5 @@ pub use batch_state::{BatchState, time_key, time_of_key};
 pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};
 pub use init::{KeyedState, OperatorSnapshot, StateInit};
 pub use key_group_runs::KeyGroupRuns;
-pub use kv_file::{KvFileWriter, read_kv_file, write_kv_entries, write_kv_file};
+pub use kv_file::{KvFileWriter, read_kv_file, write_kv_entries};
 pub use nonce::instance_nonce;

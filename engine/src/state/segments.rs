@@ -381,50 +381,25 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::state::{
-        HashMapBackendFactory, HashMapStateBackend, KeyedStateBackend, SnapshotTarget, StateBackendFactory,
-        StateScope,
-    };
+    use crate::state::testing::{collect, scope, target};
+    use crate::state::{HashMapBackendFactory, HashMapStateBackend, KeyedStateBackend, StateBackendFactory};
 
+    /// The key groups the tests write to (of the 16 of `scope`).
     const KEY_GROUPS: usize = 4;
-
-    fn scope(dir: &std::path::Path, name: &str) -> StateScope {
-        StateScope {
-            job_name: "job".into(),
-            operator_id: "op".into(),
-            subtask: 0,
-            key_groups: KeyGroupRange {
-                start: 0,
-                end: KEY_GROUPS,
-            },
-            max_parallelism: KEY_GROUPS,
-            local_dir: dir.join(name),
-        }
-    }
 
     async fn checkpoint(
         b: &mut dyn KeyedStateBackend,
         storage: &CheckpointStorage,
         id: u64,
     ) -> KeyedStateHandle {
-        let target = SnapshotTarget {
-            checkpoint_id: id,
-            storage: storage.clone(),
-            exclusive_dir: format!("chk-{id}"),
-            shared_dir: Some("shared".into()),
-            canonical: false,
-        };
-        b.snapshot(target).unwrap().await.unwrap()
+        b.snapshot(target(storage, id, true, false))
+            .unwrap()
+            .await
+            .unwrap()
     }
 
     fn entries(b: &dyn KeyedStateBackend) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
-        let mut out = Vec::new();
-        b.scan_prefix(&[], &mut |kg, k, v| {
-            out.push((kg, k.to_vec(), v.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-        out
+        collect(b, &[]).unwrap()
     }
 
     async fn restored(
@@ -433,7 +408,7 @@ mod tests {
         dir: &std::path::Path,
     ) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
         let b = HashMapBackendFactory
-            .create(&scope(dir, "restored"), &[(h.clone(), storage.clone())])
+            .create(&scope(dir, 0, 1, "restored"), &[(h.clone(), storage.clone())])
             .await
             .unwrap();
         entries(b.as_ref())
@@ -451,7 +426,7 @@ mod tests {
     async fn checkpoints_write_the_leaves_that_changed_and_restore_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap()).unwrap();
-        let mut b = HashMapStateBackend::new(scope(dir.path(), "live"));
+        let mut b = HashMapStateBackend::new(scope(dir.path(), 0, 1, "live"));
         for kg in 0..KEY_GROUPS {
             for i in 0..5000u32 {
                 b.put(kg, &i.to_be_bytes(), &[kg as u8; 20]).unwrap();
@@ -488,14 +463,7 @@ mod tests {
 
         // A snapshot whose write never ran: its file is not referenced later.
         b.put(1, &1u32.to_be_bytes(), b"lost?").unwrap();
-        let target = SnapshotTarget {
-            checkpoint_id: 4,
-            storage: storage.clone(),
-            exclusive_dir: "chk-4".into(),
-            shared_dir: Some("shared".into()),
-            canonical: false,
-        };
-        drop(b.snapshot(target).unwrap());
+        drop(b.snapshot(target(&storage, 4, true, false)).unwrap());
         let h5 = checkpoint(&mut b, &storage, 5).await;
         for (path, size) in segment_files(&h5) {
             assert_eq!(storage.size_of(&path).await.unwrap(), Some(size), "{path} exists");
@@ -521,7 +489,7 @@ mod tests {
     async fn a_corrupt_manifest_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage::open(dir.path().join("checkpoints").to_str().unwrap()).unwrap();
-        let mut b = HashMapStateBackend::new(scope(dir.path(), "live"));
+        let mut b = HashMapStateBackend::new(scope(dir.path(), 0, 1, "live"));
         b.put(0, b"k", b"v").unwrap();
         let h = checkpoint(&mut b, &storage, 1).await;
         let manifest = manifest_of(&h).unwrap();
@@ -532,7 +500,7 @@ mod tests {
         data[at] = 0xff;
         std::fs::write(&local, &data).unwrap();
         let err = HashMapBackendFactory
-            .create(&scope(dir.path(), "restored"), &[(h, storage)])
+            .create(&scope(dir.path(), 0, 1, "restored"), &[(h, storage)])
             .await
             .err()
             .unwrap();

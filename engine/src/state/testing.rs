@@ -9,7 +9,8 @@ use super::backend::{KeyedStateBackend, SnapshotTarget, StateBackendFactory, Sta
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::key_group::KeyGroupRange;
 
-fn scope(dir: &std::path::Path, subtask: usize, parallelism: usize, name: &str) -> StateScope {
+/// The scope of subtask `subtask` of `parallelism`, of 16 key groups in all.
+pub(crate) fn scope(dir: &std::path::Path, subtask: usize, parallelism: usize, name: &str) -> StateScope {
     StateScope {
         job_name: "suite".into(),
         operator_id: "op".into(),
@@ -22,7 +23,8 @@ fn scope(dir: &std::path::Path, subtask: usize, parallelism: usize, name: &str) 
 
 type Entry = (usize, Vec<u8>, Vec<u8>);
 
-fn collect(b: &dyn KeyedStateBackend, prefix: &[u8]) -> Result<Vec<Entry>> {
+/// Every entry under `prefix`, in scan order.
+pub(crate) fn collect(b: &dyn KeyedStateBackend, prefix: &[u8]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     b.scan_prefix(prefix, &mut |kg, k, v| {
         out.push((kg, k.to_vec(), v.to_vec()));
@@ -31,7 +33,9 @@ fn collect(b: &dyn KeyedStateBackend, prefix: &[u8]) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-fn target(storage: &CheckpointStorage, id: u64, shared: bool, canonical: bool) -> SnapshotTarget {
+/// The target of snapshot `id`: into `chk-<id>`, with a `shared` directory
+/// (incremental) or not, canonical or not.
+pub(crate) fn target(storage: &CheckpointStorage, id: u64, shared: bool, canonical: bool) -> SnapshotTarget {
     SnapshotTarget {
         checkpoint_id: id,
         storage: storage.clone(),
