@@ -331,12 +331,6 @@ fn write_entry(buf: &mut [u8], key: &[u8], value: &[u8]) {
 /// Reads a length at `pos` of a leaf's data and moves `pos` past it.
 #[inline]
 fn read_varint(buf: &[u8], pos: &mut usize) -> usize {
-    // Most keys and values are shorter than 128 bytes: one byte.
-    let first = buf[*pos];
-    if first < 0x80 {
-        *pos += 1;
-        return first as usize;
-    }
     let mut rest = &buf[*pos..];
     let v = varint::read(&mut rest).expect("the leaf wrote a whole varint");
     *pos = buf.len() - rest.len();

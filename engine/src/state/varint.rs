@@ -21,7 +21,15 @@ pub fn write(buf: &mut [u8], mut v: u64) -> usize {
 
 /// Reads a varint from the front of `bytes` and advances past it; `None`
 /// if `bytes` ends inside one or it runs longer than 10 bytes.
+#[inline]
 pub fn read(bytes: &mut &[u8]) -> Option<u64> {
+    // Most lengths and counts are under 128: one byte.
+    if let Some((&first, rest)) = bytes.split_first()
+        && first < 0x80
+    {
+        *bytes = rest;
+        return Some(u64::from(first));
+    }
     let mut v = 0u64;
     for (i, &b) in bytes.iter().enumerate().take(10) {
         v |= u64::from(b & 0x7f) << (7 * i);
