@@ -108,6 +108,7 @@ impl SnapshotJob {
             key_groups: (self.key_groups.start, self.key_groups.end),
             files,
             entries: self.entries,
+            batches: Vec::new(),
         }
     }
 

@@ -74,7 +74,7 @@ impl OperatorState {
     pub fn has_state(&self) -> bool {
         self.subtasks
             .iter()
-            .any(|s| s.keyed.as_ref().is_some_and(|k| k.entries > 0) || !s.operator_state.is_empty())
+            .any(|s| s.keyed.as_ref().is_some_and(|k| k.has_state()) || !s.operator_state.is_empty())
     }
 }
 
@@ -110,7 +110,7 @@ impl CheckpointMetadata {
     /// Paths of the shared (incremental) files this checkpoint uses.
     pub fn shared_files(&self) -> BTreeSet<String> {
         self.keyed_handles()
-            .flat_map(|h| h.files.iter().filter(|f| f.shared).map(|f| f.path.clone()))
+            .flat_map(|h| h.all_files().filter(|f| f.shared).map(|f| f.path.clone()))
             .collect()
     }
 
@@ -160,7 +160,7 @@ impl CheckpointMetadata {
             .map_err(|e| e.context(format!("{location} has no readable _metadata")))?;
         let m = Self::from_bytes(&data, &location)?;
         for h in m.keyed_handles() {
-            for f in &h.files {
+            for f in h.all_files() {
                 match storage.size_of(&f.path).await? {
                     Some(size) if size == f.size => {}
                     Some(size) => {
@@ -218,6 +218,7 @@ mod tests {
                             shared: false,
                         }],
                         entries: 1,
+                        batches: Vec::new(),
                     }),
                     operator_state: vec![serde_json::json!({"offset": 3})],
                 }],

@@ -21,7 +21,7 @@ use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
-use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
+use crate::state::{KeyedState, OperatorSnapshot, StateInit};
 use crate::watermark::to_event_time;
 
 /// The plan of a session-window aggregate.
@@ -47,10 +47,9 @@ pub struct SessionAggregateConfig {
 /// and counted as late.
 ///
 /// Checkpoints: at a barrier, if the buffer changed since the last one, all
-/// buffered rows are written to keyed state (one namespace), each row in the
+/// buffered rows are written to batch state (one namespace), each row in the
 /// key group of its key, so that a rescale hands every key's rows to its new
-/// owner; key groups left without rows are deleted. On restore the buffer is
-/// those rows.
+/// owner. On restore the buffer is those rows.
 pub struct SessionAggregate {
     config: Arc<SessionAggregateConfig>,
     buffer: Vec<RecordBatch>,
@@ -59,14 +58,17 @@ pub struct SessionAggregate {
     watermark: Option<EventTime>,
     metrics: Option<Arc<OperatorMetrics>>,
     state: Option<KeyedState>,
-    stored: BatchState,
     /// Whether the buffer changed since the last snapshot.
     changed: bool,
     max_parallelism: usize,
 }
 
-/// The keyed-state namespace of the buffered rows (there is only one).
+/// The batch-state namespace of the buffered rows (there is only one).
 const BUFFER_NAMESPACE: &[u8] = b"";
+
+/// The tag of the buffered rows in the keyed backend, where the earlier
+/// layout kept them (see [`crate::state::BackendBatches`]).
+const BACKEND_BATCH_TAG: u8 = 1;
 
 impl SessionAggregate {
     pub fn new(config: Arc<SessionAggregateConfig>) -> Self {
@@ -77,7 +79,6 @@ impl SessionAggregate {
             watermark: None,
             metrics: None,
             state: None,
-            stored: BatchState::new(1),
             changed: false,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
@@ -215,9 +216,10 @@ impl SessionAggregate {
 impl Operator for SessionAggregate {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
         self.max_parallelism = ctx.max_parallelism;
-        let state = init.keyed_state().await?;
+        let mut state = init.keyed_state().await?;
         if init.is_restored() {
-            for (_, batch) in self.stored.read_all(state.backend_ref())? {
+            state.adopt_backend_batches(BACKEND_BATCH_TAG)?;
+            for (_, batch) in state.batches().read_all()? {
                 if let Some(t) = self.min_time_of(&batch)? {
                     self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));
                 }
@@ -242,13 +244,15 @@ impl Operator for SessionAggregate {
         };
         if self.changed {
             if self.buffer.is_empty() {
-                self.stored.delete(state.backend(), BUFFER_NAMESPACE)?;
+                state.batches().delete(BUFFER_NAMESPACE);
             } else {
                 // Compact the buffer into one batch: it is written as one anyway.
                 let all = concat_batches(&self.buffer[0].schema(), &self.buffer)?;
                 let keys = evaluate_exprs(&self.config.keys, &all)?;
                 let kgs = key_groups_of(&keys, all.num_rows(), self.max_parallelism)?;
-                self.stored.write(state.backend(), BUFFER_NAMESPACE, &all, &kgs)?;
+                state
+                    .batches()
+                    .write(BUFFER_NAMESPACE, std::slice::from_ref(&all), &[kgs])?;
                 self.buffer.clear();
                 if all.num_rows() > 0 {
                     self.buffer.push(all);

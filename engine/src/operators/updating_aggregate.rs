@@ -17,7 +17,7 @@ use crate::changelog::{RowKind, ops_of, with_op_column};
 use crate::key_group::key_groups_of;
 use crate::message::Barrier;
 use crate::operator::{Operator, OperatorContext, Output, processing_time_ms};
-use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit};
+use crate::state::{BackendBatches, KeyedState, OperatorSnapshot, StateInit};
 
 /// The plan of an updating aggregate, shared by its subtasks.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ pub struct UpdatingAggregate {
     state: Option<KeyedState>,
     /// State of the earlier layout, one batch per key group: read on
     /// restore, deleted at the first snapshot.
-    key_group_batches: BatchState,
+    key_group_batches: BackendBatches,
     /// Whether restored state holds such batches.
     has_key_group_batches: bool,
     max_parallelism: usize,
@@ -114,9 +114,8 @@ pub struct UpdatingAggregate {
 /// The first key byte of a group's entry (the group key's row encoding follows).
 const GROUP_TAG: u8 = 2;
 
-/// The tag and namespace of the earlier layout's batches.
+/// The tag of the earlier layout's batches.
 const KEY_GROUP_BATCH_TAG: u8 = 1;
-const KEY_GROUP_BATCH_NAMESPACE: &[u8] = b"";
 
 /// Groups encoded per call when a snapshot writes them.
 const ENCODE_CHUNK: usize = 4096;
@@ -139,7 +138,7 @@ impl UpdatingAggregate {
             dirty: Vec::new(),
             dropped: Vec::new(),
             state: None,
-            key_group_batches: BatchState::new(KEY_GROUP_BATCH_TAG),
+            key_group_batches: BackendBatches::new(KEY_GROUP_BATCH_TAG),
             has_key_group_batches: false,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             ttl_ms: None,
@@ -283,8 +282,7 @@ impl UpdatingAggregate {
     fn write_changes(&mut self, state: &mut KeyedState) -> Result<()> {
         let backend = state.backend();
         if std::mem::take(&mut self.has_key_group_batches) {
-            self.key_group_batches
-                .delete(backend, KEY_GROUP_BATCH_NAMESPACE)?;
+            self.key_group_batches.delete_all(backend)?;
         }
         let mut key = Vec::new();
         for (group_key, kg, len) in self.dropped.drain(..) {
@@ -329,7 +327,7 @@ impl UpdatingAggregate {
     /// earlier layout).
     fn restore(&mut self, state: &KeyedState) -> Result<()> {
         let backend = state.backend_ref();
-        for (_, batch) in self.key_group_batches.read_all(backend)? {
+        for (_, _, batch) in self.key_group_batches.read_all(backend)? {
             self.has_key_group_batches = true;
             let keys = self.config.keys.len();
             for group in

@@ -21,7 +21,7 @@ use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
-use crate::state::{BatchState, KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key};
+use crate::state::{KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key};
 use crate::watermark::to_event_time;
 
 /// What one `GROUP BY` column of a window aggregate outputs.
@@ -113,9 +113,9 @@ struct WindowState {
 /// when the watermark reaches `window_end - 1`.
 ///
 /// Checkpoints: at a barrier, every window that received rows since the last
-/// one is written to keyed state as a batch of (keys, accumulator states)
-/// per key group (namespace: the window's bounds), and a fired window's
-/// state is deleted. On restore the windows are rebuilt by merging those
+/// one is written to batch state as a batch of (keys, accumulator states),
+/// each row in the key group of its keys (namespace: the window's bounds),
+/// and a fired window's state is deleted. On restore the windows are rebuilt by merging those
 /// states into fresh accumulators.
 pub struct WindowAggregate {
     config: Arc<WindowAggregateConfig>,
@@ -125,13 +125,16 @@ pub struct WindowAggregate {
     assignment: WindowRows,
     group_indices: Vec<usize>,
     state: Option<KeyedState>,
-    stored: BatchState,
     /// Windows (end, start) changed since the last snapshot.
     dirty: BTreeSet<(EventTime, EventTime)>,
     max_parallelism: usize,
 }
 
-/// The keyed-state namespace of window `(end, start)`.
+/// The tag of the window aggregate's batches in the keyed backend, where the
+/// earlier layout kept them (see [`crate::state::BackendBatches`]).
+const BACKEND_BATCH_TAG: u8 = 1;
+
+/// The batch-state namespace of window `(end, start)`.
 fn window_namespace(end: EventTime, start: EventTime) -> [u8; 16] {
     let mut ns = [0u8; 16];
     ns[..8].copy_from_slice(&time_key(end));
@@ -160,7 +163,6 @@ impl WindowAggregate {
             assignment: WindowRows::default(),
             group_indices: Vec::new(),
             state: None,
-            stored: BatchState::new(1),
             dirty: BTreeSet::new(),
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
@@ -308,9 +310,10 @@ impl WindowAggregate {
 impl Operator for WindowAggregate {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
         self.max_parallelism = ctx.max_parallelism;
-        let state = init.keyed_state().await?;
+        let mut state = init.keyed_state().await?;
         if init.is_restored() {
-            for (ns, batch) in self.stored.read_all(state.backend_ref())? {
+            state.adopt_backend_batches(BACKEND_BATCH_TAG)?;
+            for (ns, batch) in state.batches().read_all()? {
                 let (end, start) = window_of_namespace(&ns)?;
                 let window = self.window_from_state(&batch)?;
                 self.windows.insert((end, start), window);
@@ -336,8 +339,11 @@ impl Operator for WindowAggregate {
             let batch = self.state_batch(&mut window)?;
             let keys = &batch.columns()[..self.config.keys.len()];
             let kgs = key_groups_of(keys, batch.num_rows(), self.max_parallelism)?;
-            self.stored
-                .write(state.backend(), &window_namespace(key.0, key.1), &batch, &kgs)?;
+            state.batches().write(
+                &window_namespace(key.0, key.1),
+                std::slice::from_ref(&batch),
+                &[kgs],
+            )?;
             let rebuilt = self.window_from_state(&batch)?;
             self.windows.insert(key, rebuilt);
         }
@@ -422,8 +428,7 @@ impl Operator for WindowAggregate {
             out.emit(self.fire(start, end, state)?);
             self.dirty.remove(&(end, start));
             if let Some(keyed) = &mut self.state {
-                self.stored
-                    .delete(keyed.backend(), &window_namespace(end, start))?;
+                keyed.batches().delete(&window_namespace(end, start));
             }
         }
         out.emit_watermark(watermark);

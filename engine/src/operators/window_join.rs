@@ -21,9 +21,7 @@ use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
-use crate::state::{
-    BatchState, KeyGroupRuns, KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key,
-};
+use crate::state::{KeyedState, OperatorSnapshot, StateInit, time_key, time_of_key};
 use crate::watermark::to_event_time;
 
 /// Which rows of a window join are kept without a match.
@@ -80,9 +78,8 @@ impl WindowJoinConfig {
 }
 
 impl SideRows {
-    /// Appends the rows received since the last checkpoint to keyed state as
-    /// the next chunk of `side` of window `end`, and keeps them as one batch
-    /// (in key-group order).
+    /// Stores the rows received since the last checkpoint as the next chunk
+    /// of `side` of window `end` (the batches are shared, not copied).
     fn write_new(
         &mut self,
         config: &WindowJoinConfig,
@@ -90,12 +87,11 @@ impl SideRows {
         end: EventTime,
         max_parallelism: usize,
         state: &mut KeyedState,
-        stored: &mut BatchState,
     ) -> Result<()> {
-        if self.stored == self.batches.len() {
+        let new = &self.batches[self.stored..];
+        if new.is_empty() {
             return Ok(());
         }
-        let new = self.batches.split_off(self.stored);
         let key_groups = new
             .iter()
             .map(|batch| {
@@ -103,16 +99,10 @@ impl SideRows {
                 key_groups_of(&keys, batch.num_rows(), max_parallelism)
             })
             .collect::<Result<Vec<_>>>()?;
-        let sorted = KeyGroupRuns::sort(config.schema(side), &new, &key_groups)?;
-        stored.write_runs(
-            state.backend(),
-            &chunk_namespace(side, end, self.next_chunk),
-            &sorted,
-        )?;
+        state
+            .batches()
+            .write(&chunk_namespace(side, end, self.next_chunk), new, &key_groups)?;
         self.next_chunk += 1;
-        if sorted.batch.num_rows() > 0 {
-            self.batches.push(sorted.batch);
-        }
         self.stored = self.batches.len();
         Ok(())
     }
@@ -141,9 +131,10 @@ impl WindowBuffers {
 /// already been joined are late: dropped and counted.
 ///
 /// Checkpoints: at a barrier, the rows each (window, side) received since the
-/// last one are appended to keyed state as a new chunk (namespace: the side,
-/// the window end and the chunk's number), so a checkpoint writes only new
-/// rows however long a window stays open. Each row goes in the key group of
+/// last one become a new chunk of batch state (namespace: the side, the
+/// window end and the chunk's number), which the snapshot writes once, off
+/// the barrier's path; later checkpoints refer to it, so a checkpoint writes
+/// only new rows however long a window stays open. Each row goes in the key group of
 /// its join keys — the columns the inputs are hash-partitioned on,
 /// `left_keys[1..]` / `right_keys[1..]` (without `window_start`) — so that a
 /// rescale hands each row to the subtask its key is routed to. A joined
@@ -154,11 +145,14 @@ pub struct WindowJoin {
     watermark: Option<EventTime>,
     metrics: Option<Arc<OperatorMetrics>>,
     state: Option<KeyedState>,
-    stored: BatchState,
     max_parallelism: usize,
 }
 
-/// The keyed-state namespace prefix of one side of window `end`.
+/// The tag of the window join's batches in the keyed backend, where the
+/// earlier layout kept them (see [`crate::state::BackendBatches`]).
+const BACKEND_BATCH_TAG: u8 = 1;
+
+/// The batch-state namespace prefix of one side of window `end`.
 fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
     let mut ns = [0u8; 9];
     ns[0] = side as u8;
@@ -166,7 +160,7 @@ fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
     ns
 }
 
-/// The keyed-state namespace of chunk `chunk` of one side of window `end`.
+/// The batch-state namespace of chunk `chunk` of one side of window `end`.
 fn chunk_namespace(side: Side, end: EventTime, chunk: u32) -> [u8; 13] {
     let mut ns = [0u8; 13];
     ns[..9].copy_from_slice(&window_namespace(side, end));
@@ -200,7 +194,6 @@ impl WindowJoin {
             watermark: None,
             metrics: None,
             state: None,
-            stored: BatchState::new(1),
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
         }
     }
@@ -358,9 +351,10 @@ fn unmatched(matched: &[bool]) -> UInt32Array {
 impl Operator for WindowJoin {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
         self.max_parallelism = ctx.max_parallelism;
-        let state = init.keyed_state().await?;
+        let mut state = init.keyed_state().await?;
         if init.is_restored() {
-            for (ns, batch) in self.stored.read_all(state.backend_ref())? {
+            state.adopt_backend_batches(BACKEND_BATCH_TAG)?;
+            for (ns, batch) in state.batches().read_all()? {
                 let (side, end, chunk) = chunk_of_namespace(&ns)?;
                 let rows = self.windows.entry(end).or_default().side(side);
                 rows.batches.push(batch);
@@ -382,11 +376,11 @@ impl Operator for WindowJoin {
         let Some(mut state) = self.state.take() else {
             return Ok(OperatorSnapshot::default());
         };
-        let (config, stored, max_parallelism) = (&self.config, &mut self.stored, self.max_parallelism);
+        let (config, max_parallelism) = (&self.config, self.max_parallelism);
         let written = self.windows.iter_mut().try_for_each(|(end, buffers)| {
             [Side::Left, Side::Right].into_iter().try_for_each(|side| {
                 let rows = buffers.side(side);
-                rows.write_new(config, side, *end, max_parallelism, &mut state, stored)
+                rows.write_new(config, side, *end, max_parallelism, &mut state)
             })
         });
         let pending = written.and_then(|()| state.snapshot(barrier));
@@ -439,8 +433,7 @@ impl Operator for WindowJoin {
             }
             if let Some(keyed) = &mut self.state {
                 for side in [Side::Left, Side::Right] {
-                    self.stored
-                        .delete_prefix(keyed.backend(), &window_namespace(side, end))?;
+                    keyed.batches().delete_prefix(&window_namespace(side, end));
                 }
             }
         }

@@ -788,7 +788,7 @@ impl Driver {
             .values()
             .flat_map(|f| f.states.values())
             .filter_map(|s| s.keyed.as_ref())
-            .flat_map(|h| h.files.iter().filter(|f| f.shared).map(|f| f.path.clone()))
+            .flat_map(|h| h.all_files().filter(|f| f.shared).map(|f| f.path.clone()))
             .collect();
         unused.retain(|p| !pending.contains(p));
         let dir = checkpoint_dir_name(id);

@@ -59,12 +59,27 @@ pub struct KeyedStateHandle {
     pub files: Vec<StateFile>,
     /// Number of entries (keys) it holds.
     pub entries: u64,
+    /// The files of its batch state (a manifest and batch files, see
+    /// [`crate::state::BatchState`]): written by the engine beside the
+    /// backend's snapshot, whatever the backend, and not read by backends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<StateFile>,
 }
 
 impl KeyedStateHandle {
     /// Total size of its files.
     pub fn size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.all_files().map(|f| f.size).sum()
+    }
+
+    /// Its backend's files and its batch state's files.
+    pub fn all_files(&self) -> impl Iterator<Item = &StateFile> {
+        self.files.iter().chain(&self.batches)
+    }
+
+    /// Whether it holds any state.
+    pub fn has_state(&self) -> bool {
+        self.entries > 0 || !self.batches.is_empty()
     }
 
     /// Whether it holds any key group of `range`.

@@ -210,6 +210,7 @@ impl KeyedStateBackend for HashMapStateBackend {
                 key_groups: range,
                 files,
                 entries,
+                batches: Vec::new(),
             })
         }))
     }

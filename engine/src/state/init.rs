@@ -9,6 +9,9 @@ use serde_json::Value;
 use super::backend::{
     KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SharedBackendFactory, StateScope,
 };
+use super::backend_batches::BackendBatches;
+use super::batch_files::read_batch_state;
+use super::batch_state::BatchState;
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::targets::SnapshotTargets;
 use crate::message::{Barrier, CheckpointId};
@@ -65,27 +68,44 @@ impl StateInit {
         self.operator_state.take()
     }
 
-    /// The subtask's keyed state, created by `state.backend.type`'s backend
-    /// and holding the restored entries of its key groups.
+    /// The subtask's keyed state: entries created by `state.backend.type`'s
+    /// backend and batches, each holding the restored state of its key groups.
     pub async fn keyed_state(&mut self) -> Result<KeyedState> {
         let restore = std::mem::take(&mut self.keyed_restore);
-        let backend = self.factory.create(&self.scope, &restore).await.map_err(|e| {
+        let context = |e: datafusion::common::DataFusionError| {
             e.context(format!(
                 "restoring keyed state of operator {} subtask {}",
                 self.scope.operator_id, self.scope.subtask
             ))
-        })?;
+        };
+        let backend = self
+            .factory
+            .create(&self.scope, &restore)
+            .await
+            .map_err(context)?;
+        let batches = read_batch_state(&restore, self.scope.key_groups)
+            .await
+            .map_err(context)?;
         Ok(KeyedState {
             backend,
+            batches,
             targets: self.targets.clone(),
+            name: format!("{}-{}", self.scope.operator_id, self.scope.subtask),
         })
     }
 }
 
-/// A subtask's keyed state backend, with where its snapshots go.
+/// A subtask's keyed state: a keyed state backend and a [`BatchState`],
+/// with where their snapshots go.
+///
+/// Both are restored together and snapshotted together: one
+/// [`KeyedStateHandle`] lists the backend's files and the batch state's.
 pub struct KeyedState {
     backend: Box<dyn KeyedStateBackend>,
+    batches: BatchState,
     targets: Arc<SnapshotTargets>,
+    /// Names the batch state's files (`operator-subtask`).
+    name: String,
 }
 
 impl KeyedState {
@@ -99,15 +119,59 @@ impl KeyedState {
         self.backend.as_ref()
     }
 
-    /// Publishes the backend's entry count and size to `metrics` (`SHOW JOBS`).
+    /// The batch state.
+    pub fn batches(&mut self) -> &mut BatchState {
+        &mut self.batches
+    }
+
+    /// Moves batches of the earlier layout (values of the backend under
+    /// `tag`, see [`BackendBatches`]) into the batch state, deleting them
+    /// from the backend. Namespaces present in both are joined.
+    pub fn adopt_backend_batches(&mut self, tag: u8) -> Result<()> {
+        let mut legacy = BackendBatches::new(tag);
+        let found = legacy.read_all(self.backend.as_ref())?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        for (ns, kg, batch) in found {
+            let kgs = vec![kg; batch.num_rows()];
+            self.batches.append(&ns, &[batch], &[kgs])?;
+        }
+        legacy.delete_all(self.backend.as_mut())
+    }
+
+    /// Publishes the entry count and size to `metrics` (`SHOW JOBS`): the
+    /// backend's entries and the batch state's namespaces.
     pub fn report_size(&self, metrics: &crate::metrics::OperatorMetrics) {
-        metrics.set_state_size(self.backend.len(), self.backend.approximate_size());
+        metrics.set_state_size(
+            self.backend.len() + self.batches.len() as u64,
+            self.backend.approximate_size() + self.batches.approximate_size() as u64,
+        );
     }
 
     /// Starts the snapshot for `barrier` (call after writing every change).
     pub fn snapshot(&mut self, barrier: Barrier) -> Result<PendingSnapshot> {
         let target = self.targets.target_for(barrier)?;
-        self.backend.snapshot(target)
+        let batches = self.batches.snapshot(&target, &self.name);
+        let storage = target.storage.clone();
+        let backend = self.backend.snapshot(target)?;
+        let Some(batches) = batches else {
+            return Ok(backend);
+        };
+        let batches = async move {
+            tokio::task::spawn_blocking(move || batches.write(&storage))
+                .await
+                .map_err(|e| {
+                    datafusion::common::DataFusionError::Execution(format!("writing batch state: {e}"))
+                })?
+        };
+        Ok(Box::pin(async move {
+            let (handle, files) = futures::future::try_join(backend, batches).await?;
+            Ok(KeyedStateHandle {
+                batches: files,
+                ..handle
+            })
+        }))
     }
 }
 

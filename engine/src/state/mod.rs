@@ -5,35 +5,39 @@
 //! restore ([`StateInit`]).
 //!
 //! Operators keep their hot state in vectorized in-memory structures (DataFusion
-//! `GroupsAccumulator`s, buffered batches) and write what changed into the
-//! keyed backend at each barrier, as Arrow IPC values per key group
-//! ([`BatchState`]): a write-back cache in front of the backend. The backend
-//! then snapshots durably: `hashmap` writes a file per subtask (or, with
+//! `GroupsAccumulator`s, buffered batches). Window operators keep theirs as
+//! [`BatchState`]: batches per namespace that each snapshot writes, in its
+//! asynchronous part, as Arrow IPC files of the checkpoint (incrementally),
+//! whatever the backend. Other operators write what changed into the keyed
+//! backend at each barrier, or as they go. The backend then snapshots durably: `hashmap` writes a file per subtask (or, with
 //! incremental checkpoints, only the leaves of its maps that changed:
 //! [`segments`]), `rocksdb` takes a RocksDB checkpoint and uploads new SST
 //! files only (incremental).
 
 mod backend;
+mod backend_batches;
+mod batch_files;
 mod batch_state;
 mod hashmap;
 mod init;
 mod key_group_map;
-mod key_group_runs;
 mod kv_file;
 mod leaf;
 mod nonce;
 pub mod segments;
 mod separator;
 pub mod testing;
+mod time_key;
 pub(crate) mod varint;
 
 pub use backend::{
     EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
     SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
-pub use batch_state::{BatchState, time_key, time_of_key};
+pub use backend_batches::BackendBatches;
+pub use batch_state::BatchState;
 pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};
 pub use init::{KeyedState, OperatorSnapshot, StateInit};
-pub use key_group_runs::KeyGroupRuns;
 pub use kv_file::{KvFileWriter, read_kv_file, write_kv_entries};
 pub use nonce::instance_nonce;
+pub use time_key::{time_key, time_of_key};

@@ -34,6 +34,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub storage: CheckpointStorage,
     pub factory: Arc<dyn StateBackendFactory>,
+    /// Whether snapshots are incremental checkpoints (files in `shared/`).
+    pub incremental: bool,
 }
 
 impl Harness {
@@ -51,6 +53,15 @@ impl Harness {
             dir,
             storage,
             factory,
+            incremental: false,
+        }
+    }
+
+    /// A harness whose snapshots are incremental checkpoints.
+    pub fn incremental() -> Self {
+        Harness {
+            incremental: true,
+            ..Self::new()
         }
     }
 
@@ -81,7 +92,7 @@ impl Harness {
                 .path()
                 .join(format!("local-{}-{}", ctx.subtask, ctx.parallelism)),
         };
-        let targets = Arc::new(SnapshotTargets::new(Some(self.storage.clone()), false));
+        let targets = Arc::new(SnapshotTargets::new(Some(self.storage.clone()), self.incremental));
         match restore {
             None => StateInit::new(scope, self.factory.clone(), targets, vec![], None, None),
             Some(h) => StateInit::new(
