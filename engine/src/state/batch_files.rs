@@ -465,6 +465,17 @@ mod tests {
     use crate::state::testing::target;
 
     const KEY_GROUPS: usize = 8;
+    const ALL: KeyGroupRange = KeyGroupRange {
+        start: 0,
+        end: KEY_GROUPS,
+    };
+
+    /// Checkpoint storage in a fresh directory (dropped with the directory).
+    fn local_storage() -> (tempfile::TempDir, CheckpointStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::open(dir.path().to_str().unwrap()).unwrap();
+        (dir, storage)
+    }
 
     /// `n` rows with values `first..first + n`, row `i` in key group `i % 8`.
     fn rows(first: i64, n: usize) -> (RecordBatch, Vec<usize>) {
@@ -533,12 +544,7 @@ mod tests {
 
     #[tokio::test]
     async fn chunks_are_written_once_and_restore_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage::open(dir.path().to_str().unwrap()).unwrap();
-        let all = KeyGroupRange {
-            start: 0,
-            end: KEY_GROUPS,
-        };
+        let (_dir, storage) = local_storage();
         let mut state = BatchState::default();
         write(&mut state, b"a", 0, 1000);
         write(&mut state, b"b", 1000, 1000);
@@ -547,7 +553,7 @@ mod tests {
         let h1 = snapshot(&mut state, &storage, 1, true);
         assert!(h1.batches[0].name.ends_with(BATCH_MANIFEST_SUFFIX));
         assert_eq!(shared_files(&h1).len(), 1);
-        assert_eq!(values(&restore(&h1, &storage, all).await), values(&state));
+        assert_eq!(values(&restore(&h1, &storage, ALL).await), values(&state));
 
         // A new namespace: a new file with only its rows; the first file is referenced.
         write(&mut state, b"c", 5000, 10);
@@ -556,7 +562,7 @@ mod tests {
         assert_eq!(files2.len(), 2);
         assert_eq!(files2[0], shared_files(&h1)[0]);
         assert!(files2[1].size < files2[0].size / 20, "{files2:?}");
-        assert_eq!(values(&restore(&h2, &storage, all).await), values(&state));
+        assert_eq!(values(&restore(&h2, &storage, ALL).await), values(&state));
 
         // Nothing changed: no file written.
         let h3 = snapshot(&mut state, &storage, 3, true);
@@ -575,7 +581,7 @@ mod tests {
         drop(state.snapshot(&target(&storage, 4, true, false), "op-0"));
         let h5 = snapshot(&mut state, &storage, 5, true);
         assert_eq!(shared_files(&h5).len(), 3);
-        assert_eq!(values(&restore(&h5, &storage, all).await), values(&state));
+        assert_eq!(values(&restore(&h5, &storage, ALL).await), values(&state));
 
         // Deleting most of the first file's rows: its live rows (`e`) are
         // written again and it is no longer referenced.
@@ -584,7 +590,7 @@ mod tests {
         let h6 = snapshot(&mut state, &storage, 6, true);
         let files6 = shared_files(&h6);
         assert!(!files6.contains(&shared_files(&h1)[0]), "{files6:?}");
-        assert_eq!(values(&restore(&h6, &storage, all).await), values(&state));
+        assert_eq!(values(&restore(&h6, &storage, ALL).await), values(&state));
 
         // Everything deleted: nothing to snapshot.
         state.delete_prefix(b"");
@@ -598,8 +604,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_shared_directory_each_snapshot_stands_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, storage) = local_storage();
         let mut state = BatchState::default();
         write(&mut state, b"a", 0, 100);
         let h1 = snapshot(&mut state, &storage, 1, false);
@@ -611,31 +616,13 @@ mod tests {
                 .all(|f| !f.shared && f.path.starts_with("chk-2/"))
         );
         storage.delete_dir("chk-1").await.unwrap();
-        let restored = restore(
-            &h2,
-            &storage,
-            KeyGroupRange {
-                start: 0,
-                end: KEY_GROUPS,
-            },
-        )
-        .await;
-        assert_eq!(values(&restored), values(&state));
-        assert!(
-            read_batch_state(&[(h1, storage)], KeyGroupRange { start: 0, end: 8 })
-                .await
-                .is_err()
-        );
+        assert_eq!(values(&restore(&h2, &storage, ALL).await), values(&state));
+        assert!(read_batch_state(&[(h1, storage)], ALL).await.is_err());
     }
 
     #[tokio::test]
     async fn damaged_files_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage::open(dir.path().to_str().unwrap()).unwrap();
-        let all = KeyGroupRange {
-            start: 0,
-            end: KEY_GROUPS,
-        };
+        let (_dir, storage) = local_storage();
         let mut state = BatchState::default();
         write(&mut state, b"a", 0, 100);
         let h = snapshot(&mut state, &storage, 1, true);
@@ -643,7 +630,7 @@ mod tests {
         // A file the handle does not list.
         let mut unlisted = h.clone();
         unlisted.batches.truncate(1);
-        let err = read_batch_state(&[(unlisted, storage.clone())], all)
+        let err = read_batch_state(&[(unlisted, storage.clone())], ALL)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("is not a file of its handle"), "{err}");
@@ -655,7 +642,7 @@ mod tests {
             .put(&file.path, data.slice(..data.len() - 1))
             .await
             .unwrap();
-        let err = read_batch_state(&[(h.clone(), storage.clone())], all)
+        let err = read_batch_state(&[(h.clone(), storage.clone())], ALL)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
@@ -669,7 +656,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let err = read_batch_state(&[(h, storage)], all).await.unwrap_err();
+        let err = read_batch_state(&[(h, storage)], ALL).await.unwrap_err();
         assert!(err.to_string().contains("corrupt batch state"), "{err}");
     }
 }
