@@ -57,7 +57,7 @@ fn want() -> (i64, i64, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_with_savepoint_then_resume_at_another_parallelism() {
+async fn stop_with_savepoint_then_resume_at_another_parallelism_and_backend() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new();
     engine.execute(&setup(dir.path(), 8000)).await.unwrap();
@@ -87,9 +87,12 @@ async fn stop_with_savepoint_then_resume_at_another_parallelism() {
             >= 2
     );
 
+    // Window state is batch state, which the engine restores whatever the backend.
     engine
         .execute(&format!(
-            "SET 'execution.savepoint.path' = '{path}'; SET 'parallelism.default' = '3';"
+            "SET 'execution.savepoint.path' = '{path}'; SET 'parallelism.default' = '3';
+             SET 'state.backend.type' = 'rocksdb'; SET 'state.backend.rocksdb.localdir' = '{}';",
+            dir.path().join("rocksdb").display()
         ))
         .await
         .unwrap();
