@@ -126,15 +126,7 @@ impl SnapshotJob {
         })
         .await
         .map_err(|e| join_error("writing a savepoint", e))??;
-        Ok(self.handle(
-            "hashmap",
-            vec![StateFile {
-                path,
-                size,
-                name,
-                shared: false,
-            }],
-        ))
+        Ok(self.handle("hashmap", vec![StateFile::at(&path, size, false)]))
     }
 
     /// Checkpoints: RocksDB's files, SST files shared when incremental.
@@ -174,12 +166,7 @@ impl SnapshotJob {
         let Some(shared_dir) = shared_dir else {
             let path = join_path(exclusive, name);
             self.put_file(name, size, &path).await?;
-            return Ok(StateFile {
-                path,
-                size,
-                name: name.to_string(),
-                shared: false,
-            });
+            return Ok(StateFile::at(&path, size, false));
         };
         let reused = self.uploaded().lookup(name, storage, size);
         let path = match reused {

@@ -48,6 +48,19 @@ pub struct StateFile {
     pub shared: bool,
 }
 
+impl StateFile {
+    /// The file at `path` (relative to the storage), named by its last
+    /// path component.
+    pub fn at(path: &str, size: u64, shared: bool) -> StateFile {
+        StateFile {
+            path: path.to_string(),
+            size,
+            name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            shared,
+        }
+    }
+}
+
 /// The durable snapshot of one subtask's keyed state, as listed in `_metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyedStateHandle {

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backend::{KeyedStateHandle, SnapshotTarget, StateFile};
 use super::batch_state::{BatchState, Chunk, key_groups_of_stored};
-use super::hashmap::join_path;
+use super::hashmap::{join_path, read_file};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::key_group::KeyGroupRange;
 
@@ -241,10 +241,6 @@ fn write_chunk(out: &mut Counting<'_>, batches: &[RecordBatch]) -> std::io::Resu
     w.finish().map_err(std::io::Error::other)
 }
 
-fn file_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
-}
-
 impl BatchSnapshot {
     /// Writes the new batch file and the manifest to `storage` (blocking:
     /// call it off the async workers); returns the snapshot's files, the
@@ -260,12 +256,7 @@ impl BatchSnapshot {
                 path: path.clone(),
                 size: *size,
             });
-            state_files.push(StateFile {
-                path: path.clone(),
-                size: *size,
-                name: file_name(path),
-                shared: true,
-            });
+            state_files.push(StateFile::at(path, *size, true));
         }
         for (ns, r) in &self.reused {
             chunks.push(ManifestChunk {
@@ -296,12 +287,7 @@ impl BatchSnapshot {
                 path: path.clone(),
                 size,
             });
-            state_files.push(StateFile {
-                path: path.clone(),
-                size,
-                name: file_name(path),
-                shared: *shared,
-            });
+            state_files.push(StateFile::at(path, size, *shared));
             for ((ns, _, location), r) in self.new_chunks.iter().zip(&refs) {
                 chunks.push(ManifestChunk {
                     namespace: ns.clone(),
@@ -338,15 +324,7 @@ impl BatchSnapshot {
         let json = serde_json::to_vec(&manifest)
             .map_err(|e| DataFusionError::Internal(format!("serializing a batch manifest: {e}")))?;
         let size = storage.write_with(&self.manifest_path, |out| out.write_all(&json))?;
-        state_files.insert(
-            0,
-            StateFile {
-                path: self.manifest_path.clone(),
-                size,
-                name: file_name(&self.manifest_path),
-                shared: false,
-            },
-        );
+        state_files.insert(0, StateFile::at(&self.manifest_path, size, false));
         Ok(state_files)
     }
 }
@@ -388,8 +366,8 @@ async fn read_handle(
     namespaces: &mut BTreeMap<Vec<u8>, Vec<RecordBatch>>,
 ) -> Result<()> {
     let path = &manifest_file.path;
-    let manifest: Manifest = serde_json::from_slice(&read_checked(storage, path, manifest_file.size).await?)
-        .map_err(|e| corrupt(path, e))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&read_file(manifest_file, storage).await?).map_err(|e| corrupt(path, e))?;
     if manifest.format != FORMAT || manifest.version > VERSION {
         return Err(corrupt(
             path,
@@ -398,17 +376,17 @@ async fn read_handle(
     }
     let mut data = Vec::with_capacity(manifest.files.len());
     for f in &manifest.files {
-        if !handle
+        let Some(listed) = handle
             .batches
             .iter()
-            .any(|h| h.path == f.path && h.size == f.size)
-        {
+            .find(|h| h.path == f.path && h.size == f.size)
+        else {
             return Err(corrupt(
                 path,
                 format_args!("{} is not a file of its handle", f.path),
             ));
-        }
-        let bytes = read_checked(storage, &f.path, f.size).await?;
+        };
+        let bytes = read_file(listed, storage).await?;
         if !bytes.starts_with(MAGIC) || !bytes.ends_with(END) {
             return Err(corrupt(&f.path, "not a batch file"));
         }
@@ -440,18 +418,6 @@ async fn read_handle(
         }
     }
     Ok(())
-}
-
-/// All of `path`, checked against `size`.
-async fn read_checked(storage: &CheckpointStorage, path: &str, size: u64) -> Result<bytes::Bytes> {
-    let data = storage.get(path).await?;
-    if data.len() as u64 != size {
-        return Err(DataFusionError::Execution(format!(
-            "state file {path} has {} bytes, expected {size} (truncated or corrupt)",
-            data.len()
-        )));
-    }
-    Ok(data)
 }
 
 #[cfg(test)]

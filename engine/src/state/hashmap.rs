@@ -193,12 +193,7 @@ impl KeyedStateBackend for HashMapStateBackend {
                             .flat_map(|(i, m)| m.iter().map(move |(k, v)| (start + i, k, v)));
                         write_kv_entries(out, entries)
                     })?;
-                    Ok(vec![StateFile {
-                        path,
-                        size,
-                        name,
-                        shared: false,
-                    }])
+                    Ok(vec![StateFile::at(&path, size, false)])
                 })
             };
         Ok(Box::pin(async move {
@@ -259,7 +254,7 @@ pub async fn read_canonical_handle(
 }
 
 /// All of `file`, checked against its size.
-async fn read_file(file: &StateFile, storage: &CheckpointStorage) -> Result<bytes::Bytes> {
+pub(crate) async fn read_file(file: &StateFile, storage: &CheckpointStorage) -> Result<bytes::Bytes> {
     let data = storage.get(&file.path).await?;
     if data.len() as u64 != file.size {
         return Err(DataFusionError::Execution(format!(

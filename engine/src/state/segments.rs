@@ -196,18 +196,12 @@ impl IncrementalSnapshot {
         if let Some((id, ..)) = &self.new_file {
             self.written.lock().insert(*id);
         }
-        let mut files = vec![StateFile {
-            path: manifest_path.to_string(),
-            size: manifest_size,
-            name: file_name(manifest_path),
-            shared: false,
-        }];
-        files.extend(self.files.iter().map(|(_, path, size)| StateFile {
-            path: path.clone(),
-            size: *size,
-            name: file_name(path),
-            shared: true,
-        }));
+        let mut files = vec![StateFile::at(manifest_path, manifest_size, false)];
+        files.extend(
+            self.files
+                .iter()
+                .map(|(_, path, size)| StateFile::at(path, *size, true)),
+        );
         Ok(files)
     }
 
@@ -279,10 +273,6 @@ impl IncrementalSnapshot {
 
 /// Consecutive segments of one file: file index (in the manifest), offset, length.
 type Run = (u32, u64, u64);
-
-fn file_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
-}
 
 fn corrupt(path: &str, what: &str) -> DataFusionError {
     DataFusionError::Execution(format!("corrupt keyed state manifest {path}: {what}"))
