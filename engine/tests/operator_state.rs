@@ -165,7 +165,7 @@ async fn session_aggregate_restores_rows_kept_in_the_backend_by_the_earlier_layo
     let ctx = h.ctx(0, 1, None);
     let mut state = h.init(&ctx, None).keyed_state().await.unwrap();
     let kgs = key_groups_of(&[batch.column(0).clone()], batch.num_rows(), MAX_PAR).unwrap();
-    let mut legacy = BackendBatches::new(1);
+    let mut legacy = BackendBatches::default();
     for kg in kgs.iter().collect::<std::collections::BTreeSet<_>>() {
         let idx: Vec<u32> = (0..batch.num_rows() as u32)
             .filter(|i| kgs[*i as usize] == *kg)
@@ -664,7 +664,7 @@ async fn group_aggregate_restores_state_written_as_a_batch_per_key_group() {
     ])
     .unwrap();
     let kgs = key_groups_of(&[batch.column(0).clone()], 2, MAX_PAR).unwrap();
-    let mut legacy = BackendBatches::new(1);
+    let mut legacy = BackendBatches::default();
     for (row, kg) in kgs.iter().enumerate() {
         legacy
             .write_key_group(state.backend(), b"", *kg, &batch.slice(row, 1))

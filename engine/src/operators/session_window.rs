@@ -66,10 +66,6 @@ pub struct SessionAggregate {
 /// The batch-state namespace of the buffered rows (there is only one).
 const BUFFER_NAMESPACE: &[u8] = b"";
 
-/// The tag of the buffered rows in the keyed backend, where the earlier
-/// layout kept them (see [`crate::state::BackendBatches`]).
-const BACKEND_BATCH_TAG: u8 = 1;
-
 impl SessionAggregate {
     pub fn new(config: Arc<SessionAggregateConfig>) -> Self {
         SessionAggregate {
@@ -218,7 +214,7 @@ impl Operator for SessionAggregate {
         self.max_parallelism = ctx.max_parallelism;
         let mut state = init.keyed_state().await?;
         if init.is_restored() {
-            state.adopt_backend_batches(BACKEND_BATCH_TAG)?;
+            state.adopt_backend_batches()?;
             for (_, batch) in state.batches().read_all()? {
                 if let Some(t) = self.min_time_of(&batch)? {
                     self.min_time = Some(self.min_time.map_or(t, |m| m.min(t)));

@@ -114,9 +114,6 @@ pub struct UpdatingAggregate {
 /// The first key byte of a group's entry (the group key's row encoding follows).
 const GROUP_TAG: u8 = 2;
 
-/// The tag of the earlier layout's batches.
-const KEY_GROUP_BATCH_TAG: u8 = 1;
-
 /// Groups encoded per call when a snapshot writes them.
 const ENCODE_CHUNK: usize = 4096;
 
@@ -138,7 +135,7 @@ impl UpdatingAggregate {
             dirty: Vec::new(),
             dropped: Vec::new(),
             state: None,
-            key_group_batches: BackendBatches::new(KEY_GROUP_BATCH_TAG),
+            key_group_batches: BackendBatches::default(),
             has_key_group_batches: false,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             ttl_ms: None,

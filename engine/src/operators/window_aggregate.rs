@@ -115,8 +115,8 @@ struct WindowState {
 /// Checkpoints: at a barrier, every window that received rows since the last
 /// one is written to batch state as a batch of (keys, accumulator states),
 /// each row in the key group of its keys (namespace: the window's bounds),
-/// and a fired window's state is deleted. On restore the windows are rebuilt by merging those
-/// states into fresh accumulators.
+/// and a fired window's state is deleted. On restore the windows are
+/// rebuilt by merging those states into fresh accumulators.
 pub struct WindowAggregate {
     config: Arc<WindowAggregateConfig>,
     windows: BTreeMap<(EventTime, EventTime), WindowState>,
@@ -129,10 +129,6 @@ pub struct WindowAggregate {
     dirty: BTreeSet<(EventTime, EventTime)>,
     max_parallelism: usize,
 }
-
-/// The tag of the window aggregate's batches in the keyed backend, where the
-/// earlier layout kept them (see [`crate::state::BackendBatches`]).
-const BACKEND_BATCH_TAG: u8 = 1;
 
 /// The batch-state namespace of window `(end, start)`.
 fn window_namespace(end: EventTime, start: EventTime) -> [u8; 16] {
@@ -312,7 +308,7 @@ impl Operator for WindowAggregate {
         self.max_parallelism = ctx.max_parallelism;
         let mut state = init.keyed_state().await?;
         if init.is_restored() {
-            state.adopt_backend_batches(BACKEND_BATCH_TAG)?;
+            state.adopt_backend_batches()?;
             for (ns, batch) in state.batches().read_all()? {
                 let (end, start) = window_of_namespace(&ns)?;
                 let window = self.window_from_state(&batch)?;

@@ -148,10 +148,6 @@ pub struct WindowJoin {
     max_parallelism: usize,
 }
 
-/// The tag of the window join's batches in the keyed backend, where the
-/// earlier layout kept them (see [`crate::state::BackendBatches`]).
-const BACKEND_BATCH_TAG: u8 = 1;
-
 /// The batch-state namespace prefix of one side of window `end`.
 fn window_namespace(side: Side, end: EventTime) -> [u8; 9] {
     let mut ns = [0u8; 9];
@@ -353,7 +349,7 @@ impl Operator for WindowJoin {
         self.max_parallelism = ctx.max_parallelism;
         let mut state = init.keyed_state().await?;
         if init.is_restored() {
-            state.adopt_backend_batches(BACKEND_BATCH_TAG)?;
+            state.adopt_backend_batches()?;
             for (ns, batch) in state.batches().read_all()? {
                 let (side, end, chunk) = chunk_of_namespace(&ns)?;
                 let rows = self.windows.entry(end).or_default().side(side);

@@ -14,29 +14,25 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::backend::KeyedStateBackend;
 
-/// Batches of the earlier layout under one `tag` byte.
+/// The first key byte of every batch value of the earlier layout (every
+/// operator that kept batches used this one).
+const TAG: u8 = 1;
+
+/// Batches of the earlier layout.
 ///
 /// [`read_all`](Self::read_all) finds them and records which key groups
-/// hold each namespace, so that [`delete`](Self::delete) then touches only
+/// hold each namespace, so that [`delete_all`](Self::delete_all) then touches only
 /// those entries.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct BackendBatches {
-    tag: u8,
     /// Per namespace: key group → length of the value written.
     written: BTreeMap<Vec<u8>, BTreeMap<usize, usize>>,
 }
 
 impl BackendBatches {
-    pub fn new(tag: u8) -> Self {
-        BackendBatches {
-            tag,
-            written: BTreeMap::new(),
-        }
-    }
-
-    fn key(&self, namespace: &[u8]) -> Vec<u8> {
+    fn key(namespace: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(namespace.len() + 1);
-        k.push(self.tag);
+        k.push(TAG);
         k.extend_from_slice(namespace);
         k
     }
@@ -50,7 +46,7 @@ impl BackendBatches {
         key_group: usize,
         batch: &RecordBatch,
     ) -> Result<()> {
-        let key = self.key(namespace);
+        let key = Self::key(namespace);
         let written = self.written.entry(namespace.to_vec()).or_default();
         let value = encode(batch)?;
         backend.put_known(key_group, &key, &value, written.remove(&key_group))?;
@@ -67,7 +63,7 @@ impl BackendBatches {
         let mut found = Vec::new();
         self.written.clear();
         let written = &mut self.written;
-        backend.scan_prefix(&[self.tag], &mut |kg, key, value| {
+        backend.scan_prefix(&[TAG], &mut |kg, key, value| {
             let ns = key[1..].to_vec();
             written.entry(ns.clone()).or_default().insert(kg, value.len());
             found.push((ns, kg, decode(value)?));
@@ -81,7 +77,7 @@ impl BackendBatches {
     /// [`write_key_group`](Self::write_key_group) wrote.
     pub fn delete_all(&mut self, backend: &mut dyn KeyedStateBackend) -> Result<()> {
         for (ns, key_groups) in std::mem::take(&mut self.written) {
-            let key = self.key(&ns);
+            let key = Self::key(&ns);
             for (kg, previous) in key_groups {
                 backend.delete_known(kg, &key, previous)?;
             }

@@ -18,7 +18,7 @@ use super::batch_files::{BatchFiles, BatchSnapshot, ChunkLocation};
 /// The column, appended to every stored batch, holding each row's key group
 /// (so that a restore at another parallelism keeps the rows of its own key
 /// groups).
-pub(crate) const KEY_GROUP_COLUMN: &str = "__weir_key_group";
+const KEY_GROUP_COLUMN: &str = "__weir_key_group";
 
 /// Batches of rows kept as keyed state, one set of batches per namespace.
 ///
@@ -224,7 +224,7 @@ fn with_key_groups(batch: &RecordBatch, key_groups: &[usize], schema: SchemaRef)
 }
 
 /// A stored batch without its key group column.
-pub(crate) fn without_key_groups(batch: &RecordBatch) -> RecordBatch {
+fn without_key_groups(batch: &RecordBatch) -> RecordBatch {
     let mut batch = batch.clone();
     batch.remove_column(batch.num_columns() - 1);
     batch

@@ -124,18 +124,25 @@ impl KeyedState {
         &mut self.batches
     }
 
-    /// Moves batches of the earlier layout (values of the backend under
-    /// `tag`, see [`BackendBatches`]) into the batch state, deleting them
-    /// from the backend. Namespaces present in both are joined.
-    pub fn adopt_backend_batches(&mut self, tag: u8) -> Result<()> {
-        let mut legacy = BackendBatches::new(tag);
+    /// Moves batches of the earlier layout (values of the backend, see
+    /// [`BackendBatches`]) into the batch state, deleting them from the
+    /// backend. Namespaces present in both are joined.
+    pub fn adopt_backend_batches(&mut self) -> Result<()> {
+        let mut legacy = BackendBatches::default();
         let found = legacy.read_all(self.backend.as_ref())?;
         if found.is_empty() {
             return Ok(());
         }
-        for (ns, kg, batch) in found {
-            let kgs = vec![kg; batch.num_rows()];
-            self.batches.append(&ns, &[batch], &[kgs])?;
+        // Found in namespace order: each namespace's key groups are appended at once.
+        let mut found = found.into_iter().peekable();
+        while let Some((ns, kg, batch)) = found.next() {
+            let mut parts = vec![(kg, batch)];
+            while let Some((_, kg, batch)) = found.next_if(|(next, ..)| *next == ns) {
+                parts.push((kg, batch));
+            }
+            let kgs: Vec<Vec<usize>> = parts.iter().map(|(kg, b)| vec![*kg; b.num_rows()]).collect();
+            let batches: Vec<_> = parts.into_iter().map(|(_, b)| b).collect();
+            self.batches.append(&ns, &batches, &kgs)?;
         }
         legacy.delete_all(self.backend.as_mut())
     }

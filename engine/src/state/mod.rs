@@ -9,10 +9,11 @@
 //! [`BatchState`]: batches per namespace that each snapshot writes, in its
 //! asynchronous part, as Arrow IPC files of the checkpoint (incrementally),
 //! whatever the backend. Other operators write what changed into the keyed
-//! backend at each barrier, or as they go. The backend then snapshots durably: `hashmap` writes a file per subtask (or, with
-//! incremental checkpoints, only the leaves of its maps that changed:
-//! [`segments`]), `rocksdb` takes a RocksDB checkpoint and uploads new SST
-//! files only (incremental).
+//! backend at each barrier, or as they go. The backend then snapshots
+//! durably: `hashmap` writes a file per subtask (or, with incremental
+//! checkpoints, only the leaves of its maps that changed: [`segments`]),
+//! `rocksdb` takes a RocksDB checkpoint and uploads new SST files only
+//! (incremental).
 
 mod backend;
 mod backend_batches;
