@@ -12,7 +12,7 @@ use arrow::array::{
     Array, ArrayRef, Int8Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::physical_expr::expressions::col;
+use datafusion::physical_expr::expressions::{binary, col};
 use operator_harness::*;
 use weir_engine::changelog::{OP_COLUMN, RowKind};
 use weir_engine::message::{EventTime, Message};
@@ -20,6 +20,7 @@ use weir_engine::operator::{Operator, Output};
 use weir_engine::operators::interval_join::{IntervalJoin, IntervalJoinConfig};
 use weir_engine::operators::join::{JoinSpec, JoinType};
 use weir_engine::operators::stream_join::{StreamJoin, StreamJoinConfig};
+use weir_engine::state::{KeyedStateHandle, StateFile};
 
 const MS: i64 = 1_000_000;
 
@@ -484,5 +485,154 @@ async fn regular_join_rows_expire_after_the_ttl() {
         rows,
         [(RowKind::Insert, (Some((Some(1), 0, "a".into())), None))],
         "the expired left row neither matches nor is retracted"
+    );
+}
+
+// ------------------------------------ regular join of append-only inputs (in memory)
+
+/// Inserts only, on both sides: keys 0..6 (6 is NULL), some rows twice,
+/// times growing by step. Also returns the rows received after each step.
+fn append_only_input() -> (Vec<Step>, Vec<Inputs>) {
+    let mut rng = Lcg(5);
+    let (mut left, mut right): (Vec<Row>, Vec<Row>) = (Vec::new(), Vec::new());
+    let (mut steps, mut states) = (Vec::new(), Vec::new());
+    for s in 0..40i64 {
+        for (value, input) in [("lv", 0), ("rv", 1)] {
+            let received = if input == 0 { &mut left } else { &mut right };
+            let mut rows = Vec::new();
+            for i in 0..rng.next(6) as i64 {
+                let k = rng.next(7) as i64;
+                let row: Row = (
+                    (k != 6).then_some(k),
+                    s * 1000 + rng.next(3) as i64 * 700,
+                    format!("{value}{s}-{i}"),
+                );
+                for _ in 0..1 + rng.next(4) / 3 {
+                    rows.push(row.clone());
+                    received.push(row.clone());
+                }
+            }
+            steps.push(Step::Batch(input, batch(value, &rows, None)));
+            states.push((left.clone(), right.clone()));
+        }
+    }
+    (steps, states)
+}
+
+/// An inner join on `k` with the residual condition `l.t <= r.t`.
+fn append_only_operator() -> Box<dyn Operator> {
+    let mut spec = spec(JoinType::Inner);
+    let joined = spec.output_schema.clone();
+    spec.filter = Some(
+        binary(
+            col("t", &joined).unwrap(),
+            datafusion::logical_expr::Operator::LtEq,
+            col("r_t", &joined).unwrap(),
+            &joined,
+        )
+        .unwrap(),
+    );
+    let config = StreamJoinConfig {
+        spec,
+        left_updating: false,
+        right_updating: false,
+    };
+    Box::new(StreamJoin::new(Arc::new(config)).unwrap())
+}
+
+fn append_only_expected((left, right): &Inputs) -> BTreeMap<Joined, usize> {
+    brute_force(JoinType::Inner, left, right, |l, r| l.1 <= r.1)
+}
+
+#[tokio::test]
+async fn append_only_inner_joins_are_the_join_of_their_inputs_after_every_batch() {
+    let (steps, states) = append_only_input();
+    let h = Harness::new();
+    let mut op = h.start(append_only_operator(), 0, 1, None, None).await;
+    let mut out = Vec::new();
+    for (step, state) in steps.iter().zip(&states) {
+        feed(op.as_mut(), std::slice::from_ref(step), &mut out).await;
+        assert_eq!(materialize(&joined(&out)), append_only_expected(state));
+    }
+    assert!(out.iter().all(|b| b.num_columns() == 6), "no row-kind column");
+    let last = append_only_expected(states.last().unwrap());
+    assert!(
+        last.values().sum::<usize>() > 200 && last.values().any(|&n| n > 1),
+        "{last:?}"
+    );
+}
+
+/// Checkpoints 1 and 2 are incremental: the second writes only the rows
+/// received since the first and refers to the first's file; a restore from
+/// the second goes on as if never interrupted.
+#[tokio::test]
+async fn append_only_inner_join_writes_each_row_once_and_restores() {
+    let (steps, states) = append_only_input();
+    let h = Harness::incremental();
+    let mut out = Vec::new();
+    let mut op = h.start(append_only_operator(), 0, 1, None, None).await;
+    feed(op.as_mut(), &steps[..30], &mut out).await;
+    let first = snapshot(op.as_mut(), 1).await;
+    feed(op.as_mut(), &steps[30..50], &mut out).await;
+    let second = snapshot(op.as_mut(), 2).await;
+    let shared =
+        |h: &KeyedStateHandle| -> Vec<StateFile> { h.batches.iter().filter(|f| f.shared).cloned().collect() };
+    let (first_files, second_files) = (shared(&first), shared(&second));
+    assert_eq!(first_files.len(), 1, "{first:?}");
+    assert_eq!(second_files.len(), 2, "{second:?}");
+    assert!(second_files.contains(&first_files[0]));
+    assert_eq!(second.entries, 0, "nothing in the backend: {second:?}");
+    feed(op.as_mut(), &steps[50..], &mut Vec::new()).await;
+    drop(op);
+
+    let mut op = h.start(append_only_operator(), 0, 1, None, Some(&second)).await;
+    feed(op.as_mut(), &steps[50..], &mut out).await;
+    assert_eq!(
+        materialize(&joined(&out)),
+        append_only_expected(states.last().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn append_only_inner_join_rescales_from_one_subtask_to_three() {
+    let (steps, states) = append_only_input();
+    let (whole, parts) = rescaled(append_only_operator, &steps, &[20, 45], "k", 3).await;
+    let expected = append_only_expected(states.last().unwrap());
+    assert_eq!(materialize(&joined(&whole)), expected);
+    assert_eq!(materialize(&joined(&parts)), expected);
+}
+
+/// A TTL puts the join in the backend's layout (entries); restored without
+/// one, it moves them into memory, and back into entries when restored with
+/// one again: a savepoint of either layout restores into the other (as
+/// between the `hashmap` and `rocksdb` backends).
+#[tokio::test]
+async fn append_only_inner_join_moves_its_rows_between_layouts_on_restore() {
+    let (steps, states) = append_only_input();
+    let ttl = Some(Duration::from_secs(3600));
+    let h = Harness::new();
+    let mut out = Vec::new();
+    let mut op = h.start(append_only_operator(), 0, 1, ttl, None).await;
+    feed(op.as_mut(), &steps[..25], &mut out).await;
+    let entries = snapshot(op.as_mut(), 1).await;
+    assert!(entries.entries > 0 && entries.batches.is_empty(), "{entries:?}");
+    drop(op);
+
+    let mut op = h.start(append_only_operator(), 0, 1, None, Some(&entries)).await;
+    feed(op.as_mut(), &steps[25..50], &mut out).await;
+    let in_memory = snapshot(op.as_mut(), 2).await;
+    assert!(
+        in_memory.entries == 0 && !in_memory.batches.is_empty(),
+        "{in_memory:?}"
+    );
+    drop(op);
+
+    let mut op = h.start(append_only_operator(), 0, 1, ttl, Some(&in_memory)).await;
+    feed(op.as_mut(), &steps[50..], &mut out).await;
+    let back = snapshot(op.as_mut(), 3).await;
+    assert!(back.entries > 0 && back.batches.is_empty(), "{back:?}");
+    assert_eq!(
+        materialize(&joined(&out)),
+        append_only_expected(states.last().unwrap())
     );
 }

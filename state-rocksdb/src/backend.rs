@@ -206,6 +206,10 @@ impl KeyedStateBackend for RocksDbStateBackend {
         self.scope.key_groups
     }
 
+    fn holds_state_in_memory(&self) -> bool {
+        false
+    }
+
     fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let raw = self.raw_key(key_group, key)?;
         self.db.get(&raw).map_err(|e| db_error("reading", e))

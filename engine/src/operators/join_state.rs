@@ -184,6 +184,11 @@ impl StoredRow {
         &self.entry[6..6 + len]
     }
 
+    /// The input the row is of.
+    pub fn side(&self) -> Side {
+        Side::of_input(self.entry[1] as usize)
+    }
+
     /// The row's join key and row, as [`RowCodec::decode`](super::join::RowCodec::decode) takes them.
     pub fn key_and_row(&self) -> (&[u8], &[u8]) {
         (self.key(), self.row())
@@ -377,6 +382,26 @@ impl JoinRowStore {
             rows.push((kg, entry));
         }
         Ok(rows)
+    }
+
+    /// Deletes every row entry, returning them (to move them into another
+    /// layout).
+    pub fn take_all(&self, backend: &mut dyn KeyedStateBackend) -> Result<Vec<StoredRow>> {
+        let timed = self.timed;
+        let mut found = Vec::new();
+        backend.scan_prefix(&[ROWS], &mut |kg, k, v| {
+            found.push(StoredRow::from_entry(
+                kg,
+                k.to_vec(),
+                RowValue::decode(v)?,
+                timed,
+            )?);
+            Ok(())
+        })?;
+        for row in &found {
+            self.delete(backend, row.kg, &row.entry, Some(row.value))?;
+        }
+        Ok(found)
     }
 
     /// Every row entry of key group `kg` (for TTL sweeps).

@@ -12,6 +12,7 @@ use datafusion::common::{DataFusionError, HashMap, Result};
 
 use super::join::{JoinSpec, JoinType, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use super::stream_join_in_memory::{InMemoryJoin, move_to_backend};
 use crate::changelog::{RowKind, attach_ops, split_ops};
 use crate::key_group::key_groups_of;
 use crate::message::Barrier;
@@ -72,11 +73,18 @@ const OTHER_PADDED: usize = 2;
 ///
 /// # State
 ///
-/// Each distinct row is an entry of the keyed state backend
+/// An inner join of append-only inputs without a TTL, under a backend that
+/// holds state in memory (`hashmap`), keeps each input's rows as the batches
+/// they arrived in with a hash index on the key ([`InMemoryJoin`]): a row
+/// is stored by appending its batch and linking it into the index, and
+/// checkpointed once, as batch state. Otherwise (RocksDB, changelogs, outer
+/// joins, a TTL), each distinct row is an entry of the keyed state backend
 /// ([`JoinRowStore`], untimed) with its number of copies and of matches,
 /// read by key on every probe: nothing but the current batch is held in
-/// memory, so RocksDB holds state of any size. A checkpoint is the
-/// backend's snapshot. With `table.exec.state.ttl`, a row not written for
+/// memory, so RocksDB holds state of any size, and a checkpoint is the
+/// backend's snapshot. A restore moves rows written in the other layout
+/// into the one the join runs with (a savepoint taken with one backend
+/// restores into the other). With `table.exec.state.ttl`, a row not written for
 /// longer than the TTL is ignored by probes and deleted (lazily when
 /// probed, and by a sweep that visits one key group at a time, each key
 /// group about once per TTL), as Flink's state TTL; results involving
@@ -95,6 +103,8 @@ pub struct StreamJoin {
     /// The next key group the TTL sweep visits, and when (ms since the epoch).
     sweep_key_group: usize,
     next_sweep_ms: i64,
+    /// The in-memory layout, when it applies.
+    in_memory: Option<InMemoryJoin>,
 }
 
 impl StreamJoin {
@@ -110,12 +120,23 @@ impl StreamJoin {
             ttl_ms: None,
             sweep_key_group: 0,
             next_sweep_ms: 0,
+            in_memory: None,
         })
     }
 
     fn configure(&mut self, ctx: &OperatorContext) {
         self.max_parallelism = ctx.max_parallelism;
         self.ttl_ms = ctx.state_ttl_ms();
+    }
+
+    /// Whether the in-memory layout applies (see the type's `# State`).
+    fn runs_in_memory(&self, state: &KeyedState) -> bool {
+        let config = &self.config;
+        config.spec.join_type == JoinType::Inner
+            && !config.left_updating
+            && !config.right_updating
+            && self.ttl_ms.is_none()
+            && state.backend_ref().holds_state_in_memory()
     }
 
     fn state(&mut self) -> Result<&mut KeyedState> {
@@ -181,7 +202,23 @@ impl StreamJoin {
 impl Operator for StreamJoin {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
         self.configure(ctx);
-        self.state = Some(init.keyed_state().await?);
+        let mut state = init.keyed_state().await?;
+        let spec = &self.config.spec;
+        if self.runs_in_memory(&state) {
+            self.in_memory = Some(InMemoryJoin::restore(
+                spec, &self.keys, &self.rows, self.store, &mut state,
+            )?);
+        } else {
+            move_to_backend(
+                spec,
+                &self.keys,
+                &self.rows,
+                self.store,
+                self.max_parallelism,
+                &mut state,
+            )?;
+        }
+        self.state = Some(state);
         Ok(())
     }
 
@@ -198,6 +235,13 @@ impl Operator for StreamJoin {
         let (batch, ops) = split_ops(&batch);
         let n = batch.num_rows();
         if n == 0 {
+            return Ok(());
+        }
+        if let Some(in_memory) = &mut self.in_memory {
+            let joined = in_memory.process(&self.config.spec, &self.keys, side, &batch)?;
+            if joined.num_rows() > 0 {
+                out.emit(joined);
+            }
             return Ok(());
         }
         let now = processing_time_ms();
@@ -398,6 +442,9 @@ impl Operator for StreamJoin {
 
     async fn snapshot_state(&mut self, barrier: Barrier, _out: &mut Output) -> Result<OperatorSnapshot> {
         self.sweep(processing_time_ms())?;
+        if let (Some(in_memory), Some(state)) = (&mut self.in_memory, &mut self.state) {
+            in_memory.write_new(&self.config.spec, self.max_parallelism, state)?;
+        }
         self.update_state_metrics();
         let pending = self.state()?.snapshot(barrier)?;
         Ok(OperatorSnapshot::keyed(pending))

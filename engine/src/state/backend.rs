@@ -146,6 +146,12 @@ pub trait KeyedStateBackend: Send + Sync {
     /// The key groups this subtask owns.
     fn key_groups(&self) -> KeyGroupRange;
 
+    /// Whether every entry lives in memory (`hashmap`), so that an operator
+    /// may as well keep its state as in-memory structures of its own (e.g. a
+    /// join's hash index over batch state) instead of entries; `false` for
+    /// backends that hold state larger than memory (`rocksdb`).
+    fn holds_state_in_memory(&self) -> bool;
+
     fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()>;

@@ -182,6 +182,17 @@ impl BatchState {
             .collect()
     }
 
+    /// Every namespace's rows as the batches it holds (without the key group
+    /// column; the arrays are shared, not copied), in namespace order.
+    pub fn batches_of_each(&self) -> impl Iterator<Item = (&[u8], Vec<RecordBatch>)> {
+        self.namespaces.iter().map(|(ns, chunk)| {
+            (
+                ns.as_slice(),
+                chunk.batches.iter().map(without_key_groups).collect(),
+            )
+        })
+    }
+
     /// Number of namespaces.
     pub fn len(&self) -> usize {
         self.namespaces.len()

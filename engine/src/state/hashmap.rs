@@ -97,6 +97,10 @@ impl KeyedStateBackend for HashMapStateBackend {
         self.scope.key_groups
     }
 
+    fn holds_state_in_memory(&self) -> bool {
+        true
+    }
+
     fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.groups[self.index(key_group)?].get(key).map(<[u8]>::to_vec))
     }

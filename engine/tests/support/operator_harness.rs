@@ -367,6 +367,9 @@ impl KeyedStateBackend for CountingBackend {
     fn key_groups(&self) -> KeyGroupRange {
         self.inner.key_groups()
     }
+    fn holds_state_in_memory(&self) -> bool {
+        self.inner.holds_state_in_memory()
+    }
     fn get(&self, key_group: usize, key: &[u8]) -> R<Option<Vec<u8>>> {
         self.inner.get(key_group, key)
     }

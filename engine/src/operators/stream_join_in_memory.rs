@@ -1,0 +1,259 @@
+//! The regular join's in-memory layout: an inner join of append-only inputs
+//! (no TTL) under a backend that holds state in memory keeps each input's
+//! rows as the batches they arrived in, hash-indexed on the join key
+//! ([`IndexedRows`]), and checkpoints them as batch state, each row written
+//! once.
+
+use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{filter_record_batch, take_record_batch};
+use datafusion::common::{DataFusionError, Result};
+
+use super::aggregates::evaluate_exprs;
+use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
+use super::join_index::{IndexedRows, key_hashes};
+use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use crate::key_group::key_groups_of;
+use crate::state::KeyedState;
+
+/// The batch-state namespaces of this layout start with this tag; then the
+/// side and the chunk's number (big-endian `u32`).
+const TAG: u8 = b'J';
+
+fn chunk_namespace(side: Side, chunk: u32) -> [u8; 6] {
+    let mut ns = [TAG, side as u8, 0, 0, 0, 0];
+    ns[2..].copy_from_slice(&chunk.to_be_bytes());
+    ns
+}
+
+/// The side and chunk number of a namespace of this layout.
+fn chunk_of_namespace(ns: &[u8]) -> Result<(Side, u32)> {
+    match ns {
+        [TAG, side @ (0 | 1), chunk @ ..] if chunk.len() == 4 => Ok((
+            Side::of_input(*side as usize),
+            u32::from_be_bytes(chunk.try_into().expect("4 bytes")),
+        )),
+        _ => Err(DataFusionError::Execution(
+            "corrupt join state: a batch-state namespace of another operator".into(),
+        )),
+    }
+}
+
+/// The rows of both inputs of an append-only inner join, in memory.
+///
+/// # Lifecycle
+///
+/// Created empty or [restored](Self::restore) in `initialize_state`; each
+/// input batch is [joined and stored](Self::process); at a checkpoint
+/// barrier, [`write_new`](Self::write_new) hands the batches received since
+/// the last barrier to the batch state as one chunk per side (shared, not
+/// copied), which the snapshot's asynchronous part writes once; later
+/// checkpoints refer to it.
+///
+/// # Invariants
+///
+/// Rows with a NULL key are not stored (they match nothing). Per side,
+/// `batches()[..checkpointed]` are in batch state; chunk numbers grow.
+#[derive(Debug)]
+pub struct InMemoryJoin {
+    sides: [IndexedRows; 2],
+    checkpointed: [usize; 2],
+    next_chunk: u32,
+}
+
+impl InMemoryJoin {
+    pub fn new(spec: &JoinSpec) -> Self {
+        InMemoryJoin {
+            sides: [
+                IndexedRows::new(spec.left_schema.clone()),
+                IndexedRows::new(spec.right_schema.clone()),
+            ],
+            checkpointed: [0, 0],
+            next_chunk: 0,
+        }
+    }
+
+    /// The rows a restored `state` holds: its chunks of this layout, and the
+    /// rows of the backend's layout ([`JoinRowStore`] entries, written under
+    /// another backend or by an earlier weir), which move into this layout
+    /// (they are deleted from the backend and written as batch state at the
+    /// next checkpoint).
+    pub fn restore(
+        spec: &JoinSpec,
+        keys: &KeyEncoder,
+        codec: &RowCodec,
+        store: JoinRowStore,
+        state: &mut KeyedState,
+    ) -> Result<Self> {
+        let mut join = InMemoryJoin::new(spec);
+        for (ns, batches) in state.batches().batches_of_each() {
+            let (side, chunk) = chunk_of_namespace(ns)?;
+            join.next_chunk = join.next_chunk.max(chunk + 1);
+            for batch in batches {
+                join.store(spec, keys, side, batch)?;
+            }
+            join.checkpointed[side as usize] = join.sides[side as usize].batches().len();
+        }
+        let entries = store.take_all(state.backend())?;
+        for side in [Side::Left, Side::Right] {
+            let rows: Vec<&StoredRow> = entries.iter().filter(|r| r.side() == side).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let decoded = codec.decode(side, rows.iter().map(|r| r.key_and_row()))?;
+            // A stored row counts its copies; here each copy is a row.
+            let copies: Vec<u32> = rows
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| std::iter::repeat_n(i as u32, r.value.count.max(0) as usize))
+                .collect();
+            join.store(
+                spec,
+                keys,
+                side,
+                take_record_batch(&decoded, &UInt32Array::from(copies))?,
+            )?;
+        }
+        Ok(join)
+    }
+
+    /// Joins `batch`, rows of input `side`, with the stored rows of the
+    /// other input (pairs passing the join condition, left columns first),
+    /// then stores its rows.
+    pub fn process(
+        &mut self,
+        spec: &JoinSpec,
+        keys: &KeyEncoder,
+        side: Side,
+        batch: &RecordBatch,
+    ) -> Result<RecordBatch> {
+        let (this_keys, null_key, _) = spec.join_keys(keys, side, batch)?;
+        let hashes = key_hashes(&this_keys);
+        let other = side.other();
+        let stored = &self.sides[other as usize];
+        let (mut this_rows, mut other_rows) = (Vec::new(), Vec::new());
+        for (i, &hash) in hashes.iter().enumerate() {
+            if !null_key[i] {
+                stored.for_each_match(hash, |r| {
+                    this_rows.push(i as u32);
+                    other_rows.push(r);
+                });
+            }
+        }
+        let mut joined = RecordBatch::new_empty(spec.output_schema.clone());
+        if !this_rows.is_empty() {
+            let mut candidates = stored.take(&other_rows)?;
+            // Equal hashes name candidates; equal keys make pairs.
+            let (candidate_keys, _, _) = spec.join_keys(keys, other, &candidates)?;
+            let equal: Vec<u32> = (0..this_rows.len())
+                .filter(|&p| this_keys.row(this_rows[p] as usize) == candidate_keys.row(p))
+                .map(|p| p as u32)
+                .collect();
+            if equal.len() < this_rows.len() {
+                this_rows = equal.iter().map(|&p| this_rows[p as usize]).collect();
+                candidates = take_rows(&candidates, &equal)?;
+            }
+            let this_part = take_rows(batch, &this_rows)?;
+            joined = match side {
+                Side::Left => spec.combine(&this_part, &candidates)?,
+                Side::Right => spec.combine(&candidates, &this_part)?,
+            };
+            if let Some(mask) = spec.filter_mask(&joined)? {
+                joined = filter_record_batch(&joined, &mask)?;
+            }
+        }
+        if null_key.iter().any(|&n| n) {
+            let keyed = BooleanArray::from(null_key.iter().map(|&n| !n).collect::<Vec<_>>());
+            let kept: Vec<u64> = hashes
+                .iter()
+                .zip(&null_key)
+                .filter(|(_, n)| !**n)
+                .map(|(h, _)| *h)
+                .collect();
+            self.sides[side as usize].insert(filter_record_batch(batch, &keyed)?, &kept)?;
+        } else {
+            self.sides[side as usize].insert(batch.clone(), &hashes)?;
+        }
+        Ok(joined)
+    }
+
+    /// Stores `batch`, rows of `side` with non-NULL keys.
+    fn store(&mut self, spec: &JoinSpec, keys: &KeyEncoder, side: Side, batch: RecordBatch) -> Result<()> {
+        let (batch_keys, _, _) = spec.join_keys(keys, side, &batch)?;
+        self.sides[side as usize].insert(batch, &key_hashes(&batch_keys))
+    }
+
+    /// Hands the rows stored since the last call to `state`'s batch state,
+    /// as the next chunk of each side.
+    pub fn write_new(
+        &mut self,
+        spec: &JoinSpec,
+        max_parallelism: usize,
+        state: &mut KeyedState,
+    ) -> Result<()> {
+        for side in [Side::Left, Side::Right] {
+            let s = side as usize;
+            let new = &self.sides[s].batches()[self.checkpointed[s]..];
+            if new.is_empty() {
+                continue;
+            }
+            let key_groups = new
+                .iter()
+                .map(|batch| {
+                    let keys = evaluate_exprs(spec.keys(side), batch)?;
+                    key_groups_of(&keys, batch.num_rows(), max_parallelism)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            state
+                .batches()
+                .write(&chunk_namespace(side, self.next_chunk), new, &key_groups)?;
+            self.checkpointed[s] = self.sides[s].batches().len();
+        }
+        self.next_chunk += 1;
+        Ok(())
+    }
+}
+
+/// Moves the rows of this layout that a restored `state` holds (chunks of
+/// batch state) into the backend's layout, as [`JoinRowStore`] entries
+/// without a write time (so they never expire by TTL): the join runs with
+/// the backend's layout (another backend, or a TTL set on restore).
+pub fn move_to_backend(
+    spec: &JoinSpec,
+    keys: &KeyEncoder,
+    codec: &RowCodec,
+    store: JoinRowStore,
+    max_parallelism: usize,
+    state: &mut KeyedState,
+) -> Result<()> {
+    let mut chunks = Vec::new();
+    for (ns, batches) in state.batches().batches_of_each() {
+        let (side, _) = chunk_of_namespace(ns)?;
+        chunks.extend(batches.into_iter().map(|b| (side, b)));
+    }
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let mut entry = Vec::new();
+    for (side, batch) in chunks {
+        let (batch_keys, _, hash_columns) = spec.join_keys(keys, side, &batch)?;
+        let kgs = key_groups_of(&hash_columns, batch.num_rows(), max_parallelism)?;
+        let rows = codec.encode(side, &batch)?;
+        let backend = state.backend();
+        for (i, &kg) in kgs.iter().enumerate() {
+            store.entry_key_into(&mut entry, side, batch_keys.row(i).data(), 0, rows.row(i).data());
+            let one = RowValue {
+                count: 1,
+                ..RowValue::default()
+            };
+            if let Some(stored) = store.insert(backend, kg, &entry, one)? {
+                let value = RowValue {
+                    count: stored.count + 1,
+                    ..stored
+                };
+                store.put(backend, kg, &entry, value, Some(stored))?;
+            }
+        }
+    }
+    state.batches().delete_prefix(&[TAG]);
+    Ok(())
+}
