@@ -102,6 +102,59 @@ async fn stop_with_savepoint_then_resume_at_another_parallelism_and_backend() {
     assert_eq!(totals(&engine, dir.path()).await, want());
 }
 
+/// A regular join keeps its rows in memory under `hashmap` and as RocksDB
+/// entries under `rocksdb`: savepoints move them between the two layouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regular_join_resumes_across_backends_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new();
+    engine.execute(&setup(dir.path(), 8000)).await.unwrap();
+    engine
+        .execute(&format!(
+            "CREATE TABLE dim (id BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH (
+               'connector' = 'datagen', 'rows-per-second' = '8000', 'number-of-rows' = '{ROWS}',
+               'batch-size' = '100', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
+               'event-time.start' = '2024-01-01 00:00:00', 'event-time.step' = '1 ms');
+             SET 'parallelism.default' = '2';"
+        ))
+        .await
+        .unwrap();
+    // Every id of `src` meets its one row of `dim`: (ROWS, sum of ids, ROWS rows).
+    let join = "INSERT INTO out SELECT a.id % 7, 1, a.id FROM src a JOIN dim b ON a.id = b.id";
+    let rocksdb = format!(
+        "SET 'state.backend.type' = 'rocksdb'; SET 'state.backend.rocksdb.localdir' = '{}';
+         SET 'parallelism.default' = '3';",
+        dir.path().join("rocksdb").display()
+    );
+    let mut restored = None;
+    for settings in [
+        rocksdb.as_str(),
+        "SET 'state.backend.type' = 'hashmap'; SET 'parallelism.default' = '1';",
+    ] {
+        let job = engine.submit(join).await.unwrap();
+        assert_eq!(job.restored_from(), restored.as_deref());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Some source subtasks of the job at parallelism 3 have no rows and
+        // end at once: the savepoint must not wait for them.
+        let sp = match tokio::time::timeout(Duration::from_secs(60), job.stop_with_savepoint(None)).await {
+            Ok(sp) => sp.unwrap(),
+            Err(_) => panic!("the savepoint did not complete: {:#?}", job.checkpoints()),
+        };
+        engine
+            .execute(&format!("SET 'execution.savepoint.path' = '{sp}'; {settings}"))
+            .await
+            .unwrap();
+        restored = Some(sp);
+    }
+    let last = engine.submit(join).await.unwrap();
+    assert_eq!(last.restored_from(), restored.as_deref());
+    assert_eq!(last.wait().await.unwrap(), JobStatus::Finished);
+    assert_eq!(
+        totals(&engine, dir.path()).await,
+        (ROWS as i64, (0..ROWS as i64).sum(), ROWS as usize)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_into_a_different_query_names_the_unclaimed_state() {
     let dir = tempfile::tempdir().unwrap();

@@ -208,6 +208,7 @@ pub(super) fn build_attempt(spec: AttemptSpec<'_>) -> Result<Attempt> {
                 outputs: task_outputs,
                 reporter: Some(reporter.clone()),
                 alignment_ms: 0,
+                last_barrier: None,
             };
             let name = format!("{} ({}/{})", graph.nodes[head].name, s + 1, parallelism);
             match &graph.nodes[head].kind {

@@ -30,6 +30,8 @@ pub struct Chain {
     pub reporter: Option<TaskReporter>,
     /// The alignment time of the barrier being pushed, for its acknowledgements.
     pub alignment_ms: u64,
+    /// The checkpoint of the last barrier pushed.
+    pub last_barrier: Option<CheckpointId>,
 }
 
 fn with_operator(ctx: &OperatorContext, e: DataFusionError) -> DataFusionError {
@@ -57,6 +59,9 @@ impl Chain {
     /// Pushes `msg` (arriving on input `input` of the first operator) through
     /// the chain and out of the task.
     pub async fn push(&mut self, input: usize, msg: Message) -> Result<()> {
+        if let Message::Barrier(b) = &msg {
+            self.last_barrier = Some(b.checkpoint_id);
+        }
         let mut pending = vec![msg];
         for (i, op) in self.operators.iter_mut().enumerate() {
             let mut out = Output::default();
@@ -79,6 +84,30 @@ impl Chain {
             self.outputs.send(m).await?;
         }
         Ok(())
+    }
+
+    /// Tells the driver that this task has ended (after pushing
+    /// [`Message::End`]): `source` is the final state of the source that
+    /// feeds the chain, if any; its operators have nothing left to restore.
+    pub fn report_ended(&self, source: Option<(NodeId, SubtaskState)>) {
+        let Some(reporter) = &self.reporter else { return };
+        let mut states: Vec<(NodeId, SubtaskState)> = source.into_iter().collect();
+        states.extend(self.operators.iter().map(|op| {
+            (
+                op.node,
+                SubtaskState {
+                    subtask: op.ctx.subtask,
+                    watermark: None,
+                    keyed: None,
+                    operator_state: Vec::new(),
+                },
+            )
+        }));
+        reporter.send(TaskEvent::TaskEnded {
+            attempt: reporter.attempt,
+            after: self.last_barrier,
+            states,
+        });
     }
 
     /// Tells every operator that checkpoint `id` is complete.

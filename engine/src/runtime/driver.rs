@@ -151,6 +151,9 @@ pub(crate) struct Driver {
     retained: BTreeMap<CheckpointId, CheckpointMetadata>,
     latest: Option<Arc<RestoreSource>>,
     finished_sources: HashSet<(NodeId, usize)>,
+    /// Subtasks that ended (see [`TaskEvent::TaskEnded`]): the last
+    /// barrier they took and their final state.
+    ended: BTreeMap<(NodeId, usize), (Option<CheckpointId>, SubtaskState)>,
     final_checkpoint: Option<CheckpointId>,
     stopping_with_savepoint: bool,
 }
@@ -212,6 +215,7 @@ impl Driver {
             retained: BTreeMap::new(),
             latest,
             finished_sources: HashSet::new(),
+            ended: BTreeMap::new(),
             final_checkpoint: None,
             stopping_with_savepoint: false,
         }
@@ -362,6 +366,7 @@ impl Driver {
         let actions = self.coordinator.fail_over(self.task_index.len());
         let _ = self.execute(actions);
         self.finished_sources.clear();
+        self.ended.clear();
         self.final_checkpoint = None;
         let delay = match self.restart.on_failure(now_ms()) {
             Ok(d) => d,
@@ -439,6 +444,17 @@ impl Driver {
             } if attempt == self.attempt => {
                 self.finished_sources.insert((node, subtask));
                 Vec::new()
+            }
+            TaskEvent::TaskEnded {
+                attempt,
+                after,
+                states,
+            } if attempt == self.attempt => {
+                for (node, state) in states {
+                    self.ended.insert((node, state.subtask), (after, state));
+                }
+                let pending: Vec<CheckpointId> = self.in_flight.keys().copied().collect();
+                pending.into_iter().flat_map(|id| self.ack_ended(id)).collect()
             }
             _ => Vec::new(), // a report of an earlier attempt
         };
@@ -590,10 +606,33 @@ impl Driver {
         }
     }
 
+    /// Acknowledges snapshot `id` for every ended subtask whose last barrier
+    /// was before it, with its final state. (Those that took its barrier
+    /// acknowledge it themselves.)
+    fn ack_ended(&mut self, id: CheckpointId) -> Vec<Action> {
+        let Some(f) = self.in_flight.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut tasks = Vec::new();
+        for (key, (after, state)) in &self.ended {
+            if after.is_none_or(|a| a < id) && !f.states.contains_key(key) {
+                f.states.insert(*key, state.clone());
+                tasks.extend(self.task_index.get(key).copied());
+            }
+        }
+        let (acked, total) = (f.states.len(), self.task_index.len());
+        self.update_stats(id, |s| s.acknowledged = acked.min(total));
+        tasks
+            .into_iter()
+            .flat_map(|task| self.coordinator.on_ack(id, task))
+            .collect()
+    }
+
     /// Carries out the coordinator's decisions; `Some(reason)` to fail over.
     fn execute(&mut self, actions: Vec<Action>) -> Option<String> {
         let mut fail = None;
-        for action in actions {
+        let mut actions: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = actions.pop_front() {
             match action {
                 Action::Trigger(id) => {
                     if !self.in_flight.contains_key(&id) {
@@ -614,6 +653,7 @@ impl Driver {
                     for c in self.shared.source_controls.lock().iter() {
                         let _ = c.send(SourceControl::Barrier(barrier));
                     }
+                    actions.extend(self.ack_ended(id));
                 }
                 Action::WriteMetadata(id) => self.write_metadata(id),
                 Action::NotifyComplete(id) => self.complete(id),

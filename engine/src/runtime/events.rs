@@ -34,6 +34,19 @@ pub enum TaskEvent {
         node: NodeId,
         subtask: usize,
     },
+    /// A task has ended (its input ended, or a source read everything or
+    /// was stopped) and takes no part in later checkpoints: `states`, one
+    /// per operator of its chain (a source's final position; nothing for the
+    /// others, whose input has ended), stand for its acknowledgements of
+    /// every checkpoint after `after`, the last barrier it took. Without
+    /// this, a savepoint of a job in which some subtasks have ended (e.g. a
+    /// source subtask left without splits after a rescale) would wait for
+    /// them forever.
+    TaskEnded {
+        attempt: u32,
+        after: Option<CheckpointId>,
+        states: Vec<(NodeId, SubtaskState)>,
+    },
 }
 
 /// The driver's news for every task, by broadcast.

@@ -103,6 +103,30 @@ impl SourceTask {
         self.chain.push(0, Message::Barrier(b)).await
     }
 
+    /// Ends the stream, and hands the driver the source's final position
+    /// (see [`TaskEvent::TaskEnded`]), so that snapshots taken while the rest
+    /// of the job runs on include it.
+    async fn end(&mut self, watermark: Option<i64>) -> Result<()> {
+        let ended = if self.links.is_some() {
+            // No checkpoint will be notified complete to this source: any id will do.
+            let entries = self.source.snapshot_state(0).await?;
+            Some((
+                self.node,
+                SubtaskState {
+                    subtask: self.ctx.subtask,
+                    watermark,
+                    keyed: None,
+                    operator_state: entries,
+                },
+            ))
+        } else {
+            None
+        };
+        self.chain.push(0, Message::End).await?;
+        self.chain.report_ended(ended);
+        Ok(())
+    }
+
     fn report_finished(&self) {
         if let Some(links) = &self.links {
             links.reporter.send(TaskEvent::SourceFinished {
@@ -254,7 +278,7 @@ impl SourceTask {
                 }
             }
         }
-        self.chain.push(0, Message::End).await
+        self.end(watermark).await
     }
 }
 
@@ -327,7 +351,9 @@ impl OperatorTask {
                     Message::Barrier(barrier)
                 }
                 GateEvent::End => {
-                    return self.chain.push(0, Message::End).await;
+                    self.chain.push(0, Message::End).await?;
+                    self.chain.report_ended(None);
+                    return Ok(());
                 }
             };
             self.chain.push(0, msg).await?;
