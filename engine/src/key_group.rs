@@ -6,10 +6,12 @@
 //! `max_parallelism` (Flink's model).
 
 use std::ops::Range;
+use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, RecordBatch};
 use datafusion::common::Result;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
+use datafusion::physical_expr::PhysicalExpr;
 
 /// `pipeline.max-parallelism` when not set.
 pub const DEFAULT_MAX_PARALLELISM: usize = 128;
@@ -78,6 +80,26 @@ pub fn key_groups_of(keys: &[ArrayRef], num_rows: usize, max_parallelism: usize)
     let mut hashes = Vec::new();
     hash_keys(keys, num_rows, &mut hashes)?;
     Ok(hashes.iter().map(|h| key_group_of(*h, max_parallelism)).collect())
+}
+
+/// The key group of every row of each of `batches`, whose key is `keys`
+/// evaluated on it (e.g. rows handed to batch state).
+pub fn key_groups_of_batches(
+    keys: &[Arc<dyn PhysicalExpr>],
+    batches: &[RecordBatch],
+    max_parallelism: usize,
+) -> Result<Vec<Vec<usize>>> {
+    batches
+        .iter()
+        .map(|batch| {
+            let n = batch.num_rows();
+            let columns = keys
+                .iter()
+                .map(|k| k.evaluate(batch)?.into_array(n))
+                .collect::<Result<Vec<_>>>()?;
+            key_groups_of(&columns, n, max_parallelism)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ use weir_engine::operator::{Operator, Output};
 use weir_engine::operators::interval_join::{IntervalJoin, IntervalJoinConfig};
 use weir_engine::operators::join::{JoinSpec, JoinType};
 use weir_engine::operators::stream_join::{StreamJoin, StreamJoinConfig};
-use weir_engine::state::{KeyedStateHandle, StateFile};
 
 const MS: i64 = 1_000_000;
 
@@ -575,9 +574,7 @@ async fn append_only_inner_join_writes_each_row_once_and_restores() {
     let first = snapshot(op.as_mut(), 1).await;
     feed(op.as_mut(), &steps[30..50], &mut out).await;
     let second = snapshot(op.as_mut(), 2).await;
-    let shared =
-        |h: &KeyedStateHandle| -> Vec<StateFile> { h.batches.iter().filter(|f| f.shared).cloned().collect() };
-    let (first_files, second_files) = (shared(&first), shared(&second));
+    let (first_files, second_files) = (shared_batch_files(&first), shared_batch_files(&second));
     assert_eq!(first_files.len(), 1, "{first:?}");
     assert_eq!(second_files.len(), 2, "{second:?}");
     assert!(second_files.contains(&first_files[0]));

@@ -28,7 +28,7 @@ use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggr
 use weir_engine::operators::window_aggregate::GroupColumn;
 use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 use weir_engine::source::{SourceEvent, SourceSpec};
-use weir_engine::state::{BackendBatches, KeyedStateHandle, StateFile};
+use weir_engine::state::BackendBatches;
 use weir_engine::values::ValuesSpec;
 
 #[path = "support/operator_harness.rs"]
@@ -412,9 +412,7 @@ async fn window_join_appends_chunks_across_checkpoints_and_restores() {
     // The rows since the first checkpoint are a new file, and the first
     // checkpoint's file (chunks of windows still open) is referenced, not
     // written again.
-    let shared =
-        |h: &KeyedStateHandle| -> Vec<StateFile> { h.batches.iter().filter(|f| f.shared).cloned().collect() };
-    let (first_files, second_files) = (shared(&first), shared(&second));
+    let (first_files, second_files) = (shared_batch_files(&first), shared_batch_files(&second));
     assert_eq!(first_files.len(), 1, "{first:?}");
     assert_eq!(second_files.len(), 2, "{second:?}");
     assert!(second_files.contains(&first_files[0]));

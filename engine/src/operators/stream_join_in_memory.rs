@@ -8,11 +8,10 @@ use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::common::{DataFusionError, Result};
 
-use super::aggregates::evaluate_exprs;
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_index::{IndexedRows, key_hashes};
 use super::join_state::{JoinRowStore, RowValue, StoredRow};
-use crate::key_group::key_groups_of;
+use crate::key_group::{key_groups_of, key_groups_of_batches};
 use crate::state::KeyedState;
 
 /// The batch-state namespaces of this layout start with this tag; then the
@@ -196,13 +195,7 @@ impl InMemoryJoin {
             if new.is_empty() {
                 continue;
             }
-            let key_groups = new
-                .iter()
-                .map(|batch| {
-                    let keys = evaluate_exprs(spec.keys(side), batch)?;
-                    key_groups_of(&keys, batch.num_rows(), max_parallelism)
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let key_groups = key_groups_of_batches(spec.keys(side), new, max_parallelism)?;
             state
                 .batches()
                 .write(&chunk_namespace(side, self.next_chunk), new, &key_groups)?;

@@ -17,7 +17,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::evaluate_exprs;
 use super::join::{Side, null_batch};
-use crate::key_group::key_groups_of;
+use crate::key_group::key_groups_of_batches;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output};
@@ -92,13 +92,7 @@ impl SideRows {
         if new.is_empty() {
             return Ok(());
         }
-        let key_groups = new
-            .iter()
-            .map(|batch| {
-                let keys = evaluate_exprs(config.partition_keys(side), batch)?;
-                key_groups_of(&keys, batch.num_rows(), max_parallelism)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let key_groups = key_groups_of_batches(config.partition_keys(side), new, max_parallelism)?;
         state
             .batches()
             .write(&chunk_namespace(side, end, self.next_chunk), new, &key_groups)?;

@@ -17,7 +17,7 @@ use weir_engine::metrics::OperatorMetrics;
 use weir_engine::operator::{Operator, OperatorContext, Output};
 use weir_engine::state::{
     EntryVisitor, HashMapBackendFactory, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot,
-    SnapshotTarget, StateBackendFactory, StateInit, StateScope,
+    SnapshotTarget, StateBackendFactory, StateFile, StateInit, StateScope,
 };
 
 pub const MAX_PAR: usize = DEFAULT_MAX_PARALLELISM;
@@ -148,6 +148,12 @@ pub async fn finish(op: &mut dyn Operator, out: &mut Vec<RecordBatch>) {
     let mut o = Output::default();
     op.finish(&mut o).await.unwrap();
     collect(o, out);
+}
+
+/// The batch-state files of `handle` in the shared directory (incremental
+/// checkpoints).
+pub fn shared_batch_files(handle: &KeyedStateHandle) -> Vec<StateFile> {
+    handle.batches.iter().filter(|f| f.shared).cloned().collect()
 }
 
 pub async fn snapshot(op: &mut dyn Operator, checkpoint_id: u64) -> KeyedStateHandle {
