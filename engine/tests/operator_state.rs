@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::display::array_value_to_string;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
-use datafusion::functions_aggregate::min_max::max_udaf;
+use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::AggregateUDF;
 use datafusion::logical_expr::Operator as BinaryOp;
@@ -23,6 +23,7 @@ use weir_engine::key_group::key_groups_of;
 use weir_engine::message::{Barrier, BarrierKind};
 use weir_engine::operator::Operator;
 use weir_engine::operators::aggregates::AggregateSpec;
+use weir_engine::operators::group_state::state_keeps_accumulator;
 use weir_engine::operators::session_window::{SessionAggregate, SessionAggregateConfig};
 use weir_engine::operators::updating_aggregate::{UpdatingAggregate, UpdatingAggregateConfig};
 use weir_engine::operators::window_aggregate::GroupColumn;
@@ -56,6 +57,39 @@ fn aggregate(
         b = b.distinct();
     }
     AggregateSpec::new(Arc::new(b.build().unwrap()), None)
+}
+
+/// The aggregates whose accumulators checkpoints do not rebuild after
+/// `state()` are as they were after it, in the DataFusion in use.
+#[test]
+fn listed_aggregates_keep_their_state() {
+    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from(vec![Some(3), None, Some(7), Some(-2)]))],
+    )
+    .unwrap();
+    for f in [min_udaf(), max_udaf(), sum_udaf(), count_udaf(), avg_udaf()] {
+        let spec = aggregate(f.clone(), "v", &schema, "a", false);
+        assert!(state_keeps_accumulator(&spec), "{}", f.name());
+        let input: Vec<ArrayRef> = spec
+            .input_exprs()
+            .iter()
+            .map(|e| e.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap())
+            .collect();
+        let (mut acc, mut twice) = (spec.accumulator().unwrap(), spec.accumulator().unwrap());
+        acc.update_batch(&input).unwrap();
+        let value = acc.evaluate().unwrap();
+        let state = acc.state().unwrap();
+        assert_eq!(acc.state().unwrap(), state, "{}", f.name());
+        assert_eq!(acc.evaluate().unwrap(), value, "{}", f.name());
+        acc.update_batch(&input).unwrap();
+        twice.update_batch(&input).unwrap();
+        twice.update_batch(&input).unwrap();
+        assert_eq!(acc.evaluate().unwrap(), twice.evaluate().unwrap(), "{}", f.name());
+    }
+    let distinct = aggregate(count_udaf(), "v", &schema, "a", true);
+    assert!(!state_keeps_accumulator(&distinct));
 }
 
 fn ts() -> DataType {

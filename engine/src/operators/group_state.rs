@@ -70,6 +70,21 @@ pub struct GroupCodec {
     /// The declared type of every value column.
     types: Vec<DataType>,
     values: RowConverter,
+    /// Per aggregate: whether its accumulator is as it was after `state()`.
+    state_keeps: Vec<bool>,
+}
+
+/// Whether `state()` leaves the aggregate's accumulator as it was, so that
+/// encoding a group need not rebuild it: DataFusion 55's `min`, `max`,
+/// `sum`, `count` and `avg` (not DISTINCT) return copies of their values;
+/// others may take theirs (the trait allows it). Checked by
+/// `listed_aggregates_keep_their_state` against the DataFusion in use.
+pub fn state_keeps_accumulator(spec: &AggregateSpec) -> bool {
+    !spec.function.is_distinct()
+        && matches!(
+            spec.function.fun().name(),
+            "min" | "max" | "sum" | "count" | "avg"
+        )
 }
 
 /// The columns before the accumulator states: `count`, `updated_ms`.
@@ -92,6 +107,7 @@ impl GroupCodec {
             widths,
             types,
             values,
+            state_keeps: aggregates.iter().map(state_keeps_accumulator).collect(),
         })
     }
 
@@ -104,9 +120,19 @@ impl GroupCodec {
     pub fn encode(&self, groups: &mut [Group]) -> Result<Rows> {
         let columns = self.value_columns(groups)?;
         let rows = self.values.convert_columns(&columns)?;
+        if self.state_keeps.iter().all(|&k| k) {
+            return Ok(rows);
+        }
         let states = self.state_columns(&columns);
         for (row, group) in groups.iter_mut().enumerate() {
-            group.accumulators = self.accumulators_from(&states, row)?;
+            for (a, state) in states.iter().enumerate() {
+                if !self.state_keeps[a] {
+                    let mut acc = self.aggregates[a].accumulator()?;
+                    let slices: Vec<ArrayRef> = state.iter().map(|c| c.slice(row, 1)).collect();
+                    acc.merge_batch(&slices)?;
+                    group.accumulators[a] = acc;
+                }
+            }
         }
         Ok(rows)
     }
