@@ -58,6 +58,18 @@ pub struct SubtaskState {
     pub operator_state: Vec<Value>,
 }
 
+impl SubtaskState {
+    /// Subtask `subtask` holding no state.
+    pub fn empty(subtask: usize) -> Self {
+        SubtaskState {
+            subtask,
+            watermark: None,
+            keyed: None,
+            operator_state: Vec::new(),
+        }
+    }
+}
+
 /// One operator's part of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperatorState {

@@ -92,17 +92,11 @@ impl Chain {
     pub fn report_ended(&self, source: Option<(NodeId, SubtaskState)>) {
         let Some(reporter) = &self.reporter else { return };
         let mut states: Vec<(NodeId, SubtaskState)> = source.into_iter().collect();
-        states.extend(self.operators.iter().map(|op| {
-            (
-                op.node,
-                SubtaskState {
-                    subtask: op.ctx.subtask,
-                    watermark: None,
-                    keyed: None,
-                    operator_state: Vec::new(),
-                },
-            )
-        }));
+        states.extend(
+            self.operators
+                .iter()
+                .map(|op| (op.node, SubtaskState::empty(op.ctx.subtask))),
+        );
         reporter.send(TaskEvent::TaskEnded {
             attempt: reporter.attempt,
             after: self.last_barrier,

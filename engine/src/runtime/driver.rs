@@ -672,14 +672,7 @@ impl Driver {
         let mut operators = Vec::new();
         for (n, node) in self.graph.nodes.iter().enumerate() {
             let subtasks = (0..node.parallelism)
-                .map(|s| {
-                    f.states.remove(&(n, s)).unwrap_or(SubtaskState {
-                        subtask: s,
-                        watermark: None,
-                        keyed: None,
-                        operator_state: Vec::new(),
-                    })
-                })
+                .map(|s| f.states.remove(&(n, s)).unwrap_or_else(|| SubtaskState::empty(s)))
                 .collect();
             operators.push(OperatorState {
                 operator_id: node.operator_id.clone(),

@@ -84,19 +84,23 @@ impl SourceTask {
         result.and(close).and(close_chain)
     }
 
+    /// The source's state for checkpoint `id`: its position and watermark.
+    async fn state(&mut self, id: CheckpointId, watermark: Option<i64>) -> Result<SubtaskState> {
+        Ok(SubtaskState {
+            watermark,
+            operator_state: self.source.snapshot_state(id).await?,
+            ..SubtaskState::empty(self.ctx.subtask)
+        })
+    }
+
     async fn snapshot(&mut self, b: Barrier, watermark: Option<i64>) -> Result<()> {
-        let entries = self.source.snapshot_state(b.checkpoint_id).await?;
+        let state = self.state(b.checkpoint_id, watermark).await?;
         if let Some(links) = &self.links {
             links.reporter.send(TaskEvent::Ack {
                 attempt: links.reporter.attempt,
                 id: b.checkpoint_id,
                 node: self.node,
-                state: SubtaskState {
-                    subtask: self.ctx.subtask,
-                    watermark,
-                    keyed: None,
-                    operator_state: entries,
-                },
+                state,
                 alignment_ms: 0,
             });
         }
@@ -109,16 +113,7 @@ impl SourceTask {
     async fn end(&mut self, watermark: Option<i64>) -> Result<()> {
         let ended = if self.links.is_some() {
             // No checkpoint will be notified complete to this source: any id will do.
-            let entries = self.source.snapshot_state(0).await?;
-            Some((
-                self.node,
-                SubtaskState {
-                    subtask: self.ctx.subtask,
-                    watermark,
-                    keyed: None,
-                    operator_state: entries,
-                },
-            ))
+            Some((self.node, self.state(0, watermark).await?))
         } else {
             None
         };
