@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
@@ -111,6 +111,35 @@ impl GroupCodec {
         })
     }
 
+    /// The value columns, as fields (all nullable): `count`, `updated_ms`,
+    /// each aggregate's state fields, each aggregate's last emitted value,
+    /// `emitted`.
+    pub fn value_fields(&self) -> Result<Vec<Field>> {
+        let mut names = vec!["count".to_string(), "updated_ms".to_string()];
+        for spec in &self.aggregates {
+            names.extend(spec.function.state_fields()?.iter().map(|f| f.name().clone()));
+        }
+        names.extend((0..self.aggregates.len()).map(|a| format!("emitted_value_{a}")));
+        names.push("emitted".into());
+        Ok(names
+            .into_iter()
+            .zip(&self.types)
+            .map(|(name, t)| Field::new(name, t.clone(), true))
+            .collect())
+    }
+
+    /// Per aggregate, how many state columns it has.
+    pub fn state_widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// The value columns of `values`, encoded by [`encode`](Self::encode).
+    pub fn decode_values<'a>(&self, values: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {
+        let parser = self.values.parser();
+        let rows: Vec<_> = values.into_iter().map(|v| parser.parse(v)).collect();
+        Ok(self.values.convert_rows(rows)?)
+    }
+
     /// New accumulators, one per aggregate.
     pub fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
         self.aggregates.iter().map(|a| a.accumulator()).collect()
@@ -212,16 +241,14 @@ impl GroupCodec {
     ) -> Result<Vec<Group>> {
         let mut keys = Vec::new();
         let mut key_groups = Vec::new();
-        let mut lens = Vec::new();
-        let parser = self.values.parser();
-        let mut rows = Vec::new();
+        let mut values = Vec::new();
         for (kg, key, value) in entries {
             keys.push(Arc::<[u8]>::from(key));
             key_groups.push(kg);
-            lens.push(value.len());
-            rows.push(parser.parse(value));
+            values.push(value);
         }
-        let columns = self.values.convert_rows(rows)?;
+        let lens: Vec<usize> = values.iter().map(|v| v.len()).collect();
+        let columns = self.decode_values(values)?;
         let mut groups = self.groups_from(&columns, keys, &key_groups)?;
         for (group, len) in groups.iter_mut().zip(lens) {
             group.stored_len = Some(len);

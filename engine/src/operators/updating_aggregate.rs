@@ -13,6 +13,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_inputs};
 use super::group_state::{Group, GroupCodec};
+use super::updating_aggregate_in_memory::{self as in_memory, InMemoryGroups};
 use crate::changelog::{RowKind, ops_of, with_op_column};
 use crate::key_group::key_groups_of;
 use crate::message::Barrier;
@@ -105,6 +106,11 @@ pub struct UpdatingAggregate {
     key_group_batches: BackendBatches,
     /// Whether restored state holds such batches.
     has_key_group_batches: bool,
+    /// Whether restored state holds chunks of the in-memory layout (read
+    /// on restore, deleted at the first snapshot).
+    has_chunks: bool,
+    /// The groups, when the in-memory layout applies (see the type's docs).
+    in_memory: Option<InMemoryGroups>,
     max_parallelism: usize,
     ttl_ms: Option<i64>,
     /// When expired groups are next swept (ms since the epoch).
@@ -112,7 +118,7 @@ pub struct UpdatingAggregate {
 }
 
 /// The first key byte of a group's entry (the group key's row encoding follows).
-const GROUP_TAG: u8 = 2;
+pub(crate) const GROUP_TAG: u8 = 2;
 
 /// Groups encoded per call when a snapshot writes them.
 const ENCODE_CHUNK: usize = 4096;
@@ -137,6 +143,8 @@ impl UpdatingAggregate {
             state: None,
             key_group_batches: BackendBatches::default(),
             has_key_group_batches: false,
+            has_chunks: false,
+            in_memory: None,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
             ttl_ms: None,
             next_sweep_ms: 0,
@@ -146,6 +154,12 @@ impl UpdatingAggregate {
     fn configure(&mut self, ctx: &OperatorContext) {
         self.max_parallelism = ctx.max_parallelism;
         self.ttl_ms = ctx.state_ttl_ms();
+    }
+
+    /// Whether the in-memory layout applies: an append-only input, no TTL,
+    /// and a backend that holds state in memory.
+    fn runs_in_memory(&self, state: &KeyedState) -> bool {
+        !self.config.input_updating && self.ttl_ms.is_none() && state.backend_ref().holds_state_in_memory()
     }
 
     fn group(&self, id: u32) -> &Group {
@@ -277,6 +291,9 @@ impl UpdatingAggregate {
     /// Writes to keyed state what changed since the last snapshot: deletes
     /// the entries of dropped groups, writes those of changed groups.
     fn write_changes(&mut self, state: &mut KeyedState) -> Result<()> {
+        if std::mem::take(&mut self.has_chunks) {
+            state.batches().delete_prefix(&[in_memory::TAG]);
+        }
         let backend = state.backend();
         if std::mem::take(&mut self.has_key_group_batches) {
             self.key_group_batches.delete_all(backend)?;
@@ -320,9 +337,30 @@ impl UpdatingAggregate {
         Ok(())
     }
 
-    /// Restores the groups of keyed state (entries, or batches of the
-    /// earlier layout).
-    fn restore(&mut self, state: &KeyedState) -> Result<()> {
+    /// Restores the groups of keyed state (entries, batches of the earlier
+    /// layout, or chunks of the in-memory layout, which become entries at
+    /// the next snapshot).
+    fn restore(&mut self, state: &mut KeyedState) -> Result<()> {
+        let mut chunks = Vec::new();
+        for (ns, batches) in state.batches().batches_of_each() {
+            in_memory::chunk_of_namespace(ns)?;
+            chunks.extend(batches);
+        }
+        let keys = self.config.keys.len();
+        for batch in chunks {
+            self.has_chunks = true;
+            for group in
+                self.codec
+                    .decode_key_group_batch(&batch, &self.converter, keys, self.max_parallelism)?
+            {
+                // A later chunk's row of a group replaces an earlier one's.
+                if let Some(id) = self.index.get(&group.key).copied() {
+                    self.groups[id as usize] = None;
+                    self.free.push(id);
+                }
+                self.insert_group(group);
+            }
+        }
         let backend = state.backend_ref();
         for (_, _, batch) in self.key_group_batches.read_all(backend)? {
             self.has_key_group_batches = true;
@@ -372,9 +410,18 @@ fn entry_key(out: &mut Vec<u8>, group_key: &[u8]) {
 impl Operator for UpdatingAggregate {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
         self.configure(ctx);
-        let state = init.keyed_state().await?;
-        if init.is_restored() {
-            self.restore(&state)?;
+        let mut state = init.keyed_state().await?;
+        if self.runs_in_memory(&state) {
+            self.in_memory = Some(InMemoryGroups::restore(
+                self.config.clone(),
+                &self.codec,
+                &self.converter,
+                &mut self.key_group_batches,
+                self.max_parallelism,
+                &mut state,
+            )?);
+        } else if init.is_restored() {
+            self.restore(&mut state)?;
         }
         self.state = Some(state);
         Ok(())
@@ -390,9 +437,11 @@ impl Operator for UpdatingAggregate {
             return Ok(OperatorSnapshot::default());
         };
         self.sweep_expired(processing_time_ms());
-        let pending = self
-            .write_changes(&mut state)
-            .and_then(|()| state.snapshot(barrier));
+        let written = match &mut self.in_memory {
+            Some(groups) => groups.write_changes(&mut state),
+            None => self.write_changes(&mut state),
+        };
+        let pending = written.and_then(|()| state.snapshot(barrier));
         self.state = Some(state);
         Ok(OperatorSnapshot::keyed(pending?))
     }
@@ -400,6 +449,12 @@ impl Operator for UpdatingAggregate {
     async fn process_batch(&mut self, _input: usize, batch: RecordBatch, out: &mut Output) -> Result<()> {
         let n = batch.num_rows();
         let now = processing_time_ms();
+        if let Some(groups) = &mut self.in_memory {
+            if let Some(changes) = groups.process(&batch, now)? {
+                out.emit(changes);
+            }
+            return Ok(());
+        }
         self.sweep_expired(now);
         let keys = evaluate_exprs(&self.config.keys, &batch)?;
         let inputs = evaluate_inputs(&self.config.aggregates, &batch)?;
@@ -525,22 +580,32 @@ impl UpdatingAggregate {
         for a in 0..self.config.aggregates.len() {
             columns.push(ScalarValue::iter_to_array(values.iter().map(|v| v[a].clone()))?);
         }
-        columns.push(Arc::new(Int8Array::from(kinds)));
-        let schema = with_op_column(&self.config.output_schema);
-        // Aggregate result types may differ in nullability only; cast to the plan's schema.
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    arrow::compute::cast(&c, f.data_type()).map_err(DataFusionError::from)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(schema, columns)?)
+        changelog_batch(&self.config.output_schema, columns, kinds)
     }
+}
+
+/// The changelog batch of `columns` (keys, then results) with row kinds
+/// `kinds`, in the plan's output schema.
+pub(crate) fn changelog_batch(
+    output_schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    kinds: Vec<i8>,
+) -> Result<RecordBatch> {
+    let schema = with_op_column(output_schema);
+    // Aggregate result types may differ in nullability only; cast to the plan's schema.
+    let mut columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                arrow::compute::cast(&c, f.data_type()).map_err(DataFusionError::from)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    columns.push(Arc::new(Int8Array::from(kinds)));
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The groups a batch touches, in order of first touch, and where each
