@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use weir::arrow::array::{ArrayRef, new_null_array};
 use weir::arrow::datatypes::SchemaRef;
 use weir::arrow::record_batch::RecordBatch;
 use weir::datafusion::common::{Result, plan_err};
@@ -80,6 +81,7 @@ impl Connector for ReplayConnector {
             schema,
             batches: batches.clone(),
             columns,
+            unread: Arc::new([]),
         }))
     }
 }
@@ -91,6 +93,10 @@ struct ReplaySpec {
     batches: Arc<Vec<RecordBatch>>,
     /// For each declared column, its index in the materialized batches.
     columns: Vec<usize>,
+    /// Per declared column, whether the job does not read it (then a NULL
+    /// column is replayed instead, as the `nexmark` generator does not
+    /// generate it, and as DataFusion's scan of a `MemTable` leaves it out).
+    unread: Arc<[bool]>,
 }
 
 impl SourceSpec for ReplaySpec {
@@ -107,9 +113,29 @@ impl SourceSpec for ReplaySpec {
             schema: self.schema.clone(),
             batches: self.batches.clone(),
             columns: self.columns.clone(),
+            unread: self.unread.clone(),
+            nulls: HashMap::new(),
             next: subtask,
             step: parallelism.max(1),
         }))
+    }
+
+    fn reading_only(&self, read: &[usize]) -> Option<Arc<dyn SourceSpec>> {
+        let unread: Arc<[bool]> = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| field.is_nullable() && !read.contains(&i))
+            .collect();
+        unread.iter().any(|&u| u).then(|| {
+            Arc::new(ReplaySpec {
+                schema: self.schema.clone(),
+                batches: self.batches.clone(),
+                columns: self.columns.clone(),
+                unread,
+            }) as Arc<dyn SourceSpec>
+        })
     }
 }
 
@@ -119,6 +145,10 @@ struct ReplaySource {
     schema: SchemaRef,
     batches: Arc<Vec<RecordBatch>>,
     columns: Vec<usize>,
+    unread: Arc<[bool]>,
+    /// NULL columns replayed for unread ones, by column and length (shared
+    /// by every batch of that length: no copy, no allocation per batch).
+    nulls: HashMap<(usize, usize), ArrayRef>,
     next: usize,
     step: usize,
 }
@@ -130,7 +160,23 @@ impl Source for ReplaySource {
             return Ok(SourceEvent::Finished);
         };
         self.next += self.step;
-        let columns = self.columns.iter().map(|&i| batch.column(i).clone()).collect();
+        let n = batch.num_rows();
+        let columns = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(c, &i)| {
+                if self.unread.get(c).copied().unwrap_or(false) {
+                    let data_type = self.schema.field(c).data_type();
+                    self.nulls
+                        .entry((c, n))
+                        .or_insert_with(|| new_null_array(data_type, n))
+                        .clone()
+                } else {
+                    batch.column(i).clone()
+                }
+            })
+            .collect();
         Ok(SourceEvent::Batch(RecordBatch::try_new(
             self.schema.clone(),
             columns,
