@@ -1,7 +1,5 @@
 //! Sending a task's output to the subtasks of the next operators.
 
-use arrow::array::UInt32Array;
-use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use tokio::sync::mpsc;
@@ -10,6 +8,7 @@ use crate::graph::Partitioning;
 use crate::key_group::{KeyGroupRange, hash_keys, key_group_of};
 use crate::message::Message;
 use crate::operators::aggregates::evaluate_exprs;
+use crate::operators::select_rows::take_rows;
 
 /// The sending side of one edge, from one upstream subtask.
 #[derive(Debug)]
@@ -101,13 +100,7 @@ impl OutputEdge {
                         continue;
                     }
                     let rows = &self.order[start..end];
-                    let in_order = rows.len() == batch.num_rows()
-                        && rows.iter().enumerate().all(|(i, &r)| i as u32 == r);
-                    let part = if in_order {
-                        batch.clone()
-                    } else {
-                        take_record_batch(&batch, &UInt32Array::from(rows.to_vec()))?
-                    };
+                    let part = take_rows(&batch, rows)?;
                     self.send_to(target, Message::Batch(part)).await?;
                 }
                 Ok(())

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray};
-use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
@@ -30,7 +29,7 @@ impl Operator for Filter {
         if mask.true_count() == batch.num_rows() {
             out.emit(batch);
         } else {
-            out.emit(filter_record_batch(&batch, &mask)?);
+            out.emit(super::select_rows::filter_rows(&batch, &mask)?);
         }
         Ok(())
     }

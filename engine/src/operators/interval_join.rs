@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array};
-use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::{HashMap, Result, plan_err};
@@ -279,7 +278,7 @@ impl Operator for IntervalJoin {
                             other_matched[other_idx[k]] += 1;
                         }
                     }
-                    filter_record_batch(&joined, &mask)?
+                    super::select_rows::filter_rows(&joined, &mask)?
                 }
                 None => {
                     for k in 0..this_idx.len() {

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
-use arrow::compute::{cast, take_record_batch};
+use arrow::array::{Array, ArrayRef, BooleanArray, new_null_array};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{RowConverter, Rows, SortField};
@@ -321,10 +321,4 @@ pub fn null_batch(schema: &SchemaRef, rows: usize) -> RecordBatch {
     .expect("null columns match their schema")
 }
 
-/// The rows of `batch` at `indices`.
-pub fn take_rows(batch: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
-    if indices.len() == batch.num_rows() && indices.iter().enumerate().all(|(i, &j)| i as u32 == j) {
-        return Ok(batch.clone());
-    }
-    Ok(take_record_batch(batch, &UInt32Array::from(indices.to_vec()))?)
-}
+pub use super::select_rows::take_rows;

@@ -6,7 +6,6 @@
 use std::hash::BuildHasher;
 
 use arrow::array::RecordBatch;
-use arrow::compute::interleave_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 use datafusion::common::{DataFusionError, HashMap, Result};
@@ -120,7 +119,7 @@ impl IndexedRows {
             });
             indices.push((source, row - self.starts[b]));
         }
-        Ok(interleave_record_batch(&sources, &indices)?)
+        super::select_rows::interleave_rows(&self.schema, &sources, &indices)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod join;
 pub mod join_index;
 pub mod join_state;
 pub mod projection;
+pub mod select_rows;
 pub mod session_window;
 pub mod stream_join;
 pub mod stream_join_in_memory;

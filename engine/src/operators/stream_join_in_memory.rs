@@ -5,12 +5,13 @@
 //! once.
 
 use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::{filter_record_batch, take_record_batch};
+use arrow::compute::take_record_batch;
 use datafusion::common::{DataFusionError, Result};
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_index::{IndexedRows, key_hashes};
 use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use super::select_rows::filter_rows;
 use crate::key_group::{key_groups_of, key_groups_of_batches};
 use crate::state::KeyedState;
 
@@ -157,7 +158,7 @@ impl InMemoryJoin {
                 Side::Right => spec.combine(&candidates, &this_part)?,
             };
             if let Some(mask) = spec.filter_mask(&joined)? {
-                joined = filter_record_batch(&joined, &mask)?;
+                joined = filter_rows(&joined, &mask)?;
             }
         }
         if null_key.iter().any(|&n| n) {
@@ -168,7 +169,7 @@ impl InMemoryJoin {
                 .filter(|(_, n)| !**n)
                 .map(|(h, _)| *h)
                 .collect();
-            self.sides[side as usize].insert(filter_record_batch(batch, &keyed)?, &kept)?;
+            self.sides[side as usize].insert(filter_rows(batch, &keyed)?, &kept)?;
         } else {
             self.sides[side as usize].insert(batch.clone(), &hashes)?;
         }

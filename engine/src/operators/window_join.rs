@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::buffer::NullBuffer;
-use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -17,6 +17,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregates::evaluate_exprs;
 use super::join::{Side, null_batch};
+use super::select_rows::{filter_rows, take_rows};
 use crate::key_group::key_groups_of_batches;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
@@ -272,7 +273,7 @@ impl WindowJoin {
             let (pi, bi) = (UInt32Array::from(pi), UInt32Array::from(bi));
             let mut probe_matched = vec![false; batch.num_rows()];
             if !pi.is_empty() {
-                let mut joined = pair(take_record_batch(batch, &pi)?, take_record_batch(&build, &bi)?)?;
+                let mut joined = pair(take_rows(batch, pi.values())?, take_rows(&build, bi.values())?)?;
                 let mut mark = |k: usize| {
                     probe_matched[pi.value(k) as usize] = true;
                     build_matched[bi.value(k) as usize] = true;
@@ -289,7 +290,7 @@ impl WindowJoin {
                             mark(k);
                         }
                     }
-                    joined = filter_record_batch(&joined, &mask)?;
+                    joined = filter_rows(&joined, &mask)?;
                 } else {
                     (0..pi.len()).for_each(&mut mark);
                 }
@@ -299,7 +300,7 @@ impl WindowJoin {
                 let idx = unmatched(&probe_matched);
                 if !idx.is_empty() {
                     let padded = null_batch(build_schema, idx.len());
-                    parts.push(pair(take_record_batch(batch, &idx)?, padded)?);
+                    parts.push(pair(take_rows(batch, idx.values())?, padded)?);
                 }
             }
         }
@@ -308,7 +309,7 @@ impl WindowJoin {
             if !idx.is_empty() {
                 parts.push(pair(
                     null_batch(c.schema(probe_side), idx.len()),
-                    take_record_batch(&build, &idx)?,
+                    take_rows(&build, idx.values())?,
                 )?);
             }
         }
