@@ -18,7 +18,7 @@ use weir::arrow::datatypes::SchemaRef;
 use weir::arrow::record_batch::RecordBatch;
 use weir::datafusion::common::{Result, plan_err};
 use weir::weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
-use weir::weir_engine::source::{Source, SourceEvent, SourceSpec};
+use weir::weir_engine::source::{Source, SourceEvent, SourceSpec, unread_nullable_columns};
 
 const OPTIONS: &[OptionSpec] = &[OptionSpec::new(
     "table",
@@ -121,14 +121,7 @@ impl SourceSpec for ReplaySpec {
     }
 
     fn reading_only(&self, read: &[usize]) -> Option<Arc<dyn SourceSpec>> {
-        let unread: Arc<[bool]> = self
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| field.is_nullable() && !read.contains(&i))
-            .collect();
-        unread.iter().any(|&u| u).then(|| {
+        unread_nullable_columns(&self.schema, read).map(|unread| {
             Arc::new(ReplaySpec {
                 schema: self.schema.clone(),
                 batches: self.batches.clone(),

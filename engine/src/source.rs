@@ -158,3 +158,16 @@ pub trait SourceSpec: Send + Sync + std::fmt::Debug {
         None
     }
 }
+
+/// Per column of `schema`, whether a job reading only the `read` columns
+/// lets a source fill it with NULLs (it is nullable and not read); `None`
+/// when no column is such (for [`SourceSpec::reading_only`]).
+pub fn unread_nullable_columns(schema: &SchemaRef, read: &[usize]) -> Option<Arc<[bool]>> {
+    let unread: Arc<[bool]> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| field.is_nullable() && !read.contains(&i))
+        .collect();
+    unread.iter().any(|&u| u).then_some(unread)
+}

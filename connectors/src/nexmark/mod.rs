@@ -58,7 +58,7 @@ use serde_json::Value;
 use weir_engine::connector::{Connector, ConnectorOptions, OptionSpec};
 use weir_engine::message::CheckpointId;
 use weir_engine::operator::OperatorContext;
-use weir_engine::source::{Source, SourceEvent, SourceSpec};
+use weir_engine::source::{Source, SourceEvent, SourceSpec, unread_nullable_columns};
 
 use crate::columns::{bind_columns, make_batch};
 use crate::options::{get_batch_size, get_per_second};
@@ -274,14 +274,7 @@ impl SourceSpec for NexmarkSpec {
         if !matches!(self.layout, Layout::Table { .. }) {
             return None;
         }
-        let unread: Arc<[bool]> = self
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| field.is_nullable() && !read.contains(&i))
-            .collect();
-        unread.iter().any(|&u| u).then(|| {
+        unread_nullable_columns(&self.schema, read).map(|unread| {
             Arc::new(NexmarkSpec {
                 unread,
                 ..self.clone()
