@@ -15,7 +15,7 @@ use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::aggregates::{evaluate_exprs, evaluate_inputs, nulls_as_false};
+use super::aggregates::{AggregateSpec, evaluate_exprs, evaluate_inputs, nulls_as_false};
 use super::group_chunks::GroupChunks;
 use super::group_state::GroupCodec;
 use super::updating_aggregate::{GROUP_TAG, UpdatingAggregateConfig, changelog_batch};
@@ -101,6 +101,22 @@ pub struct InMemoryGroups {
     next_chunk: u32,
     max_parallelism: usize,
     cols: Columns,
+    /// Per aggregate, whether its one state column is its result (see
+    /// [`state_is_result`]): then no second accumulator evaluates it.
+    state_is_result: Vec<bool>,
+}
+
+/// Whether the result of `spec` is its state: DataFusion's `min`, `max`,
+/// `sum` and `count` (not DISTINCT) keep one state column holding the
+/// result, of the result's type. Checked against the DataFusion in use by
+/// `append_only_group_aggregate_in_columns_matches_the_row_layout`, whose
+/// row layout evaluates every aggregate.
+fn state_is_result(spec: &AggregateSpec) -> Result<bool> {
+    let fields = spec.function.state_fields()?;
+    Ok(!spec.function.is_distinct()
+        && matches!(spec.function.fun().name(), "min" | "max" | "sum" | "count")
+        && fields.len() == 1
+        && fields[0].data_type() == spec.function.field().data_type())
 }
 
 /// Where the columns of a group's row are.
@@ -136,6 +152,11 @@ impl InMemoryGroups {
         let chunks = GroupChunks::new(chunk_schema(&config.key_schema, codec)?);
         Ok(InMemoryGroups {
             cols: Self::columns(&config, codec),
+            state_is_result: config
+                .aggregates
+                .iter()
+                .map(state_is_result)
+                .collect::<Result<_>>()?,
             config,
             group_values,
             chunks,
@@ -352,9 +373,13 @@ impl InMemoryGroups {
             let filter = input.filter.as_ref().map(nulls_as_false);
             acc.update_batch(&input.values, &index_of_row, filter.as_ref(), k)?;
             let state = acc.state(EmitTo::All)?;
-            let mut evaluator = spec.groups_accumulator()?;
-            evaluator.merge_batch(&state, &all_indices, k)?;
-            let result = evaluator.evaluate(EmitTo::All)?;
+            let result = if self.state_is_result[a] {
+                state[0].clone()
+            } else {
+                let mut evaluator = spec.groups_accumulator()?;
+                evaluator.merge_batch(&state, &all_indices, k)?;
+                evaluator.evaluate(EmitTo::All)?
+            };
             for (i, column) in state.into_iter().enumerate() {
                 states.push(cast_to(
                     column,
