@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow::array::UInt32Array;
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::compute::take;
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{Accumulator, GroupsAccumulator};
@@ -131,6 +132,17 @@ pub fn take_all(arrays: &[ArrayRef], indices: &UInt32Array) -> Result<Vec<ArrayR
         .iter()
         .map(|a| take(a.as_ref(), indices, None).map_err(DataFusionError::from))
         .collect()
+}
+
+/// `column` as `data_type`, cast only if its type differs (accumulators'
+/// results and states may differ from their declared fields in details such
+/// as nullability or a decimal's precision).
+pub fn cast_to(column: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
+    if column.data_type() == data_type {
+        Ok(column)
+    } else {
+        Ok(arrow::compute::cast(&column, data_type)?)
+    }
 }
 
 /// A filter mask with NULLs turned into `false` (SQL: a NULL condition does not hold).

@@ -10,7 +10,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 
-use super::aggregates::AggregateSpec;
+use super::aggregates::{AggregateSpec, cast_to};
 use crate::key_group::key_groups_of;
 
 /// One group of an updating aggregate.
@@ -91,6 +91,9 @@ pub fn state_keeps_accumulator(spec: &AggregateSpec) -> bool {
 const FIXED_COLUMNS: usize = 2;
 
 impl GroupCodec {
+    /// The position of `count` among the value columns (`updated_ms` follows).
+    pub const COUNT_COLUMN: usize = 0;
+
     pub fn new(aggregates: &[AggregateSpec]) -> Result<Self> {
         let mut types = vec![DataType::Int64, DataType::Int64];
         let mut widths = Vec::with_capacity(aggregates.len());
@@ -128,9 +131,15 @@ impl GroupCodec {
             .collect())
     }
 
-    /// Per aggregate, how many state columns it has.
-    pub fn state_widths(&self) -> &[usize] {
-        &self.widths
+    /// Where aggregate `a`'s state columns are among the value columns.
+    pub fn state_range(&self, a: usize) -> std::ops::Range<usize> {
+        let start = FIXED_COLUMNS + self.widths[..a].iter().sum::<usize>();
+        start..start + self.widths[a]
+    }
+
+    /// Where aggregate `a`'s last emitted value is among the value columns.
+    pub fn emitted_value_column(&self, a: usize) -> usize {
+        FIXED_COLUMNS + self.widths.iter().sum::<usize>() + a
     }
 
     /// The value columns of `values`, encoded by [`encode`](Self::encode).
@@ -212,14 +221,8 @@ impl GroupCodec {
 
     /// Per aggregate, its state columns among the value columns.
     fn state_columns<'a>(&self, columns: &'a [ArrayRef]) -> Vec<&'a [ArrayRef]> {
-        let mut at = FIXED_COLUMNS;
-        self.widths
-            .iter()
-            .map(|w| {
-                let cols = &columns[at..at + w];
-                at += w;
-                cols
-            })
+        (0..self.aggregates.len())
+            .map(|a| &columns[self.state_range(a)])
             .collect()
     }
 
@@ -298,11 +301,11 @@ impl GroupCodec {
                 .cloned()
                 .ok_or_else(|| corrupt("bad count or time column"))
         };
-        let counts = int64(&columns[0])?;
-        let updated = int64(&columns[1])?;
+        let counts = int64(&columns[Self::COUNT_COLUMN])?;
+        let updated = int64(&columns[Self::COUNT_COLUMN + 1])?;
         let states = self.state_columns(columns);
         let a = self.aggregates.len();
-        let at = FIXED_COLUMNS + self.widths.iter().sum::<usize>();
+        let at = self.emitted_value_column(0);
         let emitted_values = &columns[at..at + a];
         let emitted = columns[at + a]
             .as_any()
@@ -335,7 +338,8 @@ impl GroupCodec {
     }
 }
 
-fn corrupt(what: &str) -> DataFusionError {
+/// The error for restored state that does not fit the query.
+pub(crate) fn corrupt(what: &str) -> DataFusionError {
     DataFusionError::Execution(format!(
         "group aggregate state does not match the query's keys and aggregates: {what}"
     ))
@@ -362,9 +366,5 @@ fn scalars_to_array(values: Vec<ScalarValue>, data_type: &DataType) -> Result<Ar
                 .collect::<Result<Vec<_>>>()?,
         )?,
     };
-    if array.data_type() == data_type {
-        Ok(array)
-    } else {
-        Ok(arrow::compute::cast(&array, data_type)?)
-    }
+    cast_to(array, data_type)
 }

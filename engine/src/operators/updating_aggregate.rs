@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
+use arrow::array::{ArrayRef, Int8Array, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use datafusion::common::{DataFusionError, HashMap, HashSet, Result, ScalarValue, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::aggregates::{AggregateInput, AggregateSpec, evaluate_exprs, evaluate_inputs};
+use super::aggregates::{AggregateInput, AggregateSpec, cast_to, evaluate_exprs, evaluate_inputs};
 use super::group_state::{Group, GroupCodec};
 use super::updating_aggregate_in_memory::{self as in_memory, InMemoryGroups};
 use crate::changelog::{RowKind, ops_of, with_op_column};
@@ -355,8 +355,7 @@ impl UpdatingAggregate {
             {
                 // A later chunk's row of a group replaces an earlier one's.
                 if let Some(id) = self.index.get(&group.key).copied() {
-                    self.groups[id as usize] = None;
-                    self.free.push(id);
+                    self.remove_group(id);
                 }
                 self.insert_group(group);
             }
@@ -592,17 +591,10 @@ pub(crate) fn changelog_batch(
     kinds: Vec<i8>,
 ) -> Result<RecordBatch> {
     let schema = with_op_column(output_schema);
-    // Aggregate result types may differ in nullability only; cast to the plan's schema.
     let mut columns = columns
         .into_iter()
         .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c)
-            } else {
-                arrow::compute::cast(&c, f.data_type()).map_err(DataFusionError::from)
-            }
-        })
+        .map(|(c, f)| cast_to(c, f.data_type()))
         .collect::<Result<Vec<_>>>()?;
     columns.push(Arc::new(Int8Array::from(kinds)));
     Ok(RecordBatch::try_new(schema, columns)?)

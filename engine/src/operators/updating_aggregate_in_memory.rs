@@ -8,16 +8,16 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{interleave, take};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::row::RowConverter;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use super::aggregates::{AggregateSpec, evaluate_exprs, evaluate_inputs, nulls_as_false};
+use super::aggregates::{AggregateSpec, cast_to, evaluate_exprs, evaluate_inputs, nulls_as_false};
 use super::group_chunks::GroupChunks;
-use super::group_state::GroupCodec;
+use super::group_state::{GroupCodec, corrupt};
 use super::updating_aggregate::{GROUP_TAG, UpdatingAggregateConfig, changelog_batch};
 use crate::changelog::RowKind;
 use crate::key_group::key_groups_of;
@@ -119,22 +119,32 @@ fn state_is_result(spec: &AggregateSpec) -> Result<bool> {
         && fields[0].data_type() == spec.function.field().data_type())
 }
 
-/// Where the columns of a group's row are.
+/// Where the columns of a group's row are: the key columns, then
+/// [`GroupCodec`]'s value columns.
 struct Columns {
     keys: usize,
-    /// Per aggregate, its first state column.
-    state_starts: Vec<usize>,
-    widths: Vec<usize>,
-    /// The first emitted-value column.
+    /// Per aggregate, its state columns.
+    states: Vec<std::ops::Range<usize>>,
+    /// The first emitted-value (result) column.
     values: usize,
 }
 
 impl Columns {
-    fn count(&self) -> usize {
-        self.keys
+    fn new(keys: usize, aggregates: usize, codec: &GroupCodec) -> Self {
+        let shift = |r: std::ops::Range<usize>| r.start + keys..r.end + keys;
+        Columns {
+            keys,
+            states: (0..aggregates).map(|a| shift(codec.state_range(a))).collect(),
+            values: keys + codec.emitted_value_column(0),
+        }
     }
+
+    fn count(&self) -> usize {
+        self.keys + GroupCodec::COUNT_COLUMN
+    }
+
     fn state(&self, a: usize) -> std::ops::Range<usize> {
-        self.state_starts[a]..self.state_starts[a] + self.widths[a]
+        self.states[a].clone()
     }
 }
 
@@ -151,7 +161,7 @@ impl InMemoryGroups {
         };
         let chunks = GroupChunks::new(chunk_schema(&config.key_schema, codec)?);
         Ok(InMemoryGroups {
-            cols: Self::columns(&config, codec),
+            cols: Columns::new(config.keys.len(), config.aggregates.len(), codec),
             state_is_result: config
                 .aggregates
                 .iter()
@@ -168,23 +178,6 @@ impl InMemoryGroups {
             next_chunk: 0,
             max_parallelism,
         })
-    }
-
-    fn columns(config: &UpdatingAggregateConfig, codec: &GroupCodec) -> Columns {
-        let keys = config.keys.len();
-        let widths = codec.state_widths().to_vec();
-        let mut state_starts = Vec::with_capacity(widths.len());
-        let mut at = keys + 2;
-        for w in &widths {
-            state_starts.push(at);
-            at += w;
-        }
-        Columns {
-            keys,
-            state_starts,
-            widths,
-            values: at,
-        }
     }
 
     /// The groups a restored `state` holds: the chunks of this layout, and
@@ -243,8 +236,8 @@ impl InMemoryGroups {
     fn absorb(&mut self, batch: RecordBatch, changed: bool) -> Result<()> {
         let schema = self.chunks.schema().clone();
         if batch.num_columns() != schema.fields().len() {
-            return Err(DataFusionError::Execution(format!(
-                "group aggregate state does not match the query's keys and aggregates: {} columns, expected {}",
+            return Err(corrupt(&format!(
+                "{} columns, expected {}",
                 batch.num_columns(),
                 schema.fields().len()
             )));
@@ -500,15 +493,5 @@ impl InMemoryGroups {
         self.written_rows += n;
         self.next_chunk += 1;
         Ok(())
-    }
-}
-
-/// `column` as `data_type` (accumulators may differ from their declared
-/// fields in details such as a decimal's precision).
-fn cast_to(column: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
-    if column.data_type() == data_type {
-        Ok(column)
-    } else {
-        Ok(arrow::compute::cast(&column, data_type)?)
     }
 }
