@@ -15,10 +15,11 @@ fn nulls_only(column: &ArrayRef) -> bool {
     !column.is_empty() && column.null_count() == column.len()
 }
 
-/// `columns` of `rows` rows as a batch of `batch`'s schema.
-fn with_columns(batch: &RecordBatch, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+/// `columns` of `rows` rows as a batch of `schema` (the row count given:
+/// a batch may have no columns).
+fn with_columns(schema: SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new_with_options(
-        batch.schema(),
+        schema,
         columns,
         &RecordBatchOptions::new().with_row_count(Some(rows)),
     )?)
@@ -40,7 +41,7 @@ pub fn filter_rows(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBat
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    with_columns(batch, columns, rows)
+    with_columns(batch.schema(), columns, rows)
 }
 
 /// The rows of `batch` at `indices`.
@@ -60,7 +61,7 @@ pub fn take_rows(batch: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    with_columns(batch, columns, indices.len())
+    with_columns(batch.schema(), columns, indices.len())
 }
 
 /// Row `indices[i].1` of batch `sources[indices[i].0]` for every `i`, as one
@@ -79,11 +80,7 @@ pub fn interleave_rows(
             Ok(interleave(&arrays, indices)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(indices.len())),
-    )?)
+    with_columns(schema.clone(), columns, indices.len())
 }
 
 #[cfg(test)]

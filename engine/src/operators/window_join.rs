@@ -270,13 +270,12 @@ impl WindowJoin {
                     }
                 }
             }
-            let (pi, bi) = (UInt32Array::from(pi), UInt32Array::from(bi));
             let mut probe_matched = vec![false; batch.num_rows()];
             if !pi.is_empty() {
-                let mut joined = pair(take_rows(batch, pi.values())?, take_rows(&build, bi.values())?)?;
+                let mut joined = pair(take_rows(batch, &pi)?, take_rows(&build, &bi)?)?;
                 let mut mark = |k: usize| {
-                    probe_matched[pi.value(k) as usize] = true;
-                    build_matched[bi.value(k) as usize] = true;
+                    probe_matched[pi[k] as usize] = true;
+                    build_matched[bi[k] as usize] = true;
                 };
                 if let Some(f) = &c.filter {
                     let mask = f.evaluate(&joined)?.into_array(joined.num_rows())?;
@@ -300,7 +299,7 @@ impl WindowJoin {
                 let idx = unmatched(&probe_matched);
                 if !idx.is_empty() {
                     let padded = null_batch(build_schema, idx.len());
-                    parts.push(pair(take_rows(batch, idx.values())?, padded)?);
+                    parts.push(pair(take_rows(batch, &idx)?, padded)?);
                 }
             }
         }
@@ -309,7 +308,7 @@ impl WindowJoin {
             if !idx.is_empty() {
                 parts.push(pair(
                     null_batch(c.schema(probe_side), idx.len()),
-                    take_rows(&build, idx.values())?,
+                    take_rows(&build, &idx)?,
                 )?);
             }
         }
@@ -327,15 +326,13 @@ impl WindowJoin {
     }
 }
 
-fn unmatched(matched: &[bool]) -> UInt32Array {
-    UInt32Array::from(
-        matched
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| !**m)
-            .map(|(i, _)| i as u32)
-            .collect::<Vec<_>>(),
-    )
+fn unmatched(matched: &[bool]) -> Vec<u32> {
+    matched
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !**m)
+        .map(|(i, _)| i as u32)
+        .collect()
 }
 
 #[async_trait]
