@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod coordinator;
+mod direct_file;
 pub mod metadata;
 pub mod restore;
 pub mod stats;

@@ -11,6 +11,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::direct_file::DirectFile;
+
 fn store_error(what: &str, e: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::External(format!("checkpoint storage: {what}: {e}").into())
 }
@@ -103,7 +105,8 @@ impl CheckpointStorage {
             .map_err(|e| store_error(&format!("writing {relative}"), e))
     }
 
-    /// Writes `relative` with what `write` writes (through a buffer),
+    /// Writes `relative` with what `write` writes (through a buffer, around
+    /// the page cache where the file system allows: [`DirectFile`]),
     /// atomically; returns its size. Blocking: call it off the async
     /// workers. Local storage only.
     pub fn write_with(
@@ -116,13 +119,9 @@ impl CheckpointStorage {
             .local_path(relative)
             .ok_or_else(|| error(std::io::Error::other("not a local directory")))?;
         replace_atomically(&target, |temporary| {
-            let mut out =
-                std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, std::fs::File::create(temporary)?);
+            let mut out = DirectFile::create(temporary)?;
             write(&mut out)?;
-            out.into_inner()
-                .map_err(|e| e.into_error())?
-                .metadata()
-                .map(|m| m.len())
+            out.finish()
         })
         .map_err(error)
     }
@@ -213,9 +212,6 @@ impl CheckpointStorage {
         Some(p)
     }
 }
-
-/// The buffer of [`CheckpointStorage::write_with`].
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// `target` as a hard link to (or else a copy of) `source`, which must have
 /// `size` bytes.
@@ -319,5 +315,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["a.kv"], "no partial file, no temporary left");
+
+        // A file larger than the write buffer (written around the page cache).
+        let large: Vec<u8> = (0..3 * (1 << 20) + 5).map(|i| (i % 253) as u8).collect();
+        let size = s.write_with("chk-1/c.kv", |out| out.write_all(&large)).unwrap();
+        assert_eq!(size, large.len() as u64);
+        assert!(std::fs::read(dir.path().join("chk-1/c.kv")).unwrap() == large);
+        let failed = s.write_with("chk-1/d.kv", |out| {
+            out.write_all(&large)?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert!(!dir.path().join("chk-1/d.kv").exists());
     }
 }
