@@ -56,6 +56,19 @@ fn want() -> (i64, i64, usize) {
     (ROWS as i64, (0..ROWS as i64).sum(), windows)
 }
 
+/// `STOP JOB '<id>' WITH SAVEPOINT`: the job is stopped; returns the savepoint.
+async fn stop_with_savepoint(engine: &Engine, job: &weir::JobHandle) -> String {
+    let r = engine
+        .execute(&format!("STOP JOB '{}' WITH SAVEPOINT", job.id()))
+        .await
+        .unwrap();
+    let StatementResult::Ok(msg) = &r[0] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(job.status(), JobStatus::Stopped, "{msg}");
+    msg.rsplit(' ').next().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_with_savepoint_then_resume_at_another_parallelism_and_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,15 +83,7 @@ async fn stop_with_savepoint_then_resume_at_another_parallelism_and_backend() {
         .expect("a savepoint of a running job");
     assert!(std::path::Path::new(&sp).join("_metadata").exists(), "{sp}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = engine
-        .execute(&format!("STOP JOB '{}' WITH SAVEPOINT", job.id()))
-        .await
-        .unwrap();
-    let StatementResult::Ok(msg) = &r[0] else {
-        panic!("{r:?}")
-    };
-    let path = msg.rsplit(' ').next().unwrap().to_string();
-    assert_eq!(job.status(), JobStatus::Stopped, "{msg}");
+    let path = stop_with_savepoint(&engine, &job).await;
     assert!(
         job.checkpoints()
             .iter()
@@ -287,4 +292,107 @@ async fn show_checkpoints_lists_history_and_a_corrupt_checkpoint_is_skipped() {
     // of the truncated checkpoint, which the older one replays.
     let (c, _, _) = totals(&engine, dir.path()).await;
     assert!(c >= ROWS as i64);
+}
+
+/// A job started from a savepoint older than the checkpoints an earlier run
+/// left in its directory (that run went on after the savepoint) resumes,
+/// when restarted before completing a checkpoint of its own, from that
+/// savepoint: not from the earlier run's newer checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_started_from_an_older_savepoint_resumes_from_it_not_from_newer_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new();
+    engine.execute(&setup(dir.path(), 2000)).await.unwrap();
+    engine
+        .execute(
+            "SET 'execution.checkpointing.interval' = '100 ms';
+             SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';",
+        )
+        .await
+        .unwrap();
+    let completed = |job: &weir::JobHandle| {
+        job.checkpoints()
+            .iter()
+            .filter(|c| c.status.name() == "COMPLETED")
+            .count()
+    };
+    let first = engine.submit(INSERT).await.unwrap();
+    let savepoint = first.trigger_savepoint(None).await.expect("a savepoint");
+    // Two more checkpoints complete after the savepoint (one may have been
+    // in flight with it), then the run is cancelled, keeping them.
+    let after = completed(&first);
+    for _ in 0..500 {
+        if completed(&first) >= after + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(completed(&first) >= after + 2, "{:?}", first.checkpoints());
+    first.cancel();
+    let _ = first.wait().await;
+
+    // Started from the savepoint, without periodic checkpoints, and cancelled.
+    engine
+        .execute(&format!(
+            "SET 'execution.savepoint.path' = '{savepoint}'; RESET 'execution.checkpointing.interval';"
+        ))
+        .await
+        .unwrap();
+    let second = engine.submit(INSERT).await.unwrap();
+    assert_eq!(second.restored_from(), Some(savepoint.as_str()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    second.cancel();
+    let _ = second.wait().await;
+    assert_eq!(completed(&second), 0);
+
+    // Resumed automatically: from where the second run started.
+    engine.execute("RESET 'execution.savepoint.path'").await.unwrap();
+    let third = engine.submit(INSERT).await.unwrap();
+    assert_eq!(
+        third.restored_from(),
+        Some(savepoint.as_str()),
+        "not from the first run's checkpoints taken after the savepoint"
+    );
+    third.cancel();
+    let _ = third.wait().await;
+}
+
+/// `STOP JOB ... WITH SAVEPOINT` while checkpoints are triggered every few
+/// milliseconds: none is triggered behind the savepoint (its subtasks end
+/// there, and a checkpoint acknowledged for them afterwards would hold none
+/// of their state), so the automatic resume starts from the savepoint and
+/// the output is exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_checkpoint_follows_a_stop_with_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new();
+    engine.execute(&setup(dir.path(), 2000)).await.unwrap();
+    engine
+        .execute("SET 'execution.checkpointing.interval' = '10 ms'; SET 'parallelism.default' = '2';")
+        .await
+        .unwrap();
+    let job = engine.submit(INSERT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let path = stop_with_savepoint(&engine, &job).await;
+    let savepoint_id: u64 = path
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('-').rev().nth(1))
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint id in {path}"));
+    let later: Vec<String> = job
+        .checkpoints()
+        .iter()
+        .filter(|c| c.id > savepoint_id)
+        .map(|c| format!("{} {}", c.id, c.status.name()))
+        .collect();
+    assert!(
+        later.is_empty(),
+        "triggered after savepoint {savepoint_id}: {later:?}"
+    );
+
+    let resumed = engine.submit(INSERT).await.unwrap();
+    assert_eq!(resumed.restored_from(), Some(path.as_str()));
+    assert_eq!(resumed.wait().await.unwrap(), JobStatus::Finished);
+    assert_eq!(totals(&engine, dir.path()).await, want());
 }

@@ -91,6 +91,13 @@ pub struct CheckpointCoordinator {
     last_end_ms: Option<u64>,
     consecutive_failures: u32,
     stopped: bool,
+    /// A stop-with-savepoint in flight: nothing else is triggered until it
+    /// completes (then the job ends) or fails (then triggering resumes), as
+    /// Flink suspends its checkpoint scheduler for it. A barrier behind it
+    /// would reach no subtask: they end at the savepoint, and a snapshot
+    /// acknowledged for them once they ended would hold none of the state
+    /// their operators stopped with.
+    stopping_with: Option<CheckpointId>,
 }
 
 impl CheckpointCoordinator {
@@ -107,6 +114,7 @@ impl CheckpointCoordinator {
             last_end_ms: None,
             consecutive_failures: 0,
             stopped: false,
+            stopping_with: None,
         }
     }
 
@@ -137,7 +145,10 @@ impl CheckpointCoordinator {
                 &mut actions,
             );
         }
-        if self.stopped || self.pending_checkpoints() >= self.settings.max_concurrent {
+        if self.stopped
+            || self.stopping_with.is_some()
+            || self.pending_checkpoints() >= self.settings.max_concurrent
+        {
             return actions;
         }
         let due = self.settings.interval_ms > 0
@@ -155,15 +166,30 @@ impl CheckpointCoordinator {
     }
 
     /// Triggers a checkpoint now, regardless of the interval (a savepoint, or
-    /// a user request). Still respects `max_concurrent`: `None` if at the limit.
+    /// a user request). Still respects `max_concurrent`: `None` if at the
+    /// limit, or while a stop-with-savepoint is in flight.
     pub fn trigger_now(&mut self, now_ms: u64) -> Option<Action> {
-        (self.pending_checkpoints() < self.settings.max_concurrent).then(|| self.start(now_ms, false))
+        (self.stopping_with.is_none() && self.pending_checkpoints() < self.settings.max_concurrent)
+            .then(|| self.start(now_ms, false))
     }
 
     /// Triggers a savepoint now: not limited by `max_concurrent` or the
-    /// interval. `None` once the coordinator is stopped.
-    pub fn trigger_savepoint(&mut self, now_ms: u64) -> Option<Action> {
-        (!self.stopped).then(|| self.start(now_ms, true))
+    /// interval. With `stop`, the job ends once it completes, and nothing is
+    /// triggered while it is in flight. `None` once the coordinator is
+    /// stopped or stopping with a savepoint.
+    pub fn trigger_savepoint(&mut self, now_ms: u64, stop: bool) -> Option<Action> {
+        if self.stopped || self.stopping_with.is_some() {
+            return None;
+        }
+        if stop {
+            self.stopping_with = Some(self.next_id);
+        }
+        Some(self.start(now_ms, true))
+    }
+
+    /// Whether a stop-with-savepoint is in flight.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping_with.is_some()
     }
 
     /// Whether pending `id` is a savepoint.
@@ -190,6 +216,7 @@ impl CheckpointCoordinator {
         self.tasks = tasks;
         let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
         self.pending.clear();
+        self.stopping_with = None;
         self.last_trigger_ms = None;
         ids.into_iter()
             .map(|id| Action::Abort {
@@ -270,6 +297,10 @@ impl CheckpointCoordinator {
             return actions;
         };
         if p.savepoint {
+            if self.stopping_with == Some(id) {
+                self.stopping_with = None;
+                self.stopped = true;
+            }
             actions.push(Action::NotifyComplete(id));
             return actions;
         }
@@ -313,6 +344,10 @@ impl CheckpointCoordinator {
     fn fail(&mut self, id: CheckpointId, reason: String, now_ms: u64, actions: &mut Vec<Action>) {
         let savepoint = self.pending.remove(&id).is_some_and(|p| p.savepoint);
         if savepoint {
+            if self.stopping_with == Some(id) {
+                // The job goes on running: so do its checkpoints.
+                self.stopping_with = None;
+            }
             actions.push(Action::Abort { id, reason });
             return;
         }
@@ -504,7 +539,7 @@ mod tests {
         let mut c = CheckpointCoordinator::new(settings(), 1, 1);
         assert_eq!(c.on_tick(0), vec![Action::Trigger(1)]);
         assert_eq!(
-            c.trigger_savepoint(10),
+            c.trigger_savepoint(10, false),
             Some(Action::Trigger(2)),
             "beyond max_concurrent"
         );
@@ -513,7 +548,7 @@ mod tests {
         assert_eq!(c.on_metadata_written(2, 20), vec![Action::NotifyComplete(2)]);
         assert_eq!(c.pending(), vec![1], "a savepoint does not subsume checkpoints");
         assert_eq!(c.retained(), Vec::<CheckpointId>::new());
-        assert_eq!(c.trigger_savepoint(30), Some(Action::Trigger(3)));
+        assert_eq!(c.trigger_savepoint(30, false), Some(Action::Trigger(3)));
         for t in [6_000, 7_000] {
             let actions = c.on_tick(t);
             assert!(
@@ -523,6 +558,55 @@ mod tests {
         }
         assert!(c.fail_over(2).is_empty() || c.pending().is_empty());
         assert!(c.pending().is_empty());
+    }
+
+    #[test]
+    fn a_stop_with_savepoint_suspends_triggers_until_it_fails_and_ends_them_when_it_completes() {
+        let mut c = CheckpointCoordinator::new(settings(), 1, 1);
+        assert_eq!(c.on_tick(0), vec![Action::Trigger(1)]);
+        assert_eq!(c.trigger_savepoint(10, true), Some(Action::Trigger(2)));
+        assert!(c.is_stopping());
+        assert_eq!(c.on_ack(1, 0), vec![Action::WriteMetadata(1)]);
+        assert_eq!(
+            c.on_metadata_written(1, 20),
+            vec![Action::NotifyComplete(1)],
+            "a checkpoint triggered before it still completes"
+        );
+        assert_eq!(c.on_tick(5_000), vec![], "no periodic checkpoint while stopping");
+        assert_eq!(c.trigger_now(5_000), None, "nor a requested one");
+        assert_eq!(c.trigger_savepoint(5_000, false), None, "nor another savepoint");
+        let declined = c.on_decline(2, 0, "sink unavailable", 5_100);
+        assert!(
+            matches!(declined.as_slice(), [Action::Abort { id: 2, .. }]),
+            "{declined:?}"
+        );
+        assert!(
+            !c.is_stopping(),
+            "a failed stop-with-savepoint leaves the job running"
+        );
+        assert_eq!(c.on_tick(6_000), vec![Action::Trigger(3)], "triggering resumes");
+        assert_eq!(c.on_ack(3, 0), vec![Action::WriteMetadata(3)]);
+        assert_eq!(c.on_metadata_written(3, 6_050)[0], Action::NotifyComplete(3));
+
+        assert_eq!(c.trigger_savepoint(6_100, true), Some(Action::Trigger(4)));
+        assert_eq!(c.on_ack(4, 0), vec![Action::WriteMetadata(4)]);
+        assert_eq!(c.on_metadata_written(4, 6_200), vec![Action::NotifyComplete(4)]);
+        assert!(!c.is_stopping());
+        assert_eq!(
+            c.on_tick(20_000),
+            vec![],
+            "the job ends: nothing more is triggered"
+        );
+        assert_eq!(c.trigger_savepoint(20_000, false), None);
+    }
+
+    #[test]
+    fn a_restart_abandons_a_stop_with_savepoint() {
+        let mut c = CheckpointCoordinator::new(settings(), 1, 1);
+        assert_eq!(c.trigger_savepoint(0, true), Some(Action::Trigger(1)));
+        assert_eq!(c.fail_over(1).len(), 1);
+        assert!(!c.is_stopping());
+        assert_eq!(c.on_tick(100), vec![Action::Trigger(2)]);
     }
 
     #[test]
@@ -538,7 +622,7 @@ mod tests {
         );
         assert_eq!(c.on_tick(0), vec![]);
         assert_eq!(c.on_tick(5_000_000), vec![], "no phantom checkpoint to time out");
-        assert_eq!(c.trigger_savepoint(10), Some(Action::Trigger(1)));
+        assert_eq!(c.trigger_savepoint(10, false), Some(Action::Trigger(1)));
         assert!(matches!(
             c.on_tick(2_000).as_slice(),
             [Action::Abort { id: 1, .. }]

@@ -25,7 +25,7 @@ use crate::checkpoint::coordinator::{Action, CheckpointCoordinator, CheckpointSe
 use crate::checkpoint::metadata::{
     CheckpointMetadata, FORMAT, METADATA_FILE, OperatorState, SnapshotKind, SubtaskState, VERSION,
 };
-use crate::checkpoint::restore::RestoreSource;
+use crate::checkpoint::restore::{RestoreSource, latest_restorable};
 use crate::checkpoint::stats::{CheckpointStats, CheckpointStatus};
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::targets::{SHARED_DIR, SnapshotTargets, checkpoint_dir_name};
@@ -253,6 +253,14 @@ impl Driver {
                 }
             }
         }
+        for f in job_dir.list(SAVEPOINT_POINTERS).await.unwrap_or_default() {
+            if let Some(id) = f.rsplit('/').next().and_then(|s| s.parse::<CheckpointId>().ok()) {
+                max_id = max_id.max(id);
+            }
+        }
+        if let Some(restore) = self.config.restore.clone() {
+            max_id = self.record_start(&job_dir, &restore, max_id).await;
+        }
         if max_id + 1 > self.coordinator.next_id() {
             let settings = coordinator_settings(&self.config);
             self.coordinator = CheckpointCoordinator::new(settings, self.task_index.len(), max_id + 1);
@@ -261,6 +269,39 @@ impl Driver {
         let ids: Vec<CheckpointId> = complete.iter().map(|(id, _)| *id).collect();
         self.coordinator.seed_retained(&ids);
         self.retained.extend(complete);
+    }
+
+    /// A job started from a savepoint (or a checkpoint elsewhere) that is
+    /// not what an automatic resume would pick in its directory — which holds
+    /// newer checkpoints of an earlier run, e.g. of the run that took the
+    /// savepoint and went on — records where it started under an id above
+    /// them (`max_id + 1`, returned), so that a crash before its first
+    /// checkpoint resumes from there, not from the earlier run's state.
+    async fn record_start(
+        &self,
+        job_dir: &CheckpointStorage,
+        restore: &RestoreSource,
+        max_id: CheckpointId,
+    ) -> CheckpointId {
+        let newest = latest_restorable(job_dir).await.ok().flatten();
+        if newest.is_some_and(|n| n.location == restore.location) {
+            return max_id;
+        }
+        let id = max_id + 1;
+        let pointer = format!("{SAVEPOINT_POINTERS}/{id}");
+        match job_dir.put(&pointer, Bytes::from(restore.location.clone())).await {
+            Ok(()) => id,
+            Err(e) => {
+                tracing::warn!(
+                    "job '{}' could not record that it started from {} ({e}): a restart before its \
+                     first checkpoint resumes from the newest checkpoint in {}",
+                    self.graph.name,
+                    restore.location,
+                    job_dir.display()
+                );
+                max_id
+            }
+        }
     }
 
     pub(crate) async fn run(mut self, first: Attempt) {
@@ -470,6 +511,12 @@ impl Driver {
                     )));
                     return;
                 }
+                if self.coordinator.is_stopping() {
+                    let _ = reply.send(Err(DataFusionError::Execution(
+                        "the job is stopping with a savepoint".into(),
+                    )));
+                    return;
+                }
                 match self.coordinator.trigger_now(now_ms()) {
                     Some(Action::Trigger(id)) => {
                         self.begin(
@@ -508,8 +555,13 @@ impl Driver {
                     )));
                     return;
                 };
-                let Some(Action::Trigger(id)) = self.coordinator.trigger_savepoint(now_ms()) else {
-                    let _ = reply.send(Err(DataFusionError::Execution("the job is ending".into())));
+                let Some(Action::Trigger(id)) = self.coordinator.trigger_savepoint(now_ms(), stop) else {
+                    let why = if self.coordinator.is_stopping() {
+                        "the job is stopping with a savepoint"
+                    } else {
+                        "the job is ending"
+                    };
+                    let _ = reply.send(Err(DataFusionError::Execution(why.into())));
                     return;
                 };
                 let name = format!(
