@@ -44,8 +44,12 @@ const DOWNLOAD_CONCURRENCY: usize = 4;
 pub struct RocksDbBackendFactory {
     /// Block cache of each subtask's database, in bytes.
     pub block_cache_bytes: usize,
-    /// Memtable size of each subtask's database, in bytes. Every checkpoint
-    /// flushes the memtable, so it rarely fills between two checkpoints.
+    /// Memtable size of each subtask's database, in bytes (RocksDB's and
+    /// Flink's default, 64 MiB). Every checkpoint flushes the memtable, so
+    /// between checkpoints (and without them) a larger one means fewer
+    /// level-0 files for every read of a new key to check: Nexmark q4 without
+    /// checkpoints 302–327 k → 400–454 k events/s, with checkpoints every
+    /// 10 s 325 k → 415 k (16 MiB before; the memory is taken as it fills).
     pub write_buffer_bytes: usize,
 }
 
@@ -53,7 +57,7 @@ impl Default for RocksDbBackendFactory {
     fn default() -> Self {
         RocksDbBackendFactory {
             block_cache_bytes: 16 << 20,
-            write_buffer_bytes: 16 << 20,
+            write_buffer_bytes: 64 << 20,
         }
     }
 }
