@@ -16,6 +16,12 @@ pub mod targets;
 /// output was committed.
 pub const SAVEPOINT_POINTERS: &str = "savepoints";
 
+/// The savepoint id a pointer file of [`SAVEPOINT_POINTERS`] is named by
+/// (`path` is its path or name); `None` for any other file.
+pub fn savepoint_pointer_id(path: &str) -> Option<crate::message::CheckpointId> {
+    path.rsplit('/').next()?.parse().ok()
+}
+
 /// The directory of job `job_name` inside the checkpoint directory: the name
 /// with every character other than ASCII letters, digits, `-` and `_`
 /// replaced by `_` (also how other names become file names, e.g. operator ids

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use super::metadata::{CheckpointMetadata, SnapshotKind};
 use super::storage::CheckpointStorage;
+use super::targets::checkpoint_id_of_dir;
+use super::{SAVEPOINT_POINTERS, savepoint_pointer_id};
 use crate::graph::JobGraph;
 use crate::key_group::KeyGroupRange;
 use crate::message::CheckpointId;
@@ -173,16 +175,12 @@ impl RestoreSource {
 pub async fn latest_restorable(job_dir: &CheckpointStorage) -> Result<Option<RestoreSource>> {
     let mut candidates: Vec<(CheckpointId, Candidate)> = Vec::new();
     for d in job_dir.list_dirs("").await? {
-        if let Some(id) = d
-            .strip_prefix("chk-")
-            .and_then(|s| s.parse::<CheckpointId>().ok())
-        {
+        if let Some(id) = checkpoint_id_of_dir(&d) {
             candidates.push((id, Candidate::Checkpoint(d)));
         }
     }
-    for f in job_dir.list(super::SAVEPOINT_POINTERS).await? {
-        let id = f.rsplit('/').next().and_then(|s| s.parse::<CheckpointId>().ok());
-        if let Some(id) = id {
+    for f in job_dir.list(SAVEPOINT_POINTERS).await? {
+        if let Some(id) = savepoint_pointer_id(&f) {
             candidates.push((id, Candidate::SavepointPointer(f)));
         }
     }

@@ -14,6 +14,12 @@ pub fn checkpoint_dir_name(id: CheckpointId) -> String {
     format!("chk-{id}")
 }
 
+/// The checkpoint id of directory `name` ([`checkpoint_dir_name`]'s
+/// inverse); `None` for any other directory.
+pub fn checkpoint_id_of_dir(name: &str) -> Option<CheckpointId> {
+    name.strip_prefix("chk-")?.parse().ok()
+}
+
 /// The directory of incremental files shared between checkpoints.
 pub const SHARED_DIR: &str = "shared";
 

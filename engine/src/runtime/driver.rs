@@ -19,7 +19,6 @@ use super::events::{Notice, TaskEvent};
 use super::job::{JobShared, JobStatus};
 use super::restart::RestartTracker;
 use super::task::SourceControl;
-use crate::checkpoint::SAVEPOINT_POINTERS;
 use crate::checkpoint::config::{CheckpointRetention, FaultToleranceConfig};
 use crate::checkpoint::coordinator::{Action, CheckpointCoordinator, CheckpointSettings};
 use crate::checkpoint::metadata::{
@@ -28,7 +27,8 @@ use crate::checkpoint::metadata::{
 use crate::checkpoint::restore::{RestoreSource, latest_restorable};
 use crate::checkpoint::stats::{CheckpointStats, CheckpointStatus};
 use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::targets::{SHARED_DIR, SnapshotTargets, checkpoint_dir_name};
+use crate::checkpoint::targets::{SHARED_DIR, SnapshotTargets, checkpoint_dir_name, checkpoint_id_of_dir};
+use crate::checkpoint::{SAVEPOINT_POINTERS, savepoint_pointer_id};
 use crate::graph::{JobGraph, NodeId, NodeKind};
 use crate::message::{Barrier, BarrierKind, CheckpointId};
 use crate::metrics::OperatorMetrics;
@@ -234,10 +234,7 @@ impl Driver {
         let mut max_id = self.coordinator.next_id().saturating_sub(1);
         let mut complete = Vec::new();
         for d in dirs {
-            let Some(id) = d
-                .strip_prefix("chk-")
-                .and_then(|s| s.parse::<CheckpointId>().ok())
-            else {
+            let Some(id) = checkpoint_id_of_dir(&d) else {
                 continue;
             };
             max_id = max_id.max(id);
@@ -254,7 +251,7 @@ impl Driver {
             }
         }
         for f in job_dir.list(SAVEPOINT_POINTERS).await.unwrap_or_default() {
-            if let Some(id) = f.rsplit('/').next().and_then(|s| s.parse::<CheckpointId>().ok()) {
+            if let Some(id) = savepoint_pointer_id(&f) {
                 max_id = max_id.max(id);
             }
         }
