@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::common::{DataFusionError, Result};
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{DB, WriteOptions};
+use rocksdb::{DB, WriteBatch, WriteOptions};
 use weir_engine::key_group::KeyGroupRange;
 use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope, instance_nonce};
 
@@ -36,6 +36,10 @@ use crate::{KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, enc
 /// * writes skip the WAL: what is not in a checkpoint is lost with the
 ///   process, which is what checkpointing expects (restore goes back to the
 ///   last checkpoint anyway);
+/// * writes collect in a write batch, applied as one RocksDB write before
+///   anything reads the database (a read, a scan, a snapshot) or once it
+///   holds [`PENDING_WRITE_BYTES`]: an operator's writes for one input batch
+///   cost one write call, and every read sees every write before it;
 /// * shared SST files are named `<operator>-<subtask>-<nonce>-<sst>` with a
 ///   nonce unique to the instance, and since RocksDB never rewrites an SST
 ///   file under the same name, an SST uploaded once is reused by every later
@@ -43,6 +47,10 @@ use crate::{KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, enc
 pub struct RocksDbStateBackend {
     /// Declared first so that it is closed before `_local` removes its files.
     db: DB,
+    /// Writes not applied to `db` yet (a mutex only because reads, which
+    /// apply them, take `&self`; one task uses the backend).
+    pending: Mutex<WriteBatch>,
+    write_options: WriteOptions,
     scope: StateScope,
     entries: u64,
     /// User key + value bytes; estimated from file sizes after a direct restore.
@@ -76,6 +84,9 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Bytes of pending writes that are applied without waiting for a read.
+const PENDING_WRITE_BYTES: usize = 4 << 20;
+
 /// Writes skip the WAL: durability comes from checkpoints.
 fn write_options() -> WriteOptions {
     let mut o = WriteOptions::default();
@@ -89,6 +100,8 @@ impl RocksDbStateBackend {
     pub(crate) fn new(scope: StateScope, db: DB, entries: u64, bytes: u64, local: RemoveOnDrop) -> Self {
         RocksDbStateBackend {
             db,
+            pending: Mutex::new(WriteBatch::default()),
+            write_options: write_options(),
             scope,
             entries,
             bytes,
@@ -125,10 +138,32 @@ impl RocksDbStateBackend {
         Ok(raw)
     }
 
+    /// The database, with every pending write applied: what reads read.
+    fn applied(&self) -> Result<&DB> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !pending.is_empty() {
+            let batch = std::mem::take(&mut *pending);
+            self.db
+                .write_opt(batch, &self.write_options)
+                .map_err(|e| db_error("writing", e))?;
+        }
+        Ok(&self.db)
+    }
+
+    /// Adds a write to the pending ones, applying them once they are many.
+    fn add_pending(&mut self, write: impl FnOnce(&mut WriteBatch)) -> Result<()> {
+        let pending = self.pending.get_mut().unwrap_or_else(|e| e.into_inner());
+        write(pending);
+        if pending.size_in_bytes() >= PENDING_WRITE_BYTES {
+            self.applied()?;
+        }
+        Ok(())
+    }
+
     /// Length of the current value of `raw`, if any.
     fn existing_len(&self, raw: &[u8]) -> Result<Option<usize>> {
         Ok(self
-            .db
+            .applied()?
             .get_pinned(raw)
             .map_err(|e| db_error("reading", e))?
             .map(|v| v.len()))
@@ -137,9 +172,7 @@ impl RocksDbStateBackend {
     /// Writes `value` under `raw` (the RocksDB key of a user key of
     /// `key_len` bytes) whose current value has `old` bytes (`None`: absent).
     fn write(&mut self, raw: Vec<u8>, key_len: usize, value: &[u8], old: Option<usize>) -> Result<()> {
-        self.db
-            .put_opt(&raw, value, &write_options())
-            .map_err(|e| db_error("writing", e))?;
+        self.add_pending(|batch| batch.put(&raw, value))?;
         match old {
             Some(old) => self.bytes = self.bytes.saturating_sub(old as u64) + value.len() as u64,
             None => {
@@ -152,9 +185,7 @@ impl RocksDbStateBackend {
 
     /// Deletes `raw`, whose current value has `old` bytes.
     fn remove(&mut self, raw: Vec<u8>, key_len: usize, old: usize) -> Result<()> {
-        self.db
-            .delete_opt(&raw, &write_options())
-            .map_err(|e| db_error("deleting", e))?;
+        self.add_pending(|batch| batch.delete(&raw))?;
         self.entries = self.entries.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub((key_len + old) as u64);
         Ok(())
@@ -212,7 +243,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
 
     fn get(&self, key_group: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let raw = self.raw_key(key_group, key)?;
-        self.db.get(&raw).map_err(|e| db_error("reading", e))
+        self.applied()?.get(&raw).map_err(|e| db_error("reading", e))
     }
 
     fn put(&mut self, key_group: usize, key: &[u8], value: &[u8]) -> Result<()> {
@@ -246,7 +277,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
     }
 
     fn scan_prefix(&self, prefix: &[u8], f: &mut weir_engine::state::EntryVisitor<'_>) -> Result<()> {
-        let mut it = self.db.raw_iterator();
+        let mut it = self.applied()?.raw_iterator();
         let mut seek = Vec::with_capacity(KEY_GROUP_BYTES + prefix.len());
         for kg in self.scope.key_groups.range() {
             encode_key(&mut seek, kg, prefix);
@@ -276,7 +307,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
         if let Some(end) = prefix_end(&seek) {
             opts.set_iterate_upper_bound(end);
         }
-        let mut it = self.db.raw_iterator_opt(opts);
+        let mut it = self.applied()?.raw_iterator_opt(opts);
         it.seek(&seek);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             if !k.starts_with(&seek) {
@@ -303,7 +334,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
             encode_key(&mut stop, kg, end);
             let mut opts = rocksdb::ReadOptions::default();
             opts.set_iterate_upper_bound(stop.clone());
-            let mut it = self.db.raw_iterator_opt(opts);
+            let mut it = self.applied()?.raw_iterator_opt(opts);
             it.seek(&seek);
             while let (Some(k), Some(v)) = (it.key(), it.value()) {
                 if k >= stop.as_slice() {
@@ -332,7 +363,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
         absent_dir(&dir)?;
         // Writes skip the WAL, so the memtable must be in SST files first
         // (creating the checkpoint would flush too; this makes it explicit).
-        self.db
+        self.applied()?
             .flush()
             .map_err(|e| db_error("flushing the memtable", e))?;
         let guard = RemoveOnDrop(dir.clone());

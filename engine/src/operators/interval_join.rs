@@ -13,7 +13,7 @@ use datafusion::common::{HashMap, Result, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
-use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
 use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
@@ -106,10 +106,13 @@ impl IntervalJoinConfig {
 /// Rows live in the keyed state backend itself ([`JoinRowStore`], timed),
 /// read by key on every probe, with an expiry index scanned on every
 /// watermark: nothing but the current batch is held in memory, so RocksDB
-/// holds state of any size. A checkpoint is the backend's snapshot.
+/// holds state of any size. A checkpoint is the backend's snapshot. Both
+/// inputs are append-only: each arriving row is an entry of its own,
+/// written without a read.
 pub struct IntervalJoin {
     config: Arc<IntervalJoinConfig>,
     store: JoinRowStore,
+    arrival_ids: ArrivalIds,
     keys: KeyEncoder,
     /// Row formats of the left and right rows.
     rows: RowCodec,
@@ -127,7 +130,11 @@ impl IntervalJoin {
         Ok(IntervalJoin {
             keys: config.spec.key_encoder()?,
             rows: RowCodec::new(&config.spec)?,
-            store: JoinRowStore { timed: true },
+            store: JoinRowStore {
+                timed: true,
+                arrivals: [true, true],
+            },
+            arrival_ids: ArrivalIds::new(),
             config,
             state: None,
             watermark: None,
@@ -138,9 +145,7 @@ impl IntervalJoin {
     }
 
     fn state(&mut self) -> Result<&mut KeyedState> {
-        self.state.as_mut().ok_or_else(|| {
-            datafusion::common::DataFusionError::Internal("interval join without state".into())
-        })
+        state_of(&mut self.state)
     }
 
     /// Decodes stored rows of `side` (row bytes) into a batch.
@@ -169,7 +174,7 @@ impl IntervalJoin {
                 if let Some(value) = value
                     && value.matches == 0
                 {
-                    unmatched.push(StoredRow::from_entry(kg, entry, value, true)?);
+                    unmatched.push(store.stored_row(kg, entry, value)?);
                 }
             }
             if !unmatched.is_empty() {
@@ -183,6 +188,13 @@ impl IntervalJoin {
         self.expired_through = Some(watermark);
         Ok(())
     }
+}
+
+/// The state of an initialized join (a field borrow, beside others).
+fn state_of(state: &mut Option<KeyedState>) -> Result<&mut KeyedState> {
+    state
+        .as_mut()
+        .ok_or_else(|| datafusion::common::DataFusionError::Internal("interval join without state".into()))
 }
 
 #[async_trait]
@@ -292,7 +304,8 @@ impl Operator for IntervalJoin {
         }
 
         // Record matches of stored rows whose side keeps unmatched rows.
-        let backend = self.state()?.backend();
+        let ids = &mut self.arrival_ids;
+        let backend = state_of(&mut self.state)?.backend();
         if spec.join_type.preserves(other) {
             for (c, m) in other_matched.iter().enumerate() {
                 if *m > 0 && candidates[c].value.matches == 0 {
@@ -325,6 +338,7 @@ impl Operator for IntervalJoin {
                         keys.row(i).data(),
                         times.value(i),
                         rows.row(i).data(),
+                        ids,
                     );
                     // Read only for rows of a preserved side.
                     let matches = if preserved { matches[i] } else { 0 };
@@ -333,7 +347,7 @@ impl Operator for IntervalJoin {
                         matches,
                         touched_ms: None,
                     };
-                    match store.insert(backend, kgs[i], &entry, fresh)? {
+                    match store.insert(backend, kgs[i], side, &entry, fresh)? {
                         None => store.add_expiry(backend, kgs[i], expiry, &entry)?,
                         Some(stored) => {
                             let value = RowValue {

@@ -13,6 +13,12 @@
 //!   the row there are and how many rows of the other side match each copy.
 //!   All rows of a key are one prefix in one key group, so a probe is one
 //!   prefix scan.
+//! - A row of an append-only input (see [`JoinRowStore::arrivals`]) is never
+//!   looked up by its own entry (nothing retracts it), so each arrival is an
+//!   entry of its own, `[..., row, id]` with an [`ArrivalIds`] id (8 bytes,
+//!   big-endian) after the row and a count of 1: it is written without
+//!   reading whether an identical row is stored (the read that would cost
+//!   more than the write, with RocksDB).
 //! - Interval joins also index rows by the watermark that expires them:
 //!   `[EXPIRY, side, time_key(expire), <the row entry's key after its tag>]`,
 //!   with an empty value, so a watermark advance is a range scan.
@@ -128,6 +134,46 @@ fn corrupt(what: &str) -> DataFusionError {
     DataFusionError::Execution(format!("corrupt join state: {what}"))
 }
 
+/// Ids that make each arrival of a row of an append-only input an entry of
+/// its own (see the module docs).
+///
+/// # Invariants
+///
+/// Two entries are the same only if their key group, join key, row and id
+/// are. One instance never repeats an id (a counter, wrapping after 2^64);
+/// each instance (every start or restore of a join subtask) counts from a
+/// random start, so ids of two instances that write the same key group
+/// coincide only if one's range of ids reaches the other's start: a chance
+/// of about (ids written) / 2^64, and only identical rows would then be
+/// counted once.
+#[derive(Debug)]
+pub struct ArrivalIds {
+    next: u64,
+}
+
+impl ArrivalIds {
+    pub fn new() -> Self {
+        ArrivalIds {
+            next: crate::state::instance_seed(),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let id = self.next;
+        self.next = self.next.wrapping_add(1);
+        id
+    }
+}
+
+impl Default for ArrivalIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bytes of an arrival id at the end of an entry key.
+const ARRIVAL_ID_BYTES: usize = 8;
+
 /// A stored row, as found by a probe.
 #[derive(Debug, Clone)]
 pub struct StoredRow {
@@ -135,47 +181,18 @@ pub struct StoredRow {
     pub kg: usize,
     /// The entry's key (to update or delete it).
     pub entry: Vec<u8>,
-    /// Where the row bytes start in `entry`.
+    /// Where the row bytes are in `entry`.
     row_offset: usize,
+    row_end: usize,
     /// The row's event time (interval joins).
     pub time: Option<EventTime>,
     pub value: RowValue,
 }
 
 impl StoredRow {
-    /// A stored row from its entry key, as returned by
-    /// [`JoinRowStore::take_expired`].
-    pub fn from_entry(kg: usize, entry: Vec<u8>, value: RowValue, timed: bool) -> Result<StoredRow> {
-        let len = entry
-            .get(2..6)
-            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-            .ok_or_else(|| corrupt("short row key"))?;
-        let mut row_offset = 6 + len;
-        let mut time = None;
-        if timed {
-            time = Some(
-                entry
-                    .get(row_offset..row_offset + 8)
-                    .and_then(time_of_key)
-                    .ok_or_else(|| corrupt("a row key has no time"))?,
-            );
-            row_offset += 8;
-        }
-        if entry.len() < row_offset {
-            return Err(corrupt("short row key"));
-        }
-        Ok(StoredRow {
-            kg,
-            entry,
-            row_offset,
-            time,
-            value,
-        })
-    }
-
     /// The row, in Arrow's row format.
     pub fn row(&self) -> &[u8] {
-        &self.entry[self.row_offset..]
+        &self.entry[self.row_offset..self.row_end]
     }
 
     /// The row's join key (comparable bytes).
@@ -195,14 +212,63 @@ impl StoredRow {
     }
 }
 
-/// Reads and writes join rows in a keyed state backend. `timed` stores each
-/// row's event time in its key (interval joins).
+/// Reads and writes join rows in a keyed state backend.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinRowStore {
+    /// Each row's event time is part of its key (interval joins).
     pub timed: bool,
+    /// Per input (`Side as usize`): whether it is append-only, so that each
+    /// arrival of a row is an entry of its own (see the module docs). Part
+    /// of the layout: a restore must be read with the flags it was written
+    /// with (a query's inputs stay append-only or updating).
+    pub arrivals: [bool; 2],
 }
 
 impl JoinRowStore {
+    /// Where the row bytes of an entry of `side` start, after a key prefix
+    /// of `prefix_len` bytes, and end.
+    fn row_bounds(&self, side: Side, prefix_len: usize, entry_len: usize) -> Result<(usize, usize)> {
+        let start = prefix_len + if self.timed { 8 } else { 0 };
+        let end = entry_len
+            .checked_sub(if self.arrivals[side as usize] {
+                ARRIVAL_ID_BYTES
+            } else {
+                0
+            })
+            .filter(|&end| end >= start)
+            .ok_or_else(|| corrupt("short row key"))?;
+        Ok((start, end))
+    }
+
+    /// A stored row from its entry key, as returned by
+    /// [`take_expired`](Self::take_expired).
+    pub fn stored_row(&self, kg: usize, entry: Vec<u8>, value: RowValue) -> Result<StoredRow> {
+        let (Some(&side), Some(len)) = (entry.get(1), entry.get(2..6)) else {
+            return Err(corrupt("short row key"));
+        };
+        let side = Side::of_input(side as usize);
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (row_offset, row_end) = self.row_bounds(side, 6 + len, entry.len())?;
+        let time = if self.timed {
+            Some(
+                entry
+                    .get(row_offset - 8..row_offset)
+                    .and_then(time_of_key)
+                    .ok_or_else(|| corrupt("a row key has no time"))?,
+            )
+        } else {
+            None
+        };
+        Ok(StoredRow {
+            kg,
+            entry,
+            row_offset,
+            row_end,
+            time,
+            value,
+        })
+    }
+
     /// The common prefix of the entries of `key`'s rows of `side`.
     pub fn key_prefix(side: Side, key: &[u8]) -> Vec<u8> {
         let mut p = Vec::with_capacity(key.len() + 6 + 8);
@@ -213,9 +279,18 @@ impl JoinRowStore {
         p
     }
 
-    /// Writes the entry key of a row into `buf` (cleared first), so that a
-    /// batch's rows reuse one buffer.
-    pub fn entry_key_into(&self, buf: &mut Vec<u8>, side: Side, key: &[u8], time: EventTime, row: &[u8]) {
+    /// Writes the entry key of a row of `side` into `buf` (cleared first), so
+    /// that a batch's rows reuse one buffer. For an append-only side, this
+    /// is a new arrival's entry: it takes the next of `ids`.
+    pub fn entry_key_into(
+        &self,
+        buf: &mut Vec<u8>,
+        side: Side,
+        key: &[u8],
+        time: EventTime,
+        row: &[u8],
+        ids: &mut ArrivalIds,
+    ) {
         buf.clear();
         buf.push(ROWS);
         buf.push(side as u8);
@@ -225,6 +300,9 @@ impl JoinRowStore {
             buf.extend_from_slice(&time_key(time));
         }
         buf.extend_from_slice(row);
+        if self.arrivals[side as usize] {
+            buf.extend_from_slice(&ids.next().to_be_bytes());
+        }
     }
 
     /// Every stored row of `side` with join key `key` (in key group `kg`).
@@ -237,21 +315,21 @@ impl JoinRowStore {
         out: &mut Vec<StoredRow>,
     ) -> Result<()> {
         let prefix = Self::key_prefix(side, key);
-        let timed = self.timed;
         backend.scan_key_group_prefix(kg, &prefix, &mut |k, v| {
-            let (time, row_offset) = if timed {
-                let t = k
-                    .get(prefix.len()..prefix.len() + 8)
-                    .and_then(time_of_key)
-                    .ok_or_else(|| corrupt("a row key has no time"))?;
-                (Some(t), prefix.len() + 8)
+            let (row_offset, row_end) = self.row_bounds(side, prefix.len(), k.len())?;
+            let time = if self.timed {
+                Some(
+                    time_of_key(&k[prefix.len()..row_offset])
+                        .ok_or_else(|| corrupt("a row key has no time"))?,
+                )
             } else {
-                (None, prefix.len())
+                None
             };
             out.push(StoredRow {
                 kg,
                 entry: k.to_vec(),
                 row_offset,
+                row_end,
                 time,
                 value: RowValue::decode(v)?,
             });
@@ -263,18 +341,23 @@ impl JoinRowStore {
         backend.get(kg, entry)?.map(|v| RowValue::decode(&v)).transpose()
     }
 
-    /// Stores `value` (a count of 1 or more) for a row unless the row is
-    /// stored already: then returns its stored value and writes nothing.
-    /// One lookup for a new row, as most rows of an append-only input are.
+    /// Stores `value` (a count of 1 or more) for a row of `side` unless the
+    /// row is stored already: then returns its stored value and writes
+    /// nothing. One lookup for a new row of an updating side, none for an
+    /// append-only side's (each arrival is a new entry).
     pub fn insert(
         &self,
         backend: &mut dyn KeyedStateBackend,
         kg: usize,
+        side: Side,
         entry: &[u8],
         value: RowValue,
     ) -> Result<Option<RowValue>> {
         let mut buf = [0; MAX_VALUE_BYTES];
         let n = value.encode(&mut buf);
+        if self.arrivals[side as usize] {
+            return backend.put_known(kg, entry, &buf[..n], None).map(|()| None);
+        }
         backend
             .put_if_absent(kg, entry, &buf[..n])?
             .map(|v| RowValue::decode(&v))
@@ -387,15 +470,9 @@ impl JoinRowStore {
     /// Deletes every row entry, returning them (to move them into another
     /// layout).
     pub fn take_all(&self, backend: &mut dyn KeyedStateBackend) -> Result<Vec<StoredRow>> {
-        let timed = self.timed;
         let mut found = Vec::new();
         backend.scan_prefix(&[ROWS], &mut |kg, k, v| {
-            found.push(StoredRow::from_entry(
-                kg,
-                k.to_vec(),
-                RowValue::decode(v)?,
-                timed,
-            )?);
+            found.push(self.stored_row(kg, k.to_vec(), RowValue::decode(v)?)?);
             Ok(())
         })?;
         for row in &found {
@@ -418,6 +495,8 @@ impl JoinRowStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::HashMapStateBackend;
+    use crate::state::testing::scope;
 
     fn round_trip(v: RowValue) -> usize {
         let mut buf = [0; MAX_VALUE_BYTES];
@@ -455,6 +534,59 @@ mod tests {
             },
         ] {
             round_trip(v);
+        }
+    }
+
+    /// Stores `row` twice under join key `key` of `side`, then probes it.
+    fn store_twice(store: JoinRowStore, side: Side, time: EventTime) -> (Vec<StoredRow>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backend = HashMapStateBackend::new(scope(dir.path(), 0, 1, "join"));
+        let mut ids = ArrivalIds::new();
+        let (key, row) = (b"k".as_slice(), b"row".as_slice());
+        let one = RowValue {
+            count: 1,
+            ..RowValue::default()
+        };
+        let mut entry = Vec::new();
+        for _ in 0..2 {
+            store.entry_key_into(&mut entry, side, key, time, row, &mut ids);
+            if let Some(stored) = store.insert(&mut backend, 3, side, &entry, one).unwrap() {
+                let value = RowValue {
+                    count: stored.count + 1,
+                    ..stored
+                };
+                store.put(&mut backend, 3, &entry, value, Some(stored)).unwrap();
+            }
+        }
+        let mut found = Vec::new();
+        store.probe(&backend, 3, side, key, &mut found).unwrap();
+        for f in &found {
+            assert_eq!(f.key_and_row(), (key, row));
+            assert_eq!(f.side(), side);
+            assert_eq!(f.time, store.timed.then_some(time));
+            let again = store.stored_row(f.kg, f.entry.clone(), f.value).unwrap();
+            assert_eq!((again.row(), again.time), (f.row(), f.time));
+        }
+        (found, backend.len())
+    }
+
+    #[test]
+    fn each_arrival_of_an_append_only_side_is_an_entry_and_updating_sides_count_copies() {
+        for timed in [false, true] {
+            let store = JoinRowStore {
+                timed,
+                arrivals: [true, false],
+            };
+            let (arrivals, entries) = store_twice(store, Side::Left, 1_000);
+            assert_eq!(entries, 2);
+            assert_eq!(arrivals.len(), 2);
+            assert!(arrivals.iter().all(|r| r.value.count == 1));
+            assert_ne!(arrivals[0].entry, arrivals[1].entry);
+
+            let (copies, entries) = store_twice(store, Side::Right, 1_000);
+            assert_eq!(entries, 1);
+            assert_eq!(copies.len(), 1);
+            assert_eq!(copies[0].value.count, 2);
         }
     }
 

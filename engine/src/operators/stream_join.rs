@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use datafusion::common::{DataFusionError, HashMap, Result};
 
 use super::join::{JoinSpec, JoinType, KeyEncoder, RowCodec, Side, take_rows};
-use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
 use super::stream_join_in_memory::{InMemoryJoin, move_to_backend};
 use crate::changelog::{RowKind, attach_ops, split_ops};
 use crate::key_group::key_groups_of;
@@ -80,6 +80,7 @@ const OTHER_PADDED: usize = 2;
 /// checkpointed once, as batch state. Otherwise (RocksDB, changelogs, outer
 /// joins, a TTL), each distinct row is an entry of the keyed state backend
 /// ([`JoinRowStore`], untimed) with its number of copies and of matches,
+/// (a row of an append-only input: each arrival, written without a read),
 /// read by key on every probe: nothing but the current batch is held in
 /// memory, so RocksDB holds state of any size, and a checkpoint is the
 /// backend's snapshot. A restore moves rows written in the other layout
@@ -94,6 +95,7 @@ const OTHER_PADDED: usize = 2;
 pub struct StreamJoin {
     config: Arc<StreamJoinConfig>,
     store: JoinRowStore,
+    arrival_ids: ArrivalIds,
     keys: KeyEncoder,
     rows: RowCodec,
     state: Option<KeyedState>,
@@ -112,7 +114,11 @@ impl StreamJoin {
         Ok(StreamJoin {
             keys: config.spec.key_encoder()?,
             rows: RowCodec::new(&config.spec)?,
-            store: JoinRowStore { timed: false },
+            store: JoinRowStore {
+                timed: false,
+                arrivals: [!config.left_updating, !config.right_updating],
+            },
+            arrival_ids: ArrivalIds::new(),
             config,
             state: None,
             max_parallelism: crate::key_group::DEFAULT_MAX_PARALLELISM,
@@ -140,9 +146,7 @@ impl StreamJoin {
     }
 
     fn state(&mut self) -> Result<&mut KeyedState> {
-        self.state
-            .as_mut()
-            .ok_or_else(|| DataFusionError::Internal("join without state".into()))
+        state_of(&mut self.state)
     }
 
     fn update_state_metrics(&self) {
@@ -198,6 +202,13 @@ impl StreamJoin {
     }
 }
 
+/// The state of an initialized join (a field borrow, beside others).
+fn state_of(state: &mut Option<KeyedState>) -> Result<&mut KeyedState> {
+    state
+        .as_mut()
+        .ok_or_else(|| DataFusionError::Internal("join without state".into()))
+}
+
 #[async_trait]
 impl Operator for StreamJoin {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
@@ -214,6 +225,7 @@ impl Operator for StreamJoin {
                 &self.keys,
                 &self.rows,
                 self.store,
+                &mut self.arrival_ids,
                 self.max_parallelism,
                 &mut state,
             )?;
@@ -333,7 +345,8 @@ impl Operator for StreamJoin {
                 kinds.push(kind as i8);
             }
         };
-        let backend = self.state()?.backend();
+        let ids = &mut self.arrival_ids;
+        let backend = state_of(&mut self.state)?.backend();
         for c in &stale {
             store.delete(backend, c.kg, &c.entry, Some(c.value))?;
         }
@@ -356,7 +369,7 @@ impl Operator for StreamJoin {
                 }
                 continue;
             }
-            store.entry_key_into(&mut entry, side, keys.row(i).data(), 0, rows.row(i).data());
+            store.entry_key_into(&mut entry, side, keys.row(i).data(), 0, rows.row(i).data(), ids);
             // A retraction needs the stored row; an accumulate row is
             // inserted below (as a new row, most often) in one lookup.
             let retracted = if accumulate {
@@ -407,7 +420,7 @@ impl Operator for StreamJoin {
                         matches,
                         touched_ms: ttl.map(|_| now),
                     };
-                    if let Some(stored) = store.insert(backend, kgs[i], &entry, fresh)? {
+                    if let Some(stored) = store.insert(backend, kgs[i], side, &entry, fresh)? {
                         let count = if expired(&stored) { 1 } else { stored.count + 1 };
                         let value = RowValue { count, ..fresh };
                         store.put(backend, kgs[i], &entry, value, Some(stored))?;

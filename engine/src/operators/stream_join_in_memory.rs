@@ -10,7 +10,7 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_index::{IndexedRows, key_hashes};
-use super::join_state::{JoinRowStore, RowValue, StoredRow};
+use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
 use super::select_rows::filter_rows;
 use crate::key_group::{key_groups_of, key_groups_of_batches};
 use crate::state::KeyedState;
@@ -216,6 +216,7 @@ pub fn move_to_backend(
     keys: &KeyEncoder,
     codec: &RowCodec,
     store: JoinRowStore,
+    ids: &mut ArrivalIds,
     max_parallelism: usize,
     state: &mut KeyedState,
 ) -> Result<()> {
@@ -234,12 +235,19 @@ pub fn move_to_backend(
         let rows = codec.encode(side, &batch)?;
         let backend = state.backend();
         for (i, &kg) in kgs.iter().enumerate() {
-            store.entry_key_into(&mut entry, side, batch_keys.row(i).data(), 0, rows.row(i).data());
+            store.entry_key_into(
+                &mut entry,
+                side,
+                batch_keys.row(i).data(),
+                0,
+                rows.row(i).data(),
+                ids,
+            );
             let one = RowValue {
                 count: 1,
                 ..RowValue::default()
             };
-            if let Some(stored) = store.insert(backend, kg, &entry, one)? {
+            if let Some(stored) = store.insert(backend, kg, side, &entry, one)? {
                 let value = RowValue {
                     count: stored.count + 1,
                     ..stored

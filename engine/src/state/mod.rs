@@ -40,5 +40,5 @@ pub use batch_state::BatchState;
 pub use hashmap::{HashMapBackendFactory, HashMapStateBackend, read_canonical_handle};
 pub use init::{KeyedState, OperatorSnapshot, StateInit};
 pub use kv_file::{KvFileWriter, read_kv_file, write_kv_entries};
-pub use nonce::instance_nonce;
+pub use nonce::{instance_nonce, instance_seed};
 pub use time_key::{time_key, time_of_key};
