@@ -7,6 +7,7 @@ use datafusion::common::{DataFusionError, Result};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use weir_engine::key_group::KeyGroupRange;
+use weir_engine::state::lookup_prefix::lookup_prefix_len;
 use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope, instance_nonce};
 
 use crate::snapshot::{SnapshotJob, UploadedSsts};
@@ -82,6 +83,14 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Options of an iterator that sees every key, whatever its prefix: any
+/// seek but that of a whole lookup prefix (see [`crate::lookup_prefix`]).
+fn total_order() -> rocksdb::ReadOptions {
+    let mut o = rocksdb::ReadOptions::default();
+    o.set_total_order_seek(true);
+    o
 }
 
 /// Bytes of pending writes that are applied without waiting for a read.
@@ -277,7 +286,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
     }
 
     fn scan_prefix(&self, prefix: &[u8], f: &mut weir_engine::state::EntryVisitor<'_>) -> Result<()> {
-        let mut it = self.applied()?.raw_iterator();
+        let mut it = self.applied()?.raw_iterator_opt(total_order());
         let mut seek = Vec::with_capacity(KEY_GROUP_BYTES + prefix.len());
         for kg in self.scope.key_groups.range() {
             encode_key(&mut seek, kg, prefix);
@@ -301,9 +310,17 @@ impl KeyedStateBackend for RocksDbStateBackend {
         f: &mut weir_engine::state::KeyVisitor<'_>,
     ) -> Result<()> {
         let seek = self.raw_key(key_group, prefix)?;
+        // A whole lookup prefix is in the prefix bloom filters: a seek in
+        // prefix mode skips every file that has no key starting with it.
+        let mut opts = if lookup_prefix_len(prefix) == Some(prefix.len()) {
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_prefix_same_as_start(true);
+            opts
+        } else {
+            total_order()
+        };
         // An upper bound lets RocksDB stop at the prefix's end instead of
         // stepping over whatever (tombstones included) follows it.
-        let mut opts = rocksdb::ReadOptions::default();
         if let Some(end) = prefix_end(&seek) {
             opts.set_iterate_upper_bound(end);
         }
@@ -332,7 +349,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
         for kg in self.scope.key_groups.range() {
             encode_key(&mut seek, kg, start);
             encode_key(&mut stop, kg, end);
-            let mut opts = rocksdb::ReadOptions::default();
+            let mut opts = total_order();
             opts.set_iterate_upper_bound(stop.clone());
             let mut it = self.applied()?.raw_iterator_opt(opts);
             it.seek(&seek);

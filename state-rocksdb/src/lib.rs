@@ -41,6 +41,7 @@ mod snapshot;
 use std::path::{Path, PathBuf};
 
 use datafusion::common::{DataFusionError, Result};
+use weir_engine::state::lookup_prefix::lookup_prefix_len;
 
 pub use backend::RocksDbStateBackend;
 pub use factory::RocksDbBackendFactory;
@@ -50,6 +51,30 @@ const KEY_GROUP_BYTES: usize = 2;
 
 /// Key groups are stored in [`KEY_GROUP_BYTES`] bytes.
 const MAX_KEY_GROUPS: usize = 1 << 16;
+
+/// The prefix extractor of every database: the key group and the
+/// [lookup prefix](weir_engine::state::lookup_prefix) a key starts with, so
+/// that bloom filters hold lookup prefixes (besides whole keys) and a probe
+/// of one lookup key reads only the files that hold it. Only seeks of a
+/// whole lookup prefix use them (every other iterator is in total order).
+pub(crate) fn lookup_prefix_extractor() -> rocksdb::SliceTransform {
+    rocksdb::SliceTransform::create(
+        "weir.lookup_prefix",
+        key_group_and_lookup_prefix,
+        Some(has_lookup_prefix),
+    )
+}
+
+fn key_group_and_lookup_prefix(raw: &[u8]) -> &[u8] {
+    match raw.get(KEY_GROUP_BYTES..).and_then(lookup_prefix_len) {
+        Some(len) => &raw[..KEY_GROUP_BYTES + len],
+        None => raw,
+    }
+}
+
+fn has_lookup_prefix(raw: &[u8]) -> bool {
+    raw.get(KEY_GROUP_BYTES..).and_then(lookup_prefix_len).is_some()
+}
 
 /// The RocksDB key of `key` in `key_group`, written into `buf`.
 fn encode_key(buf: &mut Vec<u8>, key_group: usize, key: &[u8]) {

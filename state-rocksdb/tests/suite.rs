@@ -193,3 +193,95 @@ async fn local_directories_are_cleaned_up() {
     let left: Vec<_> = std::fs::read_dir(dir.path().join("local")).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Probes of lookup prefixes use prefix bloom filters (seeks in prefix
+/// mode), other scans see every key: over many level-0 files (a tiny
+/// memtable), with deletions, every scan returns exactly what a model holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_prefix_probes_find_exactly_their_keys_across_files() {
+    use std::collections::BTreeMap;
+    use weir_engine::state::lookup_prefix::write_lookup_prefix;
+
+    let dir = tempfile::tempdir().unwrap();
+    let factory = RocksDbBackendFactory {
+        write_buffer_bytes: 64 << 10,
+        ..RocksDbBackendFactory::default()
+    };
+    let mut b = factory.create(&scope(dir.path(), "lookup"), &[]).await.unwrap();
+    let mut model: BTreeMap<(usize, Vec<u8>), Vec<u8>> = BTreeMap::new();
+    let prefix = |sub: u8, k: u32| {
+        // Keys of different lengths ("7", "70", "700"): a lookup prefix is
+        // never a prefix of another key's.
+        let mut p = Vec::new();
+        write_lookup_prefix(&mut p, b'R', sub, k.to_string().as_bytes());
+        p
+    };
+    for round in 0..4u32 {
+        for k in 0..800u32 {
+            let kg = k as usize % 8;
+            for j in 0..(k + round) % 4 {
+                let mut key = prefix((k % 2) as u8, k);
+                key.extend_from_slice(&(round * 10 + j).to_be_bytes());
+                let value = format!("{k}-{round}-{j}").into_bytes();
+                b.put(kg, &key, &value).unwrap();
+                model.insert((kg, key), value);
+            }
+            // Keys of another layout, under the same tag.
+            b.put(kg, &[b'R', 9, round as u8, k as u8], b"other").unwrap();
+            model.insert((kg, vec![b'R', 9, round as u8, k as u8]), b"other".to_vec());
+        }
+        // Tombstones between and inside prefixes.
+        for k in (round..800).step_by(7) {
+            let kg = k as usize % 8;
+            let doomed: Vec<Vec<u8>> = model
+                .range((kg, prefix((k % 2) as u8, k))..)
+                .take_while(|((g, key), _)| *g == kg && key.starts_with(&prefix((k % 2) as u8, k)))
+                .map(|((_, key), _)| key.clone())
+                .take(1)
+                .collect();
+            for key in doomed {
+                b.delete(kg, &key).unwrap();
+                model.remove(&(kg, key));
+            }
+        }
+    }
+    for k in 0..900u32 {
+        let kg = k as usize % 8;
+        for sub in 0..2u8 {
+            let p = prefix(sub, k);
+            let mut found = Vec::new();
+            b.scan_key_group_prefix(kg, &p, &mut |key, value| {
+                found.push((key.to_vec(), value.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model
+                .iter()
+                .filter(|((g, key), _)| *g == kg && key.starts_with(&p))
+                .map(|((_, key), value)| (key.clone(), value.clone()))
+                .collect();
+            assert_eq!(found, expected, "key {k}, side {sub}");
+        }
+    }
+    for kg in 0..8 {
+        let mut n = 0;
+        b.scan_key_group_prefix(kg, b"R", &mut |_, _| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            n,
+            model.keys().filter(|(g, _)| *g == kg).count(),
+            "key group {kg}"
+        );
+    }
+    let mut all = 0;
+    b.scan_prefix(b"R", &mut |_, _, _| {
+        all += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(all, model.len());
+    assert_eq!(b.len(), model.len() as u64);
+}

@@ -6,7 +6,8 @@
 //!
 //! - A row of input `side` with join key `key` (comparable bytes, see
 //!   [`super::join::KeyEncoder`]) is the entry
-//!   `[ROWS, side, len(key) as u32 BE, key, time_key(t)?, row]`, where `row`
+//!   `[ROWS, side, len(key) as u32 BE, key, time_key(t)?, row]` (a
+//!   [lookup prefix](crate::state::lookup_prefix) and the rest), where `row`
 //!   is the row in Arrow's row format, without the columns the key holds
 //!   (see [`super::join::RowCodec`]), and `time_key(t)` (interval joins
 //!   only) its event time. Its value is a [`RowValue`]: how many copies of
@@ -32,6 +33,7 @@ use datafusion::common::{DataFusionError, Result};
 
 use super::join::Side;
 use crate::message::EventTime;
+use crate::state::lookup_prefix::{LOOKUP_HEADER_BYTES, lookup_prefix_len, write_lookup_prefix};
 use crate::state::{KeyedStateBackend, time_key, time_of_key, varint};
 
 const ROWS: u8 = b'R';
@@ -181,7 +183,8 @@ pub struct StoredRow {
     pub kg: usize,
     /// The entry's key (to update or delete it).
     pub entry: Vec<u8>,
-    /// Where the row bytes are in `entry`.
+    /// Where the join key ends and the row bytes are in `entry`.
+    key_end: usize,
     row_offset: usize,
     row_end: usize,
     /// The row's event time (interval joins).
@@ -197,8 +200,7 @@ impl StoredRow {
 
     /// The row's join key (comparable bytes).
     pub fn key(&self) -> &[u8] {
-        let len = u32::from_be_bytes(self.entry[2..6].try_into().expect("4 bytes")) as usize;
-        &self.entry[6..6 + len]
+        &self.entry[LOOKUP_HEADER_BYTES..self.key_end]
     }
 
     /// The input the row is of.
@@ -243,12 +245,9 @@ impl JoinRowStore {
     /// A stored row from its entry key, as returned by
     /// [`take_expired`](Self::take_expired).
     pub fn stored_row(&self, kg: usize, entry: Vec<u8>, value: RowValue) -> Result<StoredRow> {
-        let (Some(&side), Some(len)) = (entry.get(1), entry.get(2..6)) else {
-            return Err(corrupt("short row key"));
-        };
-        let side = Side::of_input(side as usize);
-        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
-        let (row_offset, row_end) = self.row_bounds(side, 6 + len, entry.len())?;
+        let key_end = lookup_prefix_len(&entry).ok_or_else(|| corrupt("short row key"))?;
+        let side = Side::of_input(entry[1] as usize);
+        let (row_offset, row_end) = self.row_bounds(side, key_end, entry.len())?;
         let time = if self.timed {
             Some(
                 entry
@@ -262,6 +261,7 @@ impl JoinRowStore {
         Ok(StoredRow {
             kg,
             entry,
+            key_end,
             row_offset,
             row_end,
             time,
@@ -269,13 +269,11 @@ impl JoinRowStore {
         })
     }
 
-    /// The common prefix of the entries of `key`'s rows of `side`.
+    /// The common prefix of the entries of `key`'s rows of `side` (a
+    /// lookup prefix: backends may index it).
     pub fn key_prefix(side: Side, key: &[u8]) -> Vec<u8> {
-        let mut p = Vec::with_capacity(key.len() + 6 + 8);
-        p.push(ROWS);
-        p.push(side as u8);
-        p.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        p.extend_from_slice(key);
+        let mut p = Vec::new();
+        write_lookup_prefix(&mut p, ROWS, side as u8, key);
         p
     }
 
@@ -292,10 +290,7 @@ impl JoinRowStore {
         ids: &mut ArrivalIds,
     ) {
         buf.clear();
-        buf.push(ROWS);
-        buf.push(side as u8);
-        buf.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        buf.extend_from_slice(key);
+        write_lookup_prefix(buf, ROWS, side as u8, key);
         if self.timed {
             buf.extend_from_slice(&time_key(time));
         }
@@ -328,6 +323,7 @@ impl JoinRowStore {
             out.push(StoredRow {
                 kg,
                 entry: k.to_vec(),
+                key_end: prefix.len(),
                 row_offset,
                 row_end,
                 time,

@@ -24,6 +24,7 @@ mod init;
 mod key_group_map;
 mod kv_file;
 mod leaf;
+pub mod lookup_prefix;
 mod nonce;
 pub mod segments;
 mod separator;
