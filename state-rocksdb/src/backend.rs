@@ -336,6 +336,44 @@ impl KeyedStateBackend for RocksDbStateBackend {
         it.status().map_err(|e| db_error("scanning", e))
     }
 
+    fn scan_key_group_prefixes(
+        &self,
+        probes: &[(usize, &[u8])],
+        f: &mut weir_engine::state::ProbeVisitor<'_>,
+    ) -> Result<()> {
+        // Probes of whole lookup prefixes share one iterator in prefix mode,
+        // which stops each at its prefix's end (creating an iterator costs
+        // about as much as a seek); other probes scan alone.
+        let mut shared = None;
+        let mut seek = Vec::new();
+        for (i, &(key_group, prefix)) in probes.iter().enumerate() {
+            if lookup_prefix_len(prefix) != Some(prefix.len()) {
+                self.scan_key_group_prefix(key_group, prefix, &mut |k, v| f(i, k, v))?;
+                continue;
+            }
+            self.check(key_group)?;
+            let it = match &mut shared {
+                Some(it) => it,
+                None => {
+                    let mut opts = rocksdb::ReadOptions::default();
+                    opts.set_prefix_same_as_start(true);
+                    shared.insert(self.applied()?.raw_iterator_opt(opts))
+                }
+            };
+            encode_key(&mut seek, key_group, prefix);
+            it.seek(&seek);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&seek) {
+                    break;
+                }
+                f(i, &k[KEY_GROUP_BYTES..], v)?;
+                it.next();
+            }
+            it.status().map_err(|e| db_error("scanning", e))?;
+        }
+        Ok(())
+    }
+
     fn scan_range(
         &self,
         start: &[u8],

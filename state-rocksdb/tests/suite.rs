@@ -263,6 +263,32 @@ async fn lookup_prefix_probes_find_exactly_their_keys_across_files() {
             assert_eq!(found, expected, "key {k}, side {sub}");
         }
     }
+    // All probes in one call (one shared iterator), in no key order, with a
+    // prefix that is no lookup prefix among them.
+    let mut probes: Vec<(usize, Vec<u8>)> = (0..900u32)
+        .rev()
+        .flat_map(|k| [0u8, 1].map(|sub| (k as usize % 8, prefix(sub, k))))
+        .collect();
+    probes.insert(100, (3, vec![b'R', 9]));
+    let probe_refs: Vec<(usize, &[u8])> = probes.iter().map(|(kg, p)| (*kg, p.as_slice())).collect();
+    let mut found = Vec::new();
+    b.scan_key_group_prefixes(&probe_refs, &mut |i, key, value| {
+        found.push((i, key.to_vec(), value.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    let expected: Vec<(usize, Vec<u8>, Vec<u8>)> = probes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (kg, p))| {
+            model
+                .iter()
+                .filter(move |((g, key), _)| g == kg && key.starts_with(p))
+                .map(move |((_, key), value)| (i, key.clone(), value.clone()))
+        })
+        .collect();
+    assert_eq!(found.len(), expected.len());
+    assert_eq!(found, expected);
     for kg in 0..8 {
         let mut n = 0;
         b.scan_key_group_prefix(kg, b"R", &mut |_, _| {

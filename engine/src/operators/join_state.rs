@@ -309,27 +309,46 @@ impl JoinRowStore {
         key: &[u8],
         out: &mut Vec<StoredRow>,
     ) -> Result<()> {
-        let prefix = Self::key_prefix(side, key);
-        backend.scan_key_group_prefix(kg, &prefix, &mut |k, v| {
-            let (row_offset, row_end) = self.row_bounds(side, prefix.len(), k.len())?;
+        self.probe_keys(backend, side, &[(kg, key)], &mut |_, row| {
+            out.push(row);
+            Ok(())
+        })
+    }
+
+    /// Every stored row of `side` with each of `keys` (key group, join
+    /// key), in one pass of the backend: calls `f(i, row)` for each row of
+    /// `keys[i]`, in the order of `keys`.
+    pub fn probe_keys(
+        &self,
+        backend: &dyn KeyedStateBackend,
+        side: Side,
+        keys: &[(usize, &[u8])],
+        f: &mut dyn FnMut(usize, StoredRow) -> Result<()>,
+    ) -> Result<()> {
+        let prefixes: Vec<Vec<u8>> = keys.iter().map(|&(_, key)| Self::key_prefix(side, key)).collect();
+        let probes: Vec<(usize, &[u8])> = keys
+            .iter()
+            .zip(&prefixes)
+            .map(|(&(kg, _), prefix)| (kg, prefix.as_slice()))
+            .collect();
+        backend.scan_key_group_prefixes(&probes, &mut |i, k, v| {
+            let (kg, key_end) = (probes[i].0, probes[i].1.len());
+            let (row_offset, row_end) = self.row_bounds(side, key_end, k.len())?;
             let time = if self.timed {
-                Some(
-                    time_of_key(&k[prefix.len()..row_offset])
-                        .ok_or_else(|| corrupt("a row key has no time"))?,
-                )
+                Some(time_of_key(&k[key_end..row_offset]).ok_or_else(|| corrupt("a row key has no time"))?)
             } else {
                 None
             };
-            out.push(StoredRow {
+            let row = StoredRow {
                 kg,
                 entry: k.to_vec(),
-                key_end: prefix.len(),
+                key_end,
                 row_offset,
                 row_end,
                 time,
                 value: RowValue::decode(v)?,
-            });
-            Ok(())
+            };
+            f(i, row)
         })
     }
 

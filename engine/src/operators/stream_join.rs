@@ -267,37 +267,45 @@ impl Operator for StreamJoin {
         let ttl = self.ttl_ms;
         let expired = |v: &RowValue| ttl.is_some_and(|ttl| v.touched_ms.is_some_and(|t| now - t > ttl));
 
-        // Probe each distinct key once; expired rows are dropped.
+        // Probe each distinct key once, all in one pass of the backend;
+        // expired rows are dropped.
+        let mut probe_of_row: Vec<Option<u32>> = Vec::with_capacity(n);
+        let mut probe_keys: Vec<(usize, &[u8])> = Vec::new();
+        let mut probe_index: HashMap<(usize, &[u8]), u32> = HashMap::new();
+        for i in 0..n {
+            if null_key[i] {
+                probe_of_row.push(None);
+                continue;
+            }
+            let probe = (kgs[i], keys.row(i).data());
+            let next = probe_keys.len() as u32;
+            let p = *probe_index.entry(probe).or_insert_with(|| {
+                probe_keys.push(probe);
+                next
+            });
+            probe_of_row.push(Some(p));
+        }
         let mut candidates: Vec<StoredRow> = Vec::new();
-        let mut probed: HashMap<(usize, &[u8]), (usize, usize)> = HashMap::new();
         let mut stale: Vec<StoredRow> = Vec::new();
-        let (mut pair_this, mut pair_other) = (Vec::new(), Vec::new());
-        {
-            let backend = self.state()?.backend_ref();
-            let mut found = Vec::new();
-            for i in 0..n {
-                if null_key[i] {
-                    continue;
+        // Each probe's candidates, as a range of `candidates`.
+        let mut ranges = vec![(0usize, 0usize); probe_keys.len()];
+        store.probe_keys(self.state()?.backend_ref(), other, &probe_keys, &mut |p, row| {
+            if expired(&row.value) {
+                stale.push(row);
+            } else {
+                if ranges[p].1 == 0 {
+                    ranges[p].0 = candidates.len();
                 }
-                let key = keys.row(i).data();
-                let range = match probed.get(&(kgs[i], key)) {
-                    Some(r) => *r,
-                    None => {
-                        found.clear();
-                        store.probe(backend, kgs[i], other, key, &mut found)?;
-                        let start = candidates.len();
-                        for c in found.drain(..) {
-                            if expired(&c.value) {
-                                stale.push(c);
-                            } else {
-                                candidates.push(c);
-                            }
-                        }
-                        probed.insert((kgs[i], key), (start, candidates.len()));
-                        (start, candidates.len())
-                    }
-                };
-                for c in range.0..range.1 {
+                candidates.push(row);
+                ranges[p].1 = candidates.len();
+            }
+            Ok(())
+        })?;
+        let (mut pair_this, mut pair_other) = (Vec::new(), Vec::new());
+        for (i, p) in probe_of_row.iter().enumerate() {
+            if let Some(p) = p {
+                let (start, end) = ranges[*p as usize];
+                for c in start..end {
                     pair_this.push(i as u32);
                     pair_other.push(c);
                 }

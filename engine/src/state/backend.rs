@@ -123,6 +123,9 @@ pub type EntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + 'a;
 /// A visitor of the entries of one key group: `(key, value)`.
 pub type KeyVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 
+/// A visitor of the entries found by several probes: `(probe, key, value)`.
+pub type ProbeVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + 'a;
+
 /// A visitor of entries that may cross threads.
 pub type SendEntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + Send + 'a;
 
@@ -200,6 +203,17 @@ pub trait KeyedStateBackend: Send + Sync {
     /// with `prefix`, in key order: a point lookup of one grouping key's
     /// entries (e.g. the rows of one join key), touching one key group only.
     fn scan_key_group_prefix(&self, key_group: usize, prefix: &[u8], f: &mut KeyVisitor<'_>) -> Result<()>;
+
+    /// [`scan_key_group_prefix`](Self::scan_key_group_prefix) of each of
+    /// `probes` (key group, prefix), in order: calls `f(probe, key, value)`
+    /// with the probe's index. The probes of one input batch in one call, so
+    /// a backend may share the work between them (RocksDB: one iterator).
+    fn scan_key_group_prefixes(&self, probes: &[(usize, &[u8])], f: &mut ProbeVisitor<'_>) -> Result<()> {
+        for (i, &(key_group, prefix)) in probes.iter().enumerate() {
+            self.scan_key_group_prefix(key_group, prefix, &mut |k, v| f(i, k, v))?;
+        }
+        Ok(())
+    }
 
     /// Calls `f(key_group, key, value)` for every entry with `start <= key <
     /// end`, in key group order and, within a key group, in key order (e.g.

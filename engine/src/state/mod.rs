@@ -33,8 +33,8 @@ mod time_key;
 pub(crate) mod varint;
 
 pub use backend::{
-    EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, SendEntryVisitor,
-    SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
+    EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, ProbeVisitor,
+    SendEntryVisitor, SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
 };
 pub use backend_batches::BackendBatches;
 pub use batch_state::BatchState;
