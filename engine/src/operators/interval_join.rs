@@ -13,7 +13,7 @@ use datafusion::common::{HashMap, Result, plan_err};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
-use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
+use super::join_state::{ArrivalIds, BatchProbe, JoinRowStore, RowValue, StoredRow};
 use crate::key_group::key_groups_of;
 use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
@@ -228,34 +228,21 @@ impl Operator for IntervalJoin {
         let store = self.store;
         let watermark = self.watermark;
 
-        // Probe: candidates per distinct key, pairs within the time bounds.
-        let mut candidates: Vec<StoredRow> = Vec::new();
-        let mut probed: HashMap<(usize, &[u8]), (usize, usize)> = HashMap::new();
+        // Probe each distinct key once (one pass of the backend); pairs
+        // within the time bounds.
+        let probes =
+            (0..n).map(|i| (!null_key[i] && !times.is_null(i)).then(|| (kgs[i], keys.row(i).data())));
+        let BatchProbe { candidates, ranges } =
+            store.probe_batch(self.state()?.backend_ref(), other, probes, &mut Some)?;
         let (mut this_idx, mut other_idx) = (Vec::new(), Vec::new());
-        {
-            let backend = self.state()?.backend_ref();
-            for i in 0..n {
-                if null_key[i] || times.is_null(i) {
-                    continue;
-                }
-                let key = keys.row(i).data();
-                let range = match probed.get(&(kgs[i], key)) {
-                    Some(r) => *r,
-                    None => {
-                        let start = candidates.len();
-                        store.probe(backend, kgs[i], other, key, &mut candidates)?;
-                        let r = (start, candidates.len());
-                        probed.insert((kgs[i], key), r);
-                        r
-                    }
-                };
-                let t = times.value(i);
-                for (c, cand) in candidates.iter().enumerate().take(range.1).skip(range.0) {
-                    if config.within(side, t, cand.time.unwrap_or(EventTime::MIN)) {
-                        for _ in 0..cand.value.count.max(1) {
-                            this_idx.push(i as u32);
-                            other_idx.push(c);
-                        }
+        for (i, range) in ranges.into_iter().enumerate() {
+            let t = times.value(i);
+            for c in range {
+                let cand = &candidates[c];
+                if config.within(side, t, cand.time.unwrap_or(EventTime::MIN)) {
+                    for _ in 0..cand.value.count.max(1) {
+                        this_idx.push(i as u32);
+                        other_idx.push(c);
                     }
                 }
             }

@@ -29,7 +29,7 @@
 //! checkpoint is read by the same build (savepoints across Arrow upgrades are
 //! not promised).
 
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, HashMap, Result};
 
 use super::join::Side;
 use crate::message::EventTime;
@@ -214,6 +214,15 @@ impl StoredRow {
     }
 }
 
+/// What [`JoinRowStore::probe_batch`] found for a batch.
+#[derive(Debug)]
+pub struct BatchProbe {
+    /// The stored rows found (those kept), the rows of one key together.
+    pub candidates: Vec<StoredRow>,
+    /// Per row of the batch: its candidates, a range of `candidates`.
+    pub ranges: Vec<std::ops::Range<usize>>,
+}
+
 /// Reads and writes join rows in a keyed state backend.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinRowStore {
@@ -300,21 +309,6 @@ impl JoinRowStore {
         }
     }
 
-    /// Every stored row of `side` with join key `key` (in key group `kg`).
-    pub fn probe(
-        &self,
-        backend: &dyn KeyedStateBackend,
-        kg: usize,
-        side: Side,
-        key: &[u8],
-        out: &mut Vec<StoredRow>,
-    ) -> Result<()> {
-        self.probe_keys(backend, side, &[(kg, key)], &mut |_, row| {
-            out.push(row);
-            Ok(())
-        })
-    }
-
     /// Every stored row of `side` with each of `keys` (key group, join
     /// key), in one pass of the backend: calls `f(i, row)` for each row of
     /// `keys[i]`, in the order of `keys`.
@@ -350,6 +344,48 @@ impl JoinRowStore {
             };
             f(i, row)
         })
+    }
+
+    /// The stored rows of `side` for each row of a batch, where `probes`
+    /// yields each row's (key group, join key), or `None` for a row that
+    /// probes nothing: each distinct key is probed once, all in one pass of
+    /// the backend. `keep` sees every row found and returns it to make it a
+    /// candidate, or takes it (e.g. an expired row).
+    pub fn probe_batch<'k>(
+        &self,
+        backend: &dyn KeyedStateBackend,
+        side: Side,
+        probes: impl Iterator<Item = Option<(usize, &'k [u8])>>,
+        keep: &mut dyn FnMut(StoredRow) -> Option<StoredRow>,
+    ) -> Result<BatchProbe> {
+        let mut probe_of_row: Vec<Option<u32>> = Vec::new();
+        let mut distinct: Vec<(usize, &[u8])> = Vec::new();
+        let mut index: HashMap<(usize, &[u8]), u32> = HashMap::new();
+        for probe in probes {
+            probe_of_row.push(probe.map(|probe| {
+                *index.entry(probe).or_insert_with(|| {
+                    distinct.push(probe);
+                    distinct.len() as u32 - 1
+                })
+            }));
+        }
+        let mut candidates: Vec<StoredRow> = Vec::new();
+        let mut ranges = vec![0..0; distinct.len()];
+        self.probe_keys(backend, side, &distinct, &mut |p, row| {
+            if let Some(row) = keep(row) {
+                if ranges[p].is_empty() {
+                    ranges[p] = candidates.len()..candidates.len();
+                }
+                candidates.push(row);
+                ranges[p].end = candidates.len();
+            }
+            Ok(())
+        })?;
+        let ranges = probe_of_row
+            .into_iter()
+            .map(|p| p.map_or(0..0, |p| ranges[p as usize].clone()))
+            .collect();
+        Ok(BatchProbe { candidates, ranges })
     }
 
     pub fn get(&self, backend: &dyn KeyedStateBackend, kg: usize, entry: &[u8]) -> Result<Option<RowValue>> {
@@ -573,8 +609,17 @@ mod tests {
                 store.put(&mut backend, 3, &entry, value, Some(stored)).unwrap();
             }
         }
-        let mut found = Vec::new();
-        store.probe(&backend, 3, side, key, &mut found).unwrap();
+        // Two rows of the key (one probe) and a row that probes nothing.
+        let BatchProbe { candidates, ranges } = store
+            .probe_batch(
+                &backend,
+                side,
+                [Some((3, key)), None, Some((3, key))].into_iter(),
+                &mut Some,
+            )
+            .unwrap();
+        assert_eq!(ranges, [0..candidates.len(), 0..0, 0..candidates.len()]);
+        let found = candidates;
         for f in &found {
             assert_eq!(f.key_and_row(), (key, row));
             assert_eq!(f.side(), side);

@@ -8,10 +8,10 @@ use arrow::array::{ArrayRef, Int8Array};
 use arrow::compute::interleave_record_batch;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use datafusion::common::{DataFusionError, HashMap, Result};
+use datafusion::common::{DataFusionError, Result};
 
 use super::join::{JoinSpec, JoinType, KeyEncoder, RowCodec, Side, take_rows};
-use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
+use super::join_state::{ArrivalIds, BatchProbe, JoinRowStore, RowValue, StoredRow};
 use super::stream_join_in_memory::{InMemoryJoin, move_to_backend};
 use crate::changelog::{RowKind, attach_ops, split_ops};
 use crate::key_group::key_groups_of;
@@ -269,46 +269,22 @@ impl Operator for StreamJoin {
 
         // Probe each distinct key once, all in one pass of the backend;
         // expired rows are dropped.
-        let mut probe_of_row: Vec<Option<u32>> = Vec::with_capacity(n);
-        let mut probe_keys: Vec<(usize, &[u8])> = Vec::new();
-        let mut probe_index: HashMap<(usize, &[u8]), u32> = HashMap::new();
-        for i in 0..n {
-            if null_key[i] {
-                probe_of_row.push(None);
-                continue;
-            }
-            let probe = (kgs[i], keys.row(i).data());
-            let next = probe_keys.len() as u32;
-            let p = *probe_index.entry(probe).or_insert_with(|| {
-                probe_keys.push(probe);
-                next
-            });
-            probe_of_row.push(Some(p));
-        }
-        let mut candidates: Vec<StoredRow> = Vec::new();
         let mut stale: Vec<StoredRow> = Vec::new();
-        // Each probe's candidates, as a range of `candidates`.
-        let mut ranges = vec![(0usize, 0usize); probe_keys.len()];
-        store.probe_keys(self.state()?.backend_ref(), other, &probe_keys, &mut |p, row| {
-            if expired(&row.value) {
-                stale.push(row);
-            } else {
-                if ranges[p].1 == 0 {
-                    ranges[p].0 = candidates.len();
+        let probes = (0..n).map(|i| (!null_key[i]).then(|| (kgs[i], keys.row(i).data())));
+        let BatchProbe { candidates, ranges } =
+            store.probe_batch(self.state()?.backend_ref(), other, probes, &mut |row| {
+                if expired(&row.value) {
+                    stale.push(row);
+                    None
+                } else {
+                    Some(row)
                 }
-                candidates.push(row);
-                ranges[p].1 = candidates.len();
-            }
-            Ok(())
-        })?;
+            })?;
         let (mut pair_this, mut pair_other) = (Vec::new(), Vec::new());
-        for (i, p) in probe_of_row.iter().enumerate() {
-            if let Some(p) = p {
-                let (start, end) = ranges[*p as usize];
-                for c in start..end {
-                    pair_this.push(i as u32);
-                    pair_other.push(c);
-                }
+        for (i, range) in ranges.into_iter().enumerate() {
+            for c in range {
+                pair_this.push(i as u32);
+                pair_other.push(c);
             }
         }
 
