@@ -7,7 +7,7 @@ use datafusion::common::{DataFusionError, Result};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use weir_engine::key_group::KeyGroupRange;
-use weir_engine::state::lookup_prefix::lookup_prefix_len;
+use weir_engine::state::lookup_prefix::is_lookup_prefix;
 use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope, instance_nonce};
 
 use crate::snapshot::{SnapshotJob, UploadedSsts};
@@ -39,7 +39,7 @@ use crate::{KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, enc
 ///   last checkpoint anyway);
 /// * writes collect in a write batch, applied as one RocksDB write before
 ///   anything reads the database (a read, a scan, a snapshot) or once it
-///   holds [`PENDING_WRITE_BYTES`]: an operator's writes for one input batch
+///   holds `PENDING_WRITE_BYTES` (4 MiB): an operator's writes for one input batch
 ///   cost one write call, and every read sees every write before it;
 /// * shared SST files are named `<operator>-<subtask>-<nonce>-<sst>` with a
 ///   nonce unique to the instance, and since RocksDB never rewrites an SST
@@ -86,11 +86,39 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Options of an iterator that sees every key, whatever its prefix: any
-/// seek but that of a whole lookup prefix (see [`crate::lookup_prefix`]).
+/// seek but that of a whole lookup prefix (see
+/// [`crate::lookup_prefix_extractor`]).
 fn total_order() -> rocksdb::ReadOptions {
     let mut o = rocksdb::ReadOptions::default();
     o.set_total_order_seek(true);
     o
+}
+
+/// Options of an iterator in prefix mode, for seeks of a whole lookup
+/// prefix: it reads only the files whose filters hold the prefix, and stops
+/// at the prefix's end.
+fn prefix_mode() -> rocksdb::ReadOptions {
+    let mut o = rocksdb::ReadOptions::default();
+    o.set_prefix_same_as_start(true);
+    o
+}
+
+/// Seeks `it` to the RocksDB key `seek` and calls `f(user key, value)` for
+/// every entry whose key starts with it.
+fn visit_prefix(
+    it: &mut rocksdb::DBRawIterator<'_>,
+    seek: &[u8],
+    f: &mut weir_engine::state::KeyVisitor<'_>,
+) -> Result<()> {
+    it.seek(seek);
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if !k.starts_with(seek) {
+            break;
+        }
+        f(&k[KEY_GROUP_BYTES..], v)?;
+        it.next();
+    }
+    it.status().map_err(|e| db_error("scanning", e))
 }
 
 /// Bytes of pending writes that are applied without waiting for a read.
@@ -290,15 +318,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
         let mut seek = Vec::with_capacity(KEY_GROUP_BYTES + prefix.len());
         for kg in self.scope.key_groups.range() {
             encode_key(&mut seek, kg, prefix);
-            it.seek(&seek);
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if !k.starts_with(&seek) {
-                    break;
-                }
-                f(kg, &k[KEY_GROUP_BYTES..], v)?;
-                it.next();
-            }
-            it.status().map_err(|e| db_error("scanning", e))?;
+            visit_prefix(&mut it, &seek, &mut |k, v| f(kg, k, v))?;
         }
         Ok(())
     }
@@ -312,10 +332,8 @@ impl KeyedStateBackend for RocksDbStateBackend {
         let seek = self.raw_key(key_group, prefix)?;
         // A whole lookup prefix is in the prefix bloom filters: a seek in
         // prefix mode skips every file that has no key starting with it.
-        let mut opts = if lookup_prefix_len(prefix) == Some(prefix.len()) {
-            let mut opts = rocksdb::ReadOptions::default();
-            opts.set_prefix_same_as_start(true);
-            opts
+        let mut opts = if is_lookup_prefix(prefix) {
+            prefix_mode()
         } else {
             total_order()
         };
@@ -325,15 +343,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
             opts.set_iterate_upper_bound(end);
         }
         let mut it = self.applied()?.raw_iterator_opt(opts);
-        it.seek(&seek);
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if !k.starts_with(&seek) {
-                break;
-            }
-            f(&k[KEY_GROUP_BYTES..], v)?;
-            it.next();
-        }
-        it.status().map_err(|e| db_error("scanning", e))
+        visit_prefix(&mut it, &seek, f)
     }
 
     fn scan_key_group_prefixes(
@@ -347,29 +357,17 @@ impl KeyedStateBackend for RocksDbStateBackend {
         let mut shared = None;
         let mut seek = Vec::new();
         for (i, &(key_group, prefix)) in probes.iter().enumerate() {
-            if lookup_prefix_len(prefix) != Some(prefix.len()) {
+            if !is_lookup_prefix(prefix) {
                 self.scan_key_group_prefix(key_group, prefix, &mut |k, v| f(i, k, v))?;
                 continue;
             }
             self.check(key_group)?;
             let it = match &mut shared {
                 Some(it) => it,
-                None => {
-                    let mut opts = rocksdb::ReadOptions::default();
-                    opts.set_prefix_same_as_start(true);
-                    shared.insert(self.applied()?.raw_iterator_opt(opts))
-                }
+                None => shared.insert(self.applied()?.raw_iterator_opt(prefix_mode())),
             };
             encode_key(&mut seek, key_group, prefix);
-            it.seek(&seek);
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if !k.starts_with(&seek) {
-                    break;
-                }
-                f(i, &k[KEY_GROUP_BYTES..], v)?;
-                it.next();
-            }
-            it.status().map_err(|e| db_error("scanning", e))?;
+            visit_prefix(it, &seek, &mut |k, v| f(i, k, v))?;
         }
         Ok(())
     }

@@ -334,17 +334,9 @@ impl Operator for IntervalJoin {
                         matches,
                         touched_ms: None,
                     };
-                    match store.insert(backend, kgs[i], side, &entry, fresh)? {
-                        None => store.add_expiry(backend, kgs[i], expiry, &entry)?,
-                        Some(stored) => {
-                            let value = RowValue {
-                                count: stored.count + 1,
-                                matches: stored.matches + matches,
-                                touched_ms: None,
-                            };
-                            store.put(backend, kgs[i], &entry, value, Some(stored))?;
-                        }
-                    }
+                    // Both inputs are append-only: the entry is new.
+                    store.put(backend, kgs[i], &entry, fresh, None)?;
+                    store.add_expiry(backend, kgs[i], expiry, &entry)?;
                 }
                 _ if preserved && matches[i] == 0 => padded.push(i as u32),
                 _ => {}

@@ -251,8 +251,8 @@ impl JoinRowStore {
         Ok((start, end))
     }
 
-    /// A stored row from its entry key, as returned by
-    /// [`take_expired`](Self::take_expired).
+    /// A stored row from its entry key (as a probe finds it, or as
+    /// [`take_expired`](Self::take_expired) returns it).
     pub fn stored_row(&self, kg: usize, entry: Vec<u8>, value: RowValue) -> Result<StoredRow> {
         let key_end = lookup_prefix_len(&entry).ok_or_else(|| corrupt("short row key"))?;
         let side = Side::of_input(entry[1] as usize);
@@ -326,23 +326,7 @@ impl JoinRowStore {
             .map(|(&(kg, _), prefix)| (kg, prefix.as_slice()))
             .collect();
         backend.scan_key_group_prefixes(&probes, &mut |i, k, v| {
-            let (kg, key_end) = (probes[i].0, probes[i].1.len());
-            let (row_offset, row_end) = self.row_bounds(side, key_end, k.len())?;
-            let time = if self.timed {
-                Some(time_of_key(&k[key_end..row_offset]).ok_or_else(|| corrupt("a row key has no time"))?)
-            } else {
-                None
-            };
-            let row = StoredRow {
-                kg,
-                entry: k.to_vec(),
-                key_end,
-                row_offset,
-                row_end,
-                time,
-                value: RowValue::decode(v)?,
-            };
-            f(i, row)
+            f(i, self.stored_row(probes[i].0, k.to_vec(), RowValue::decode(v)?)?)
         })
     }
 

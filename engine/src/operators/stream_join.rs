@@ -79,8 +79,8 @@ const OTHER_PADDED: usize = 2;
 /// is stored by appending its batch and linking it into the index, and
 /// checkpointed once, as batch state. Otherwise (RocksDB, changelogs, outer
 /// joins, a TTL), each distinct row is an entry of the keyed state backend
-/// ([`JoinRowStore`], untimed) with its number of copies and of matches,
-/// (a row of an append-only input: each arrival, written without a read),
+/// ([`JoinRowStore`], untimed) with its number of copies and of matches (a
+/// row of an append-only input: each arrival, written without a read),
 /// read by key on every probe: nothing but the current batch is held in
 /// memory, so RocksDB holds state of any size, and a checkpoint is the
 /// backend's snapshot. A restore moves rows written in the other layout

@@ -31,6 +31,11 @@ pub fn lookup_prefix_len(key: &[u8]) -> Option<usize> {
     (key.len() >= len).then_some(len)
 }
 
+/// Whether `prefix` is a whole lookup prefix (nothing after its key).
+pub fn is_lookup_prefix(prefix: &[u8]) -> bool {
+    lookup_prefix_len(prefix) == Some(prefix.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,10 +46,12 @@ mod tests {
         write_lookup_prefix(&mut p, b'R', 1, b"key");
         assert_eq!(p.len(), LOOKUP_HEADER_BYTES + 3);
         assert_eq!(lookup_prefix_len(&p), Some(p.len()));
+        assert!(is_lookup_prefix(&p));
         assert_eq!(&p[LOOKUP_HEADER_BYTES..], b"key");
         let mut entry = p.clone();
         entry.extend_from_slice(b"row and more");
         assert_eq!(lookup_prefix_len(&entry), Some(p.len()));
+        assert!(!is_lookup_prefix(&entry));
         // Shorter than the header says, or than a header: none.
         assert_eq!(lookup_prefix_len(&p[..p.len() - 1]), None);
         assert_eq!(lookup_prefix_len(&p[..4]), None);
