@@ -16,12 +16,17 @@
 //!   prefix scan.
 //! - A row of an append-only input (see [`JoinRowStore::arrivals`]) is never
 //!   looked up by its own entry (nothing retracts it), so each arrival is an
-//!   entry of its own, `[..., row, id]` with an [`ArrivalIds`] id (8 bytes,
-//!   big-endian) after the row and a count of 1: it is written without
-//!   reading whether an identical row is stored (the read that would cost
-//!   more than the write, with RocksDB).
+//!   entry of its own, `[ARRIVALS, side, len, key, time_key(t)?, row, id]`
+//!   with an [`ArrivalIds`] id (8 bytes, big-endian) after the row and a
+//!   count of 1: it is written without reading whether an identical row is
+//!   stored (the read that would cost more than the write, with RocksDB).
+//!   The tag says which layout an entry has, so every entry reads alone;
+//!   state written before arrivals had entries of their own (append-only
+//!   rows under `ROWS`, counted) is rewritten into this layout on restore
+//!   ([`JoinRowStore::upgrade_counted_arrivals`]).
 //! - Interval joins also index rows by the watermark that expires them:
-//!   `[EXPIRY, side, time_key(expire), <the row entry's key after its tag>]`,
+//!   `[EXPIRY, side, time_key(expire), <the row entry's key after its tag>]`
+//!   (the tag is the side's: `ARRIVALS` for an append-only side),
 //!   with an empty value, so a watermark advance is a range scan.
 //!
 //! Every entry is in the key group of its join key: on rescale, a row moves
@@ -36,7 +41,11 @@ use crate::message::EventTime;
 use crate::state::lookup_prefix::{LOOKUP_HEADER_BYTES, lookup_prefix_len, write_lookup_prefix};
 use crate::state::{KeyedStateBackend, time_key, time_of_key, varint};
 
+/// Rows counted per distinct row (updating inputs; append-only inputs of
+/// state written before [`ARRIVALS`]).
 const ROWS: u8 = b'R';
+/// Rows of append-only inputs, an entry per arrival (with an id).
+const ARRIVALS: u8 = b'A';
 const EXPIRY: u8 = b'X';
 
 /// The longest encoded [`RowValue`]: flags, two varints, a time.
@@ -236,16 +245,21 @@ pub struct JoinRowStore {
 }
 
 impl JoinRowStore {
-    /// Where the row bytes of an entry of `side` start, after a key prefix
-    /// of `prefix_len` bytes, and end.
-    fn row_bounds(&self, side: Side, prefix_len: usize, entry_len: usize) -> Result<(usize, usize)> {
+    /// The tag of the entries `side` writes.
+    fn tag(&self, side: Side) -> u8 {
+        if self.arrivals[side as usize] {
+            ARRIVALS
+        } else {
+            ROWS
+        }
+    }
+
+    /// Where the row bytes of an entry with tag `tag` start, after a key
+    /// prefix of `prefix_len` bytes, and end.
+    fn row_bounds(&self, tag: u8, prefix_len: usize, entry_len: usize) -> Result<(usize, usize)> {
         let start = prefix_len + if self.timed { 8 } else { 0 };
         let end = entry_len
-            .checked_sub(if self.arrivals[side as usize] {
-                ARRIVAL_ID_BYTES
-            } else {
-                0
-            })
+            .checked_sub(if tag == ARRIVALS { ARRIVAL_ID_BYTES } else { 0 })
             .filter(|&end| end >= start)
             .ok_or_else(|| corrupt("short row key"))?;
         Ok((start, end))
@@ -255,8 +269,7 @@ impl JoinRowStore {
     /// [`take_expired`](Self::take_expired) returns it).
     pub fn stored_row(&self, kg: usize, entry: Vec<u8>, value: RowValue) -> Result<StoredRow> {
         let key_end = lookup_prefix_len(&entry).ok_or_else(|| corrupt("short row key"))?;
-        let side = Side::of_input(entry[1] as usize);
-        let (row_offset, row_end) = self.row_bounds(side, key_end, entry.len())?;
+        let (row_offset, row_end) = self.row_bounds(entry[0], key_end, entry.len())?;
         let time = if self.timed {
             Some(
                 entry
@@ -280,9 +293,9 @@ impl JoinRowStore {
 
     /// The common prefix of the entries of `key`'s rows of `side` (a
     /// lookup prefix: backends may index it).
-    pub fn key_prefix(side: Side, key: &[u8]) -> Vec<u8> {
+    pub fn key_prefix(&self, side: Side, key: &[u8]) -> Vec<u8> {
         let mut p = Vec::new();
-        write_lookup_prefix(&mut p, ROWS, side as u8, key);
+        write_lookup_prefix(&mut p, self.tag(side), side as u8, key);
         p
     }
 
@@ -299,7 +312,7 @@ impl JoinRowStore {
         ids: &mut ArrivalIds,
     ) {
         buf.clear();
-        write_lookup_prefix(buf, ROWS, side as u8, key);
+        write_lookup_prefix(buf, self.tag(side), side as u8, key);
         if self.timed {
             buf.extend_from_slice(&time_key(time));
         }
@@ -319,7 +332,7 @@ impl JoinRowStore {
         keys: &[(usize, &[u8])],
         f: &mut dyn FnMut(usize, StoredRow) -> Result<()>,
     ) -> Result<()> {
-        let prefixes: Vec<Vec<u8>> = keys.iter().map(|&(_, key)| Self::key_prefix(side, key)).collect();
+        let prefixes: Vec<Vec<u8>> = keys.iter().map(|&(_, key)| self.key_prefix(side, key)).collect();
         let probes: Vec<(usize, &[u8])> = keys
             .iter()
             .zip(&prefixes)
@@ -493,9 +506,9 @@ impl JoinRowStore {
         let mut rows = Vec::with_capacity(due.len());
         for (kg, k) in due {
             backend.delete_known(kg, &k, 0)?;
-            // `k` is [EXPIRY, side, time (8 bytes), side, ...]; the row's is [ROWS, side, ...].
+            // `k` is [EXPIRY, side, time (8 bytes), side, ...]; the row's is [tag, side, ...].
             let mut entry = Vec::with_capacity(k.len() - 9);
-            entry.push(ROWS);
+            entry.push(self.tag(side));
             entry.extend_from_slice(k.get(10..).ok_or_else(|| corrupt("short expiry key"))?);
             rows.push((kg, entry));
         }
@@ -506,10 +519,12 @@ impl JoinRowStore {
     /// layout).
     pub fn take_all(&self, backend: &mut dyn KeyedStateBackend) -> Result<Vec<StoredRow>> {
         let mut found = Vec::new();
-        backend.scan_prefix(&[ROWS], &mut |kg, k, v| {
-            found.push(self.stored_row(kg, k.to_vec(), RowValue::decode(v)?)?);
-            Ok(())
-        })?;
+        for tag in [ROWS, ARRIVALS] {
+            backend.scan_prefix(&[tag], &mut |kg, k, v| {
+                found.push(self.stored_row(kg, k.to_vec(), RowValue::decode(v)?)?);
+                Ok(())
+            })?;
+        }
         for row in &found {
             self.delete(backend, row.kg, &row.entry, Some(row.value))?;
         }
@@ -523,7 +538,68 @@ impl JoinRowStore {
         kg: usize,
         f: &mut dyn FnMut(&[u8], RowValue) -> Result<()>,
     ) -> Result<()> {
-        backend.scan_key_group_prefix(kg, &[ROWS], &mut |k, v| f(k, RowValue::decode(v)?))
+        for tag in [ROWS, ARRIVALS] {
+            backend.scan_key_group_prefix(kg, &[tag], &mut |k, v| f(k, RowValue::decode(v)?))?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the counted rows of append-only sides (state written before
+    /// each arrival had an entry of its own, which probes of this layout do
+    /// not see) as arrivals: an entry with an id of `ids` per copy, with the
+    /// copy's value, and its expiry records (interval joins) with it.
+    /// Returns how many entries it rewrote; a restore of this layout finds
+    /// none (one prefix scan per append-only side).
+    pub fn upgrade_counted_arrivals(
+        &self,
+        backend: &mut dyn KeyedStateBackend,
+        ids: &mut ArrivalIds,
+    ) -> Result<usize> {
+        let mut rewritten = 0;
+        for side in [Side::Left, Side::Right] {
+            if !self.arrivals[side as usize] {
+                continue;
+            }
+            let mut counted = Vec::new();
+            backend.scan_prefix(&[ROWS, side as u8], &mut |kg, k, v| {
+                counted.push((kg, k.to_vec(), RowValue::decode(v)?));
+                Ok(())
+            })?;
+            if counted.is_empty() {
+                continue;
+            }
+            // Expiry records name a row by its entry after the tag.
+            let mut expiries: HashMap<(usize, Vec<u8>), Vec<EventTime>> = HashMap::new();
+            backend.scan_prefix(&[EXPIRY, side as u8], &mut |kg, k, _| {
+                let time = k
+                    .get(2..10)
+                    .and_then(time_of_key)
+                    .ok_or_else(|| corrupt("short expiry key"))?;
+                expiries.entry((kg, k[10..].to_vec())).or_default().push(time);
+                Ok(())
+            })?;
+            let mut arrival = Vec::new();
+            for (kg, entry, value) in counted {
+                let expire = expiries.remove(&(kg, entry[1..].to_vec())).unwrap_or_default();
+                for &t in &expire {
+                    backend.delete_known(kg, &Self::expiry_key(t, &entry)?, 0)?;
+                }
+                self.delete(backend, kg, &entry, Some(value))?;
+                let copy = RowValue { count: 1, ..value };
+                for _ in 0..value.count.max(0) {
+                    arrival.clear();
+                    arrival.push(ARRIVALS);
+                    arrival.extend_from_slice(&entry[1..]);
+                    arrival.extend_from_slice(&ids.next().to_be_bytes());
+                    self.insert(backend, kg, side, &arrival, copy)?;
+                    for &t in &expire {
+                        self.add_expiry(backend, kg, t, &arrival)?;
+                    }
+                }
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
     }
 }
 
@@ -632,6 +708,80 @@ mod tests {
             assert_eq!(copies.len(), 1);
             assert_eq!(copies[0].value.count, 2);
         }
+    }
+
+    #[test]
+    fn counted_rows_of_append_only_sides_are_upgraded_to_arrivals_with_their_expiries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backend = HashMapStateBackend::new(scope(dir.path(), 0, 1, "join"));
+        let mut ids = ArrivalIds::new();
+        // State as builds before `ARRIVALS` wrote it: every side counted.
+        let old = JoinRowStore {
+            timed: true,
+            arrivals: [false, false],
+        };
+        let (key, t) = (b"k".as_slice(), 1_000);
+        let mut entry = Vec::new();
+        for (side, row, count) in [
+            (Side::Left, b"a".as_slice(), 2),
+            (Side::Right, b"b".as_slice(), 3),
+        ] {
+            old.entry_key_into(&mut entry, side, key, t, row, &mut ids);
+            let value = RowValue {
+                count,
+                matches: 1,
+                touched_ms: None,
+            };
+            assert!(
+                old.insert(&mut backend, 3, side, &entry, value)
+                    .unwrap()
+                    .is_none()
+            );
+            old.add_expiry(&mut backend, 3, t + 10, &entry).unwrap();
+        }
+        let store = JoinRowStore {
+            timed: true,
+            arrivals: [true, false],
+        };
+        let probe = |backend: &HashMapStateBackend, side| {
+            let mut found = Vec::new();
+            store
+                .probe_keys(backend, side, &[(3, key)], &mut |_, r| {
+                    found.push(r);
+                    Ok(())
+                })
+                .unwrap();
+            found
+        };
+        assert!(
+            probe(&backend, Side::Left).is_empty(),
+            "this layout does not see counted arrivals"
+        );
+
+        assert_eq!(store.upgrade_counted_arrivals(&mut backend, &mut ids).unwrap(), 1);
+        let left = probe(&backend, Side::Left);
+        assert_eq!(left.len(), 2);
+        for r in &left {
+            assert_eq!((r.key_and_row(), r.time), ((key, b"a".as_slice()), Some(t)));
+            assert_eq!((r.value.count, r.value.matches), (1, 1));
+        }
+        let right = probe(&backend, Side::Right);
+        assert_eq!(right.len(), 1, "an updating side keeps its counted rows");
+        assert_eq!(right[0].value.count, 3);
+        // 2 arrivals, their 2 expiries, the right row and its expiry.
+        assert_eq!(backend.len(), 6);
+        assert_eq!(store.upgrade_counted_arrivals(&mut backend, &mut ids).unwrap(), 0);
+
+        // The expiries moved with the rows: both arrivals expire.
+        let mut due = store
+            .take_expired(&mut backend, Side::Left, None, t + 10)
+            .unwrap();
+        due.sort();
+        let mut arrivals: Vec<_> = left.iter().map(|r| (r.kg, r.entry.clone())).collect();
+        arrivals.sort();
+        assert_eq!(due, arrivals);
+        // take_all reads both layouts.
+        assert_eq!(store.take_all(&mut backend).unwrap().len(), 3);
     }
 
     #[test]
