@@ -34,9 +34,11 @@ use crate::{KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, enc
 /// * [`approximate_size`](KeyedStateBackend::approximate_size) counts user
 ///   key and value bytes exactly, except after a direct restore, where it
 ///   starts from the (compressed) size of the restored SST files;
-/// * writes skip the WAL: what is not in a checkpoint is lost with the
-///   process, which is what checkpointing expects (restore goes back to the
-///   last checkpoint anyway);
+/// * writes skip the WAL until the first snapshot, which flushes them into
+///   SST files; from then on they go to the WAL (never synced: what is not
+///   in a checkpoint is lost with the process, which is what checkpointing
+///   expects), and a snapshot's RocksDB checkpoint holds the SST files and
+///   a copy of the WAL since the last flush, instead of flushing;
 /// * writes collect in a write batch, applied as one RocksDB write before
 ///   anything reads the database (a read, a scan, a snapshot) or once it
 ///   holds `PENDING_WRITE_BYTES` (4 MiB): an operator's writes for one input batch
@@ -51,6 +53,9 @@ pub struct RocksDbStateBackend {
     /// Writes not applied to `db` yet (a mutex only because reads, which
     /// apply them, take `&self`; one task uses the backend).
     pending: Mutex<WriteBatch>,
+    /// Whether writes go to RocksDB's WAL: from the first checkpoint on
+    /// (see [`Self::snapshot`]).
+    wal: bool,
     write_options: WriteOptions,
     scope: StateScope,
     entries: u64,
@@ -124,10 +129,11 @@ fn visit_prefix(
 /// Bytes of pending writes that are applied without waiting for a read.
 const PENDING_WRITE_BYTES: usize = 4 << 20;
 
-/// Writes skip the WAL: durability comes from checkpoints.
-fn write_options() -> WriteOptions {
+/// Writes go to the WAL only if `wal`; never synced (durability comes from
+/// checkpoints, which copy the WAL).
+fn write_options(wal: bool) -> WriteOptions {
     let mut o = WriteOptions::default();
-    o.disable_wal(true);
+    o.disable_wal(!wal);
     o
 }
 
@@ -138,7 +144,8 @@ impl RocksDbStateBackend {
         RocksDbStateBackend {
             db,
             pending: Mutex::new(WriteBatch::default()),
-            write_options: write_options(),
+            wal: false,
+            write_options: write_options(false),
             scope,
             entries,
             bytes,
@@ -414,14 +421,22 @@ impl KeyedStateBackend for RocksDbStateBackend {
         // (RocksDB wants it not to exist yet).
         let dir = sibling(&self.scope.local_dir, &format!("chk-{}", target.checkpoint_id));
         absent_dir(&dir)?;
-        // Writes skip the WAL, so the memtable must be in SST files first
-        // (creating the checkpoint would flush too; this makes it explicit).
-        self.applied()?
-            .flush()
-            .map_err(|e| db_error("flushing the memtable", e))?;
+        let db = self.applied()?;
+        if !self.wal {
+            // Writes so far skipped the WAL: they go into SST files once,
+            // and every later write into the WAL, which each checkpoint
+            // copies instead of flushing the memtable.
+            db.flush().map_err(|e| db_error("flushing the memtable", e))?;
+            self.wal = true;
+            self.write_options = write_options(true);
+        }
         let guard = RemoveOnDrop(dir.clone());
+        // Never flush (any size): a flush per checkpoint would make a small
+        // level-0 file spanning every key group, and compactions that
+        // rewrite level 1 every few checkpoints; the memtable flushes when
+        // full, as without checkpoints.
         Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint(&dir))
+            .and_then(|c| c.create_checkpoint_with_log_size(&dir, u64::MAX))
             .map_err(|e| db_error(format_args!("creating checkpoint {}", dir.display()), e))?;
         let job = SnapshotJob {
             dir: guard,

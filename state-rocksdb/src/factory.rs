@@ -133,7 +133,7 @@ impl RocksDbBackendFactory {
         let bytes = handle
             .files
             .iter()
-            .filter(|f| is_sst(&f.name))
+            .filter(|f| is_sst(&f.name) || f.name.ends_with(".log"))
             .map(|f| f.size)
             .sum();
         let backend = RocksDbStateBackend::new(scope.clone(), db, handle.entries, bytes, local);

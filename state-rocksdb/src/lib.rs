@@ -3,7 +3,8 @@
 //! Each operator subtask keeps its keyed state in its own local RocksDB,
 //! under [`StateScope::local_dir`](weir_engine::state::StateScope): a working
 //! copy, wiped when the backend is created and removed when it is dropped.
-//! Durability comes from checkpoints only, so writes skip RocksDB's WAL.
+//! Durability comes from checkpoints only: writes skip RocksDB's WAL until
+//! the first snapshot, and then go to it unsynced, for checkpoints to copy.
 //!
 //! # Key layout
 //!
@@ -14,9 +15,15 @@
 //!
 //! # Snapshots
 //!
-//! A snapshot flushes the memtable and takes a RocksDB checkpoint (hard
-//! links) next to the working directory, synchronously; the returned future
-//! then uploads it:
+//! A snapshot takes a RocksDB checkpoint (hard links to the SST files, a
+//! copy of the WAL since the memtable's last flush) next to the working
+//! directory, synchronously; the returned future then uploads it. It does
+//! not flush the memtable (except at the first snapshot, for the writes made
+//! before writes went to the WAL): a flush per checkpoint, every second,
+//! makes a small level-0 file that spans every key group, and level-0 to
+//! level-1 compactions that rewrite most of level 1 every few checkpoints.
+//! Restoring opens the files as a database, which replays the WAL.
+//!
 //!
 //! * checkpoints upload RocksDB's own files. With a shared directory
 //!   (incremental checkpoints) SST files go there under a name unique to the
