@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Int64Array};
+use arrow::array::{Array, AsArray, Int64Array};
 use arrow::compute::kernels::aggregate::max;
 use arrow::compute::{cast, kernels::cast::CastOptions};
-use arrow::datatypes::{DataType, Schema, TimeUnit};
+use arrow::datatypes::{
+    DataType, Schema, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Operator;
@@ -77,7 +80,11 @@ impl WatermarkStrategy {
     /// The largest watermark value in `batch`, if any row has one.
     pub fn max_in(&self, batch: &RecordBatch) -> Result<Option<EventTime>> {
         if let Some(ShiftedColumn { index, delay_ns }) = self.shifted {
-            let ns = to_event_time(batch.column(index).as_ref())?;
+            let column = batch.column(index).as_ref();
+            if let Some(max) = max_timestamp_ns(column) {
+                return Ok(max.map(|t| t.saturating_sub(delay_ns)));
+            }
+            let ns = to_event_time(column)?;
             return Ok(max(&ns).map(|t| t.saturating_sub(delay_ns)));
         }
         let values = self.expr.evaluate(batch)?.into_array(batch.num_rows())?;
@@ -131,6 +138,33 @@ impl ShiftedColumn {
 }
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// The largest value of a timestamp column, in ns, from its largest value
+/// in its own unit (scaling to ns is monotonic, so they agree): one `max`
+/// kernel over the column as it is, where [`to_event_time`] would first
+/// write a converted copy. `None` if the column is not a timestamp, or its
+/// largest value does not fit in ns (then converting each row decides).
+fn max_timestamp_ns(column: &dyn Array) -> Option<Option<EventTime>> {
+    let (max, unit_ns) = match column.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            (max(column.as_primitive::<TimestampSecondType>()), 1_000_000_000)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            (max(column.as_primitive::<TimestampMillisecondType>()), 1_000_000)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            (max(column.as_primitive::<TimestampMicrosecondType>()), 1_000)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            (max(column.as_primitive::<TimestampNanosecondType>()), 1)
+        }
+        _ => return None,
+    };
+    match max {
+        None => Some(None),
+        Some(max) => max.checked_mul(unit_ns).map(Some),
+    }
+}
 
 /// Per-split watermarks of one source subtask (Flink's per-partition
 /// watermarks): each split (e.g. a Kafka partition) has its own largest
@@ -368,6 +402,30 @@ mod tests {
                 "{expr}"
             );
         }
+    }
+
+    /// The largest timestamp in ns, from the largest raw value, is what
+    /// converting every row and taking the largest gives.
+    #[test]
+    fn largest_timestamp_of_a_column_without_converting_it() {
+        use arrow::array::{TimestampNanosecondArray, TimestampSecondArray};
+        let seconds = TimestampSecondArray::from(vec![Some(3), None, Some(-7), Some(5)]);
+        assert_eq!(max_timestamp_ns(&seconds), Some(Some(5_000_000_000)));
+        assert_eq!(max(&to_event_time(&seconds).unwrap()), Some(5_000_000_000));
+        let millis = TimestampMillisecondArray::from(vec![Some(1_700_000_000_123), Some(-1)]);
+        assert_eq!(max_timestamp_ns(&millis), Some(Some(1_700_000_000_123_000_000)));
+        let nanos = TimestampNanosecondArray::from(vec![None, Some(i64::MAX)]).with_timezone("UTC");
+        assert_eq!(max_timestamp_ns(&nanos), Some(Some(i64::MAX)));
+        assert_eq!(
+            max_timestamp_ns(&TimestampSecondArray::from(vec![None, None])),
+            Some(None)
+        );
+        // Out of range in ns, or not a timestamp: the caller converts each row.
+        assert_eq!(
+            max_timestamp_ns(&TimestampSecondArray::from(vec![i64::MAX / 10])),
+            None
+        );
+        assert_eq!(max_timestamp_ns(&Int64Array::from(vec![1])), None);
     }
 
     #[test]
