@@ -97,12 +97,7 @@ impl ShiftedColumn {
     /// `expr` as `column ± fixed interval` (or a bare timestamp column), if it is one.
     fn of(expr: &Arc<dyn PhysicalExpr>, input: &Schema) -> Option<ShiftedColumn> {
         let unit_ns = |index: usize| match input.fields().get(index)?.data_type() {
-            DataType::Timestamp(unit, _) => Some(match unit {
-                TimeUnit::Second => 1_000_000_000,
-                TimeUnit::Millisecond => 1_000_000,
-                TimeUnit::Microsecond => 1_000,
-                TimeUnit::Nanosecond => 1,
-            }),
+            DataType::Timestamp(unit, _) => Some(unit_ns(*unit)),
             _ => None,
         };
         if let Some(column) = expr.downcast_ref::<Column>() {
@@ -139,30 +134,34 @@ impl ShiftedColumn {
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
+/// Nanoseconds per `unit`.
+fn unit_ns(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
 /// The largest value of a timestamp column, in ns, from its largest value
 /// in its own unit (scaling to ns is monotonic, so they agree): one `max`
 /// kernel over the column as it is, where [`to_event_time`] would first
 /// write a converted copy. `None` if the column is not a timestamp, or its
 /// largest value does not fit in ns (then converting each row decides).
 fn max_timestamp_ns(column: &dyn Array) -> Option<Option<EventTime>> {
-    let (max, unit_ns) = match column.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            (max(column.as_primitive::<TimestampSecondType>()), 1_000_000_000)
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            (max(column.as_primitive::<TimestampMillisecondType>()), 1_000_000)
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            (max(column.as_primitive::<TimestampMicrosecondType>()), 1_000)
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            (max(column.as_primitive::<TimestampNanosecondType>()), 1)
-        }
-        _ => return None,
+    let DataType::Timestamp(unit, _) = column.data_type() else {
+        return None;
+    };
+    let max = match unit {
+        TimeUnit::Second => max(column.as_primitive::<TimestampSecondType>()),
+        TimeUnit::Millisecond => max(column.as_primitive::<TimestampMillisecondType>()),
+        TimeUnit::Microsecond => max(column.as_primitive::<TimestampMicrosecondType>()),
+        TimeUnit::Nanosecond => max(column.as_primitive::<TimestampNanosecondType>()),
     };
     match max {
         None => Some(None),
-        Some(max) => max.checked_mul(unit_ns).map(Some),
+        Some(max) => max.checked_mul(unit_ns(*unit)).map(Some),
     }
 }
 

@@ -24,6 +24,7 @@
 //! level-1 compactions that rewrite most of level 1 every few checkpoints.
 //! Restoring opens the files as a database, which replays the WAL.
 //!
+//! Uploading:
 //!
 //! * checkpoints upload RocksDB's own files. With a shared directory
 //!   (incremental checkpoints) SST files go there under a name unique to the

@@ -202,16 +202,12 @@ impl Operator for IntervalJoin {
     async fn initialize_state(&mut self, ctx: &OperatorContext, mut init: StateInit) -> Result<()> {
         self.max_parallelism = ctx.max_parallelism;
         let mut state = init.keyed_state().await?;
-        let upgraded = self
-            .store
-            .upgrade_counted_arrivals(state.backend(), &mut self.arrival_ids)?;
-        if upgraded > 0 {
-            tracing::info!(
-                "interval join {} subtask {}: {upgraded} stored rows rewritten into this build's layout",
-                ctx.operator_name,
-                ctx.subtask
-            );
-        }
+        self.store.upgrade_counted_arrivals(
+            state.backend(),
+            &mut self.arrival_ids,
+            &ctx.operator_name,
+            ctx.subtask,
+        )?;
         self.state = Some(state);
         Ok(())
     }

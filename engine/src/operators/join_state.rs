@@ -548,12 +548,15 @@ impl JoinRowStore {
     /// each arrival had an entry of its own, which probes of this layout do
     /// not see) as arrivals: an entry with an id of `ids` per copy, with the
     /// copy's value, and its expiry records (interval joins) with it.
-    /// Returns how many entries it rewrote; a restore of this layout finds
-    /// none (one prefix scan per append-only side).
+    /// Returns how many entries it rewrote, and logs it for `operator`
+    /// subtask `subtask` if any; a restore of this layout finds none (one
+    /// prefix scan per append-only side).
     pub fn upgrade_counted_arrivals(
         &self,
         backend: &mut dyn KeyedStateBackend,
         ids: &mut ArrivalIds,
+        operator: &str,
+        subtask: usize,
     ) -> Result<usize> {
         let mut rewritten = 0;
         for side in [Side::Left, Side::Right] {
@@ -598,6 +601,11 @@ impl JoinRowStore {
                 }
                 rewritten += 1;
             }
+        }
+        if rewritten > 0 {
+            tracing::info!(
+                "{operator} subtask {subtask}: {rewritten} stored join rows rewritten into this build's layout"
+            );
         }
         Ok(rewritten)
     }
@@ -758,7 +766,12 @@ mod tests {
             "this layout does not see counted arrivals"
         );
 
-        assert_eq!(store.upgrade_counted_arrivals(&mut backend, &mut ids).unwrap(), 1);
+        assert_eq!(
+            store
+                .upgrade_counted_arrivals(&mut backend, &mut ids, "join", 0)
+                .unwrap(),
+            1
+        );
         let left = probe(&backend, Side::Left);
         assert_eq!(left.len(), 2);
         for r in &left {
@@ -770,7 +783,12 @@ mod tests {
         assert_eq!(right[0].value.count, 3);
         // 2 arrivals, their 2 expiries, the right row and its expiry.
         assert_eq!(backend.len(), 6);
-        assert_eq!(store.upgrade_counted_arrivals(&mut backend, &mut ids).unwrap(), 0);
+        assert_eq!(
+            store
+                .upgrade_counted_arrivals(&mut backend, &mut ids, "join", 0)
+                .unwrap(),
+            0
+        );
 
         // The expiries moved with the rows: both arrivals expire.
         let mut due = store

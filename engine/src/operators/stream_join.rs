@@ -229,16 +229,12 @@ impl Operator for StreamJoin {
                 self.max_parallelism,
                 &mut state,
             )?;
-            let upgraded = self
-                .store
-                .upgrade_counted_arrivals(state.backend(), &mut self.arrival_ids)?;
-            if upgraded > 0 {
-                tracing::info!(
-                    "join {} subtask {}: {upgraded} stored rows rewritten into this build's layout",
-                    ctx.operator_name,
-                    ctx.subtask
-                );
-            }
+            self.store.upgrade_counted_arrivals(
+                state.backend(),
+                &mut self.arrival_ids,
+                &ctx.operator_name,
+                ctx.subtask,
+            )?;
         }
         self.state = Some(state);
         Ok(())
