@@ -1,15 +1,16 @@
-//! The rows one input of an inner join of append-only inputs has received,
-//! held in memory as the batches they arrived in, with a hash index on the
-//! join key: what a batch hash join builds once over its build side, kept
-//! growing.
+//! The rows both inputs of an inner join of append-only inputs have
+//! received, held in memory as the batches they arrived in, with one hash
+//! index on the join key for both: what a batch hash join builds once over
+//! its build side, kept growing on both sides.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::row::Rows;
 use datafusion::common::{DataFusionError, HashMap, Result};
 
+use super::join::Side;
 use crate::key_group::key_hasher;
 
 /// The hash of a join key in the comparable form [`super::join::KeyEncoder`]
@@ -18,114 +19,168 @@ pub fn key_hash(key: &[u8]) -> u64 {
     key_hasher().hash_one(key)
 }
 
-/// Rows of one join input, indexed by key hash.
+/// The key hashes of `keys` (rows of [`super::join::KeyEncoder`]).
+pub fn key_hashes(keys: &Rows) -> Vec<u64> {
+    let hasher = key_hasher();
+    keys.iter().map(|k| hasher.hash_one(k.data())).collect()
+}
+
+/// A [`Hasher`] for keys that are hashes already ([`key_hash`]): the index
+/// uses them as they are instead of hashing them again.
+#[derive(Debug, Default)]
+struct AlreadyHashed(u64);
+
+impl Hasher for AlreadyHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with this; fold anything else anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
+
+/// The rows of one input.
 ///
-/// Rows are numbered in arrival order (0, 1, ...); the index maps a key hash
-/// to the newest row with that hash, and each row links to the previous row
-/// with the same hash (a chained hash table, as DataFusion's `JoinHashMap`,
-/// which is built at its full size once and so cannot grow). Rows are never
+/// # Invariants
+///
+/// `starts[b]` is the number of the first row of `batches[b]`; `next` has
+/// one entry per row: 1 + the previous row of this input with the same key
+/// hash (0: none).
+#[derive(Debug)]
+struct InputRows {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    starts: Vec<usize>,
+    next: Vec<u32>,
+}
+
+impl InputRows {
+    fn new(schema: SchemaRef) -> Self {
+        InputRows {
+            schema,
+            batches: Vec::new(),
+            starts: Vec::new(),
+            next: Vec::new(),
+        }
+    }
+}
+
+/// Rows of both inputs of a join, indexed by key hash.
+///
+/// Rows of each input are numbered in arrival order (0, 1, ...). One hash
+/// table maps a key hash to the newest row with that hash of each input,
+/// and each row links to the previous row of its input with the same hash
+/// (a chained hash table, as DataFusion's `JoinHashMap`, which is built at
+/// its full size once and so cannot grow). Both inputs share the table, so
+/// a row arriving is matched and indexed with one lookup. Rows are never
 /// removed: the join this serves never retracts.
 ///
 /// # Invariants
 ///
-/// `starts[b]` is the number of the first row of `batches[b]`; `next` has one
-/// entry per row. A hash names candidate rows only: callers compare the keys.
+/// A hash names candidate rows only: callers compare the keys.
 #[derive(Debug)]
-pub struct IndexedRows {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    starts: Vec<usize>,
-    /// Key hash → 1 + the newest row with that hash.
-    heads: HashMap<u64, u32>,
-    /// Per row: 1 + the previous row with the same hash (0: none).
-    next: Vec<u32>,
+pub struct JoinIndex {
+    inputs: [InputRows; 2],
+    /// Key hash → per input, 1 + its newest row with that hash (0: none).
+    heads: HashMap<u64, [u32; 2], BuildHasherDefault<AlreadyHashed>>,
 }
 
-impl IndexedRows {
-    pub fn new(schema: SchemaRef) -> Self {
-        IndexedRows {
-            schema,
-            batches: Vec::new(),
-            starts: Vec::new(),
-            heads: HashMap::new(),
-            next: Vec::new(),
+impl JoinIndex {
+    pub fn new(left: SchemaRef, right: SchemaRef) -> Self {
+        JoinIndex {
+            inputs: [InputRows::new(left), InputRows::new(right)],
+            heads: HashMap::default(),
         }
     }
 
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.next.len()
+    /// Number of rows of `side`.
+    pub fn len(&self, side: Side) -> usize {
+        self.inputs[side as usize].next.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.next.is_empty()
+    /// The batches of `side`, in arrival order.
+    pub fn batches(&self, side: Side) -> &[RecordBatch] {
+        &self.inputs[side as usize].batches
     }
 
-    /// The batches, in arrival order.
-    pub fn batches(&self) -> &[RecordBatch] {
-        &self.batches
-    }
-
-    /// Adds the rows of `batch`, where `hashes[i]` is the key hash of row
-    /// `i` (the batch is shared, not copied).
-    pub fn insert(&mut self, batch: RecordBatch, hashes: &[u64]) -> Result<()> {
+    /// Adds the rows of `batch` to `side`, where `hashes[i]` is the key hash
+    /// of row `i` (the batch is shared, not copied), and calls
+    /// `matched(i, row)` for every row of the other side with the hash of
+    /// row `i`, newest first.
+    pub fn insert(
+        &mut self,
+        side: Side,
+        batch: RecordBatch,
+        hashes: &[u64],
+        mut matched: impl FnMut(u32, usize),
+    ) -> Result<()> {
         if batch.num_rows() != hashes.len() {
             return Err(DataFusionError::Internal("a key hash per row expected".into()));
         }
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let first = self.len();
+        let (s, o) = (side as usize, side.other() as usize);
+        let [left, right] = &mut self.inputs;
+        let (this, other) = if s == 0 { (left, &*right) } else { (right, &*left) };
+        let first = this.next.len();
         if u32::try_from(first + hashes.len()).is_err() {
             return Err(DataFusionError::ResourcesExhausted(
                 "a join input holds over 4 billion rows in one subtask".into(),
             ));
         }
-        self.next.reserve(hashes.len());
+        this.next.reserve(hashes.len());
         for (i, &hash) in hashes.iter().enumerate() {
-            let head = self.heads.entry(hash).or_insert(0);
-            self.next.push(*head);
-            *head = (first + i) as u32 + 1;
+            let heads = self.heads.entry(hash).or_insert([0, 0]);
+            let mut link = heads[o];
+            while link != 0 {
+                let row = link as usize - 1;
+                matched(i as u32, row);
+                link = other.next[row];
+            }
+            this.next.push(heads[s]);
+            heads[s] = (first + i) as u32 + 1;
         }
-        self.starts.push(first);
-        self.batches.push(batch);
+        this.starts.push(first);
+        this.batches.push(batch);
         Ok(())
     }
 
-    /// Calls `f(row)` for every row whose key hash is `hash`, newest first.
-    pub fn for_each_match(&self, hash: u64, mut f: impl FnMut(usize)) {
-        let mut link = self.heads.get(&hash).copied().unwrap_or(0);
-        while link != 0 {
-            let row = link as usize - 1;
-            f(row);
-            link = self.next[row];
-        }
-    }
-
-    /// The rows numbered `rows`, in that order, as one batch.
-    pub fn take(&self, rows: &[usize]) -> Result<RecordBatch> {
+    /// The rows of `side` numbered `rows`, in that order, as one batch.
+    pub fn take(&self, side: Side, rows: &[usize]) -> Result<RecordBatch> {
+        let input = &self.inputs[side as usize];
         if rows.is_empty() {
-            return Ok(RecordBatch::new_empty(self.schema.clone()));
+            return Ok(RecordBatch::new_empty(input.schema.clone()));
         }
-        // Only the batches the rows are in take part, renumbered in order of use.
-        let mut used: HashMap<usize, usize> = HashMap::new();
+        // Only the batches the rows are in take part, numbered in order of
+        // use. Rows of one key are often in one batch: the last batch found
+        // is tried before a search.
+        let mut position_of = vec![u32::MAX; input.batches.len()];
         let mut sources: Vec<&RecordBatch> = Vec::new();
         let mut indices = Vec::with_capacity(rows.len());
+        let mut last = 0;
         for &row in rows {
-            let b = self.starts.partition_point(|&s| s <= row) - 1;
-            let source = *used.entry(b).or_insert_with(|| {
-                sources.push(&self.batches[b]);
-                sources.len() - 1
-            });
-            indices.push((source, row - self.starts[b]));
+            let end = input.starts.get(last + 1).copied().unwrap_or(usize::MAX);
+            if row < input.starts[last] || row >= end {
+                last = input.starts.partition_point(|&s| s <= row) - 1;
+            }
+            let position = &mut position_of[last];
+            if *position == u32::MAX {
+                *position = sources.len() as u32;
+                sources.push(&input.batches[last]);
+            }
+            indices.push((*position as usize, row - input.starts[last]));
         }
-        super::select_rows::interleave_rows(&self.schema, &sources, &indices)
+        super::select_rows::interleave_rows(&input.schema, &sources, &indices)
     }
-}
-
-/// The key hashes of `keys` (rows of [`super::join::KeyEncoder`]).
-pub fn key_hashes(keys: &Rows) -> Vec<u64> {
-    keys.iter().map(|k| key_hash(k.data())).collect()
 }
 
 #[cfg(test)]
@@ -147,25 +202,39 @@ mod tests {
         (0..a.len()).map(|i| a.value(i)).collect()
     }
 
+    /// Inserts `values` with `hashes` into `side`; returns the matches.
+    fn insert(index: &mut JoinIndex, side: Side, values: &[i64], hashes: &[u64]) -> Vec<(u32, usize)> {
+        let mut found = Vec::new();
+        index
+            .insert(side, batch(values), hashes, |i, row| found.push((i, row)))
+            .unwrap();
+        found
+    }
+
     #[test]
-    fn rows_are_found_by_hash_across_batches_newest_first() {
-        let first = batch(&[10, 11, 12]);
-        let mut rows = IndexedRows::new(first.schema());
-        rows.insert(first, &[1, 2, 1]).unwrap();
-        rows.insert(batch(&[13]), &[2]).unwrap();
-        rows.insert(batch(&[]), &[]).unwrap();
-        rows.insert(batch(&[14, 15]), &[1, 3]).unwrap();
-        assert_eq!(rows.len(), 6);
-        let matches = |hash| {
-            let mut found = Vec::new();
-            rows.for_each_match(hash, |r| found.push(r));
-            found
-        };
-        assert_eq!(matches(1), [4, 2, 0]);
-        assert_eq!(matches(2), [3, 1]);
-        assert_eq!(matches(9), [] as [usize; 0]);
-        assert_eq!(values(&rows.take(&[5, 0, 3, 0]).unwrap()), [15, 10, 13, 10]);
-        assert_eq!(rows.take(&[]).unwrap().num_rows(), 0);
-        assert!(rows.insert(batch(&[1]), &[]).is_err(), "a hash per row");
+    fn rows_match_the_other_side_by_hash_across_batches_newest_first() {
+        let schema = batch(&[]).schema();
+        let mut index = JoinIndex::new(schema.clone(), schema);
+        assert_eq!(insert(&mut index, Side::Left, &[10, 11, 12], &[1, 2, 1]), []);
+        // Rows of one side never match each other.
+        assert_eq!(insert(&mut index, Side::Left, &[13], &[2]), []);
+        assert_eq!(insert(&mut index, Side::Left, &[], &[]), []);
+        assert_eq!(
+            insert(&mut index, Side::Right, &[20, 21, 22], &[1, 9, 2]),
+            [(0, 2), (0, 0), (2, 3), (2, 1)]
+        );
+        assert_eq!(insert(&mut index, Side::Left, &[14, 15], &[9, 3]), [(0, 1)]);
+        assert_eq!((index.len(Side::Left), index.len(Side::Right)), (6, 3));
+        assert_eq!(index.batches(Side::Left).len(), 3, "empty batches are not kept");
+        assert_eq!(
+            values(&index.take(Side::Left, &[5, 0, 3, 0, 4, 1]).unwrap()),
+            [15, 10, 13, 10, 14, 11]
+        );
+        assert_eq!(values(&index.take(Side::Right, &[2, 1]).unwrap()), [22, 21]);
+        assert_eq!(index.take(Side::Right, &[]).unwrap().num_rows(), 0);
+        assert!(
+            index.insert(Side::Left, batch(&[1]), &[], |_, _| ()).is_err(),
+            "a hash per row"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The regular join's in-memory layout: an inner join of append-only inputs
 //! (no TTL) under a backend that holds state in memory keeps each input's
 //! rows as the batches they arrived in, hash-indexed on the join key
-//! ([`IndexedRows`]), and checkpoints them as batch state, each row written
+//! ([`JoinIndex`]), and checkpoints them as batch state, each row written
 //! once.
 
 use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
@@ -9,7 +9,7 @@ use arrow::compute::take_record_batch;
 use datafusion::common::{DataFusionError, Result};
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
-use super::join_index::{IndexedRows, key_hashes};
+use super::join_index::{JoinIndex, key_hashes};
 use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
 use super::select_rows::filter_rows;
 use crate::key_group::{key_groups_of, key_groups_of_batches};
@@ -55,7 +55,7 @@ fn chunk_of_namespace(ns: &[u8]) -> Result<(Side, u32)> {
 /// `batches()[..checkpointed]` are in batch state; chunk numbers grow.
 #[derive(Debug)]
 pub struct InMemoryJoin {
-    sides: [IndexedRows; 2],
+    index: JoinIndex,
     checkpointed: [usize; 2],
     next_chunk: u32,
 }
@@ -63,10 +63,7 @@ pub struct InMemoryJoin {
 impl InMemoryJoin {
     pub fn new(spec: &JoinSpec) -> Self {
         InMemoryJoin {
-            sides: [
-                IndexedRows::new(spec.left_schema.clone()),
-                IndexedRows::new(spec.right_schema.clone()),
-            ],
+            index: JoinIndex::new(spec.left_schema.clone(), spec.right_schema.clone()),
             checkpointed: [0, 0],
             next_chunk: 0,
         }
@@ -91,7 +88,7 @@ impl InMemoryJoin {
             for batch in batches {
                 join.store(spec, keys, side, batch)?;
             }
-            join.checkpointed[side as usize] = join.sides[side as usize].batches().len();
+            join.checkpointed[side as usize] = join.index.batches(side).len();
         }
         let entries = store.take_all(state.backend())?;
         for side in [Side::Left, Side::Right] {
@@ -126,52 +123,42 @@ impl InMemoryJoin {
         side: Side,
         batch: &RecordBatch,
     ) -> Result<RecordBatch> {
-        let (this_keys, null_key, _) = spec.join_keys(keys, side, batch)?;
-        let hashes = key_hashes(&this_keys);
-        let other = side.other();
-        let stored = &self.sides[other as usize];
-        let (mut this_rows, mut other_rows) = (Vec::new(), Vec::new());
-        for (i, &hash) in hashes.iter().enumerate() {
-            if !null_key[i] {
-                stored.for_each_match(hash, |r| {
-                    this_rows.push(i as u32);
-                    other_rows.push(r);
-                });
-            }
-        }
-        let mut joined = RecordBatch::new_empty(spec.output_schema.clone());
-        if !this_rows.is_empty() {
-            let mut candidates = stored.take(&other_rows)?;
-            // Equal hashes name candidates; equal keys make pairs.
-            let (candidate_keys, _, _) = spec.join_keys(keys, other, &candidates)?;
-            let equal: Vec<u32> = (0..this_rows.len())
-                .filter(|&p| this_keys.row(this_rows[p] as usize) == candidate_keys.row(p))
-                .map(|p| p as u32)
-                .collect();
-            if equal.len() < this_rows.len() {
-                this_rows = equal.iter().map(|&p| this_rows[p as usize]).collect();
-                candidates = take_rows(&candidates, &equal)?;
-            }
-            let this_part = take_rows(batch, &this_rows)?;
-            joined = match side {
-                Side::Left => spec.combine(&this_part, &candidates)?,
-                Side::Right => spec.combine(&candidates, &this_part)?,
-            };
-            if let Some(mask) = spec.filter_mask(&joined)? {
-                joined = filter_rows(&joined, &mask)?;
-            }
-        }
+        let (mut this_keys, null_key, _) = spec.join_keys(keys, side, batch)?;
+        // Rows with a NULL key match nothing and are not stored.
+        let mut batch = batch.clone();
         if null_key.iter().any(|&n| n) {
             let keyed = BooleanArray::from(null_key.iter().map(|&n| !n).collect::<Vec<_>>());
-            let kept: Vec<u64> = hashes
-                .iter()
-                .zip(&null_key)
-                .filter(|(_, n)| !**n)
-                .map(|(h, _)| *h)
-                .collect();
-            self.sides[side as usize].insert(filter_rows(batch, &keyed)?, &kept)?;
-        } else {
-            self.sides[side as usize].insert(batch.clone(), &hashes)?;
+            batch = filter_rows(&batch, &keyed)?;
+            this_keys = spec.join_keys(keys, side, &batch)?.0;
+        }
+        let hashes = key_hashes(&this_keys);
+        let (mut this_rows, mut other_rows) = (Vec::new(), Vec::new());
+        self.index.insert(side, batch.clone(), &hashes, |i, r| {
+            this_rows.push(i);
+            other_rows.push(r);
+        })?;
+        if this_rows.is_empty() {
+            return Ok(RecordBatch::new_empty(spec.output_schema.clone()));
+        }
+        let other = side.other();
+        let mut candidates = self.index.take(other, &other_rows)?;
+        // Equal hashes name candidates; equal keys make pairs.
+        let (candidate_keys, _, _) = spec.join_keys(keys, other, &candidates)?;
+        let equal: Vec<u32> = (0..this_rows.len())
+            .filter(|&p| this_keys.row(this_rows[p] as usize) == candidate_keys.row(p))
+            .map(|p| p as u32)
+            .collect();
+        if equal.len() < this_rows.len() {
+            this_rows = equal.iter().map(|&p| this_rows[p as usize]).collect();
+            candidates = take_rows(&candidates, &equal)?;
+        }
+        let this_part = take_rows(&batch, &this_rows)?;
+        let mut joined = match side {
+            Side::Left => spec.combine(&this_part, &candidates)?,
+            Side::Right => spec.combine(&candidates, &this_part)?,
+        };
+        if let Some(mask) = spec.filter_mask(&joined)? {
+            joined = filter_rows(&joined, &mask)?;
         }
         Ok(joined)
     }
@@ -179,7 +166,8 @@ impl InMemoryJoin {
     /// Stores `batch`, rows of `side` with non-NULL keys.
     fn store(&mut self, spec: &JoinSpec, keys: &KeyEncoder, side: Side, batch: RecordBatch) -> Result<()> {
         let (batch_keys, _, _) = spec.join_keys(keys, side, &batch)?;
-        self.sides[side as usize].insert(batch, &key_hashes(&batch_keys))
+        self.index
+            .insert(side, batch, &key_hashes(&batch_keys), |_, _| ())
     }
 
     /// Hands the rows stored since the last call to `state`'s batch state,
@@ -192,7 +180,7 @@ impl InMemoryJoin {
     ) -> Result<()> {
         for side in [Side::Left, Side::Right] {
             let s = side as usize;
-            let new = &self.sides[s].batches()[self.checkpointed[s]..];
+            let new = &self.index.batches(side)[self.checkpointed[s]..];
             if new.is_empty() {
                 continue;
             }
@@ -200,7 +188,7 @@ impl InMemoryJoin {
             state
                 .batches()
                 .write(&chunk_namespace(side, self.next_chunk), new, &key_groups)?;
-            self.checkpointed[s] = self.sides[s].batches().len();
+            self.checkpointed[s] = self.index.batches(side).len();
         }
         self.next_chunk += 1;
         Ok(())
