@@ -75,8 +75,9 @@ const OTHER_PADDED: usize = 2;
 ///
 /// An inner join of append-only inputs without a TTL, under a backend that
 /// holds state in memory (`hashmap`), keeps each input's rows as the batches
-/// they arrived in with a hash index on the key ([`InMemoryJoin`]): a row
-/// is stored by appending its batch and linking it into the index, and
+/// they arrived in with one hash index on the key for both inputs
+/// ([`InMemoryJoin`]): a row is matched and stored with one lookup (its
+/// batch appended, the row linked into the index), and
 /// checkpointed once, as batch state. Otherwise (RocksDB, changelogs, outer
 /// joins, a TTL), each distinct row is an entry of the keyed state backend
 /// ([`JoinRowStore`], untimed) with its number of copies and of matches (a
