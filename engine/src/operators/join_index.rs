@@ -13,19 +13,15 @@ use datafusion::common::{DataFusionError, HashMap, Result};
 use super::join::Side;
 use crate::key_group::key_hasher;
 
-/// The hash of a join key in the comparable form [`super::join::KeyEncoder`]
-/// makes (equal keys of either input have equal bytes, so equal hashes).
-pub fn key_hash(key: &[u8]) -> u64 {
-    key_hasher().hash_one(key)
-}
-
-/// The key hashes of `keys` (rows of [`super::join::KeyEncoder`]).
+/// The hashes of join keys `keys`, in the comparable form
+/// [`super::join::KeyEncoder`] makes (equal keys of either input have equal
+/// bytes, so equal hashes).
 pub fn key_hashes(keys: &Rows) -> Vec<u64> {
     let hasher = key_hasher();
     keys.iter().map(|k| hasher.hash_one(k.data())).collect()
 }
 
-/// A [`Hasher`] for keys that are hashes already ([`key_hash`]): the index
+/// A [`Hasher`] for keys that are hashes already ([`key_hashes`]): the index
 /// uses them as they are instead of hashing them again.
 #[derive(Debug, Default)]
 struct AlreadyHashed(u64);

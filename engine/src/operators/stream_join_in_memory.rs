@@ -123,18 +123,24 @@ impl InMemoryJoin {
         side: Side,
         batch: &RecordBatch,
     ) -> Result<RecordBatch> {
-        let (mut this_keys, null_key, _) = spec.join_keys(keys, side, batch)?;
-        // Rows with a NULL key match nothing and are not stored.
-        let mut batch = batch.clone();
+        let (this_keys, null_key, _) = spec.join_keys(keys, side, batch)?;
+        let mut hashes = key_hashes(&this_keys);
+        // Rows with a NULL key match nothing and are not stored; `kept` maps
+        // a stored row to its row in `batch`.
+        let mut stored = batch.clone();
+        let mut kept = None;
         if null_key.iter().any(|&n| n) {
             let keyed = BooleanArray::from(null_key.iter().map(|&n| !n).collect::<Vec<_>>());
-            batch = filter_rows(&batch, &keyed)?;
-            this_keys = spec.join_keys(keys, side, &batch)?.0;
+            stored = filter_rows(batch, &keyed)?;
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|&i| !null_key[i as usize])
+                .collect();
+            hashes = rows.iter().map(|&i| hashes[i as usize]).collect();
+            kept = Some(rows);
         }
-        let hashes = key_hashes(&this_keys);
         let (mut this_rows, mut other_rows) = (Vec::new(), Vec::new());
-        self.index.insert(side, batch.clone(), &hashes, |i, r| {
-            this_rows.push(i);
+        self.index.insert(side, stored, &hashes, |i, r| {
+            this_rows.push(kept.as_ref().map_or(i, |rows| rows[i as usize]));
             other_rows.push(r);
         })?;
         if this_rows.is_empty() {
@@ -152,7 +158,7 @@ impl InMemoryJoin {
             this_rows = equal.iter().map(|&p| this_rows[p as usize]).collect();
             candidates = take_rows(&candidates, &equal)?;
         }
-        let this_part = take_rows(&batch, &this_rows)?;
+        let this_part = take_rows(batch, &this_rows)?;
         let mut joined = match side {
             Side::Left => spec.combine(&this_part, &candidates)?,
             Side::Right => spec.combine(&candidates, &this_part)?,
