@@ -19,7 +19,7 @@ use weir_engine::message::{EventTime, Message};
 use weir_engine::operator::{Operator, Output};
 use weir_engine::operators::interval_join::{IntervalJoin, IntervalJoinConfig};
 use weir_engine::operators::join::{JoinSpec, JoinType};
-use weir_engine::operators::stream_join::{StreamJoin, StreamJoinConfig};
+use weir_engine::operators::stream_join::{ExpiryBound, StreamJoin, StreamJoinConfig};
 
 const MS: i64 = 1_000_000;
 
@@ -345,6 +345,7 @@ fn stream_operator(join_type: JoinType, left_updating: bool, right_updating: boo
         spec: spec(join_type),
         left_updating,
         right_updating,
+        expiry: Default::default(),
     };
     Box::new(StreamJoin::new(Arc::new(config)).unwrap())
 }
@@ -520,6 +521,17 @@ fn append_only_input() -> (Vec<Step>, Vec<Inputs>) {
 
 /// An inner join on `k` with the residual condition `l.t <= r.t`.
 fn append_only_operator() -> Box<dyn Operator> {
+    append_only_join(Default::default())
+}
+
+/// [`append_only_operator`] whose right rows expire by watermark at their
+/// `t`, as the planner derives from `l.t <= r.t` with `l.t` the left
+/// input's rowtime attribute.
+fn expiring_operator() -> Box<dyn Operator> {
+    append_only_join([Vec::new(), vec![ExpiryBound { column: 1, offset: 0 }]])
+}
+
+fn append_only_join(expiry: [Vec<ExpiryBound>; 2]) -> Box<dyn Operator> {
     let mut spec = spec(JoinType::Inner);
     let joined = spec.output_schema.clone();
     spec.filter = Some(
@@ -535,6 +547,7 @@ fn append_only_operator() -> Box<dyn Operator> {
         spec,
         left_updating: false,
         right_updating: false,
+        expiry,
     };
     Box::new(StreamJoin::new(Arc::new(config)).unwrap())
 }
@@ -632,4 +645,72 @@ async fn append_only_inner_join_moves_its_rows_between_layouts_on_restore() {
         materialize(&joined(&out)),
         append_only_expected(states.last().unwrap())
     );
+}
+
+/// [`append_only_input`] with a watermark after each step's two batches:
+/// just below the next step's times, so no row is late.
+fn append_only_input_with_watermarks() -> (Vec<Step>, Vec<Option<Inputs>>) {
+    let (steps, states) = append_only_input();
+    let mut out = (Vec::new(), Vec::new());
+    for (i, (step, state)) in steps.into_iter().zip(states).enumerate() {
+        out.0.push(step);
+        out.1.push(Some(state));
+        if i % 2 == 1 {
+            let next_step_ms = (i as i64 / 2 + 1) * 1000;
+            out.0.push(Step::Watermark((next_step_ms - 1) * 1_000_000));
+            out.1.push(None);
+        }
+    }
+    out
+}
+
+/// Right rows expire once the watermark passes their `t`: rows that are not
+/// late still get every match (the result is the join of all rows after
+/// every batch), through an incremental checkpoint and a restore; a late
+/// left row finds nothing where the watermark dropped the right rows, also
+/// after the restore (the expired chunks are gone from the checkpoint),
+/// while the join without bounds still matches it.
+#[tokio::test]
+async fn append_only_inner_join_drops_rows_the_watermark_has_passed() {
+    let (steps, states) = append_only_input_with_watermarks();
+    let h = Harness::incremental();
+    let mut op = h.start(expiring_operator(), 0, 1, None, None).await;
+    let mut out = Vec::new();
+    let mut last = None;
+    for (i, (step, state)) in steps.iter().zip(&states).enumerate() {
+        feed(op.as_mut(), std::slice::from_ref(step), &mut out).await;
+        if let Some(state) = state {
+            assert_eq!(
+                materialize(&joined(&out)),
+                append_only_expected(state),
+                "step {i}"
+            );
+            last = Some(state);
+        }
+        if i == 40 {
+            snapshot(op.as_mut(), 1).await;
+        }
+    }
+    let last = append_only_expected(last.unwrap());
+    assert!(last.values().sum::<usize>() > 200, "{last:?}");
+    // Past every right row (the last batch had rows above the last watermark).
+    let past_all = Step::Watermark(100_000 * 1_000_000);
+    feed(op.as_mut(), &[past_all], &mut out).await;
+    let checkpoint = snapshot(op.as_mut(), 2).await;
+
+    // Keys 0..6 at time 0: late, and every right row is behind the watermark.
+    let late: Vec<Row> = (0..6).map(|k| (Some(k), 0, format!("late{k}"))).collect();
+    let late = [Step::Batch(0, batch("lv", &late, None))];
+    let matches_of_late = |out: &[RecordBatch]| joined(out).len();
+    let (mut fresh, mut restored, mut unbounded) = (Vec::new(), Vec::new(), Vec::new());
+    feed(op.as_mut(), &late, &mut fresh).await;
+    drop(op);
+    let mut op = h.start(expiring_operator(), 0, 1, None, Some(&checkpoint)).await;
+    feed(op.as_mut(), &late, &mut restored).await;
+    let mut op = h.start(append_only_operator(), 0, 1, None, None).await;
+    feed(op.as_mut(), &steps, &mut Vec::new()).await;
+    feed(op.as_mut(), &late, &mut unbounded).await;
+    assert_eq!(matches_of_late(&fresh), 0, "{fresh:?}");
+    assert_eq!(matches_of_late(&restored), 0, "{restored:?}");
+    assert!(matches_of_late(&unbounded) > 10, "{unbounded:?}");
 }

@@ -15,7 +15,7 @@ use super::join_state::{ArrivalIds, BatchProbe, JoinRowStore, RowValue, StoredRo
 use super::stream_join_in_memory::{InMemoryJoin, move_to_backend};
 use crate::changelog::{RowKind, attach_ops, split_ops};
 use crate::key_group::key_groups_of;
-use crate::message::Barrier;
+use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output, processing_time_ms};
 use crate::state::{KeyedState, OperatorSnapshot, StateInit};
@@ -28,6 +28,22 @@ pub struct StreamJoinConfig {
     /// row-kind column; `spec`'s schemas do not have it).
     pub left_updating: bool,
     pub right_updating: bool,
+    /// Per input (left, right), the bounds its join condition puts on the
+    /// rowtime of the rows of the other input a row can match (empty: none).
+    pub expiry: [Vec<ExpiryBound>; 2],
+}
+
+/// A bound the join condition puts on the rows of the other input a row
+/// can match: a row whose timestamp column `column` holds `t` matches only
+/// rows of the other input whose rowtime attribute is at most `t + offset`
+/// (ns). In `a.id = b.auction AND b.date_time BETWEEN a.date_time AND
+/// a.expires`, a bid matches auctions created up to its `date_time` and an
+/// auction bids up to its `expires`. Once the watermark reaches `t +
+/// offset`, only late rows of the other input could match the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryBound {
+    pub column: usize,
+    pub offset: i64,
 }
 
 impl StreamJoinConfig {
@@ -67,9 +83,19 @@ const OTHER_PADDED: usize = 2;
 /// append-only inputs emits only `+I`, so its output is append-only (no
 /// row-kind column); otherwise the output is a changelog.
 ///
-/// Watermarks are forwarded: rows are emitted as they join, so event time
-/// plays no role, and the output's time columns are no rowtime attributes
-/// (the planner rejects windows over them).
+/// Watermarks are forwarded: rows are emitted as they join, and the
+/// output's time columns are no rowtime attributes (the planner rejects
+/// windows over them).
+///
+/// Where the condition of an inner join of append-only inputs bounds the
+/// rowtime of the rows a row can match ([`ExpiryBound`], e.g. `b.date_time
+/// BETWEEN a.date_time AND a.expires`: a bid matches auctions created up
+/// to its `date_time`, an auction bids up to its `expires`), the in-memory
+/// layout drops a row once the watermark reaches its bound: only late rows
+/// of the other input could still match it. Rows that are not late get
+/// every match, so the result is the unbounded join's; a late row joins
+/// with what is still stored, as in an interval join. (The backend's layout
+/// keeps every row.)
 ///
 /// # State
 ///
@@ -218,7 +244,12 @@ impl Operator for StreamJoin {
         let spec = &self.config.spec;
         if self.runs_in_memory(&state) {
             self.in_memory = Some(InMemoryJoin::restore(
-                spec, &self.keys, &self.rows, self.store, &mut state,
+                spec,
+                &self.keys,
+                &self.rows,
+                self.store,
+                &self.config.expiry,
+                &mut state,
             )?);
         } else {
             move_to_backend(
@@ -441,6 +472,15 @@ impl Operator for StreamJoin {
         }
         self.emit(vec![joined, this_padded, other_padded], &sources, kinds, out)?;
         self.update_state_metrics();
+        Ok(())
+    }
+
+    async fn process_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
+        if let (Some(in_memory), Some(state)) = (&mut self.in_memory, &mut self.state) {
+            in_memory.expire(watermark, state);
+            self.update_state_metrics();
+        }
+        out.emit_watermark(watermark);
         Ok(())
     }
 

@@ -2,7 +2,11 @@
 //! (no TTL) under a backend that holds state in memory keeps each input's
 //! rows as the batches they arrived in, hash-indexed on the join key
 //! ([`JoinIndex`]), and checkpoints them as batch state, each row written
-//! once.
+//! once. Where the join condition bounds the rowtime of the rows a row can
+//! match ([`ExpiryBound`]), rows are dropped once the watermark passes the
+//! bound, and so are the checkpoint chunks that held them.
+
+use std::collections::VecDeque;
 
 use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -12,8 +16,11 @@ use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
 use super::join_index::{JoinIndex, key_hashes};
 use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
 use super::select_rows::filter_rows;
+use super::stream_join::ExpiryBound;
 use crate::key_group::{key_groups_of, key_groups_of_batches};
+use crate::message::EventTime;
 use crate::state::KeyedState;
+use crate::watermark::to_event_time;
 
 /// The batch-state namespaces of this layout start with this tag; then the
 /// side and the chunk's number (big-endian `u32`).
@@ -47,26 +54,55 @@ fn chunk_of_namespace(ns: &[u8]) -> Result<(Side, u32)> {
 /// barrier, [`write_new`](Self::write_new) hands the batches received since
 /// the last barrier to the batch state as one chunk per side (shared, not
 /// copied), which the snapshot's asynchronous part writes once; later
-/// checkpoints refer to it.
+/// checkpoints refer to it. On a watermark, [`expire`](Self::expire) drops
+/// the oldest batches of a side with [`ExpiryBound`]s whose rows can no
+/// longer match a row that is not late, and deletes the chunks all of whose
+/// batches are gone.
 ///
 /// # Invariants
 ///
-/// Rows with a NULL key are not stored (they match nothing). Per side,
-/// `batches()[..checkpointed]` are in batch state; chunk numbers grow.
+/// Rows with a NULL key are not stored (they match nothing). Batches are
+/// numbered per side in arrival order, evicted ones included: per side,
+/// batches below `checkpointed` are in batch state (unless evicted), and
+/// `chunks` lists the chunks in batch state, oldest first, each with the
+/// number after its last batch; chunk numbers grow.
 #[derive(Debug)]
 pub struct InMemoryJoin {
     index: JoinIndex,
+    expiry: [Vec<ExpiryBound>; 2],
     checkpointed: [usize; 2],
+    chunks: [VecDeque<(u32, usize)>; 2],
     next_chunk: u32,
 }
 
 impl InMemoryJoin {
-    pub fn new(spec: &JoinSpec) -> Self {
+    pub fn new(spec: &JoinSpec, expiry: &[Vec<ExpiryBound>; 2]) -> Self {
         InMemoryJoin {
             index: JoinIndex::new(spec.left_schema.clone(), spec.right_schema.clone()),
+            expiry: expiry.clone(),
             checkpointed: [0, 0],
+            chunks: [VecDeque::new(), VecDeque::new()],
             next_chunk: 0,
         }
+    }
+
+    /// The watermark at which no row of `batch`, rows of `side`, can match a
+    /// row of the other side that is not late: the latest bound of its rows
+    /// (a row's bound is the least of its [`ExpiryBound`]s; a NULL one
+    /// matches nothing). [`EventTime::MAX`] for a side without bounds.
+    fn batch_expiry(&self, side: Side, batch: &RecordBatch) -> Result<EventTime> {
+        let bounds = &self.expiry[side as usize];
+        if bounds.is_empty() {
+            return Ok(EventTime::MAX);
+        }
+        let mut row_bounds = vec![EventTime::MAX; batch.num_rows()];
+        for bound in bounds {
+            let times = to_event_time(batch.column(bound.column).as_ref())?;
+            for (b, t) in row_bounds.iter_mut().zip(&times) {
+                *b = (*b).min(t.map_or(EventTime::MIN, |t| t.saturating_add(bound.offset)));
+            }
+        }
+        Ok(row_bounds.into_iter().max().unwrap_or(EventTime::MIN))
     }
 
     /// The rows a restored `state` holds: its chunks of this layout, and the
@@ -79,16 +115,19 @@ impl InMemoryJoin {
         keys: &KeyEncoder,
         codec: &RowCodec,
         store: JoinRowStore,
+        expiry: &[Vec<ExpiryBound>; 2],
         state: &mut KeyedState,
     ) -> Result<Self> {
-        let mut join = InMemoryJoin::new(spec);
+        let mut join = InMemoryJoin::new(spec, expiry);
         for (ns, batches) in state.batches().batches_of_each() {
             let (side, chunk) = chunk_of_namespace(ns)?;
             join.next_chunk = join.next_chunk.max(chunk + 1);
             for batch in batches {
                 join.store(spec, keys, side, batch)?;
             }
-            join.checkpointed[side as usize] = join.index.batches(side).len();
+            let s = side as usize;
+            join.checkpointed[s] = join.received(side);
+            join.chunks[s].push_back((chunk, join.checkpointed[s]));
         }
         let entries = store.take_all(state.backend())?;
         for side in [Side::Left, Side::Right] {
@@ -139,7 +178,8 @@ impl InMemoryJoin {
             kept = Some(rows);
         }
         let (mut this_rows, mut other_rows) = (Vec::new(), Vec::new());
-        self.index.insert(side, stored, &hashes, |i, r| {
+        let expires = self.batch_expiry(side, &stored)?;
+        self.index.insert(side, stored, &hashes, expires, |i, r| {
             this_rows.push(kept.as_ref().map_or(i, |rows| rows[i as usize]));
             other_rows.push(r);
         })?;
@@ -172,8 +212,33 @@ impl InMemoryJoin {
     /// Stores `batch`, rows of `side` with non-NULL keys.
     fn store(&mut self, spec: &JoinSpec, keys: &KeyEncoder, side: Side, batch: RecordBatch) -> Result<()> {
         let (batch_keys, _, _) = spec.join_keys(keys, side, &batch)?;
+        let expires = self.batch_expiry(side, &batch)?;
         self.index
-            .insert(side, batch, &key_hashes(&batch_keys), |_, _| ())
+            .insert(side, batch, &key_hashes(&batch_keys), expires, |_, _| ())
+    }
+
+    /// Batches of `side` received so far (evicted ones included).
+    fn received(&self, side: Side) -> usize {
+        self.index.evicted_batches(side) + self.index.batches(side).len()
+    }
+
+    /// Drops the rows no row that is not late can match once the watermark
+    /// is `watermark` (oldest batches first, see [`JoinIndex::evict`]), and
+    /// deletes from `state` the chunks whose batches are all dropped.
+    pub fn expire(&mut self, watermark: EventTime, state: &mut KeyedState) {
+        for side in [Side::Left, Side::Right] {
+            let s = side as usize;
+            if self.expiry[s].is_empty() || self.index.evict(side, watermark) == 0 {
+                continue;
+            }
+            let evicted = self.index.evicted_batches(side);
+            while let Some(&(chunk, end)) = self.chunks[s].front()
+                && end <= evicted
+            {
+                state.batches().delete(&chunk_namespace(side, chunk));
+                self.chunks[s].pop_front();
+            }
+        }
     }
 
     /// Hands the rows stored since the last call to `state`'s batch state,
@@ -186,7 +251,10 @@ impl InMemoryJoin {
     ) -> Result<()> {
         for side in [Side::Left, Side::Right] {
             let s = side as usize;
-            let new = &self.index.batches(side)[self.checkpointed[s]..];
+            let batches = self.index.batches(side);
+            let from = self.checkpointed[s].saturating_sub(self.index.evicted_batches(side));
+            let new = &batches[from.min(batches.len())..];
+            self.checkpointed[s] = self.received(side);
             if new.is_empty() {
                 continue;
             }
@@ -194,7 +262,7 @@ impl InMemoryJoin {
             state
                 .batches()
                 .write(&chunk_namespace(side, self.next_chunk), new, &key_groups)?;
-            self.checkpointed[s] = self.index.batches(side).len();
+            self.chunks[s].push_back((self.next_chunk, self.checkpointed[s]));
         }
         self.next_chunk += 1;
         Ok(())

@@ -6,9 +6,13 @@
 //!   rowtime attributes from below and from above (`p.t BETWEEN o.t AND o.t +
 //!   INTERVAL '15' MINUTE`): an **interval join**, append-only, keeping both
 //!   inputs' rowtime attributes;
-//! - anything else: a **regular join**, whose state is unbounded, whose
-//!   output is a changelog for outer joins or updating inputs, and which has
-//!   no rowtime attributes (they become plain timestamps).
+//! - anything else: a **regular join**, whose output is a changelog for
+//!   outer joins or updating inputs, and which has no rowtime attributes
+//!   (they become plain timestamps). Its state is unbounded, except where
+//!   the condition of an inner join of append-only inputs bounds one
+//!   input's rowtime by a timestamp of the other (`b.date_time BETWEEN
+//!   a.date_time AND a.expires`): those rows expire by watermark
+//!   ([`expiry_bounds`]).
 
 use std::sync::Arc;
 
@@ -25,7 +29,7 @@ use weir_engine::operator::Operator;
 use weir_engine::operators::factory::FnOperatorFactory;
 use weir_engine::operators::interval_join::{IntervalJoin, IntervalJoinConfig};
 use weir_engine::operators::join::{JoinSpec, JoinType};
-use weir_engine::operators::stream_join::{StreamJoin, StreamJoinConfig};
+use weir_engine::operators::stream_join::{ExpiryBound, StreamJoin, StreamJoinConfig};
 use weir_engine::operators::window_join::{WindowJoin, WindowJoinConfig, WindowJoinType};
 
 use super::lower::{Lowering, Stream, TimeAttributes, WindowColumns};
@@ -211,18 +215,51 @@ impl Lowering<'_> {
     ) -> Result<Stream> {
         let (spec, parallelism, left_part, right_part) =
             self.join_spec(join, join_type, &left, &right, &join.on)?;
-        let config = Arc::new(StreamJoinConfig {
-            spec,
-            left_updating: left.updating,
-            right_updating: right.updating,
-        });
+        // Rows expire by watermark in inner joins of append-only inputs.
+        let expiry = match (&join.filter, join_type, left.updating || right.updating) {
+            (Some(filter), JoinType::Inner, false) => expiry_bounds(
+                filter,
+                &join.schema,
+                left.schema.fields().len(),
+                [&left.times, &right.times],
+            ),
+            _ => Default::default(),
+        };
         let kind = |updating: bool| if updating { "changelog" } else { "append-only" };
-        let name = format!(
-            "Join(joinType=[{join_type}], where=[{}], leftInput=[{}], rightInput=[{}])",
+        let mut name = format!(
+            "Join(joinType=[{join_type}], where=[{}], leftInput=[{}], rightInput=[{}]",
             condition(join),
             kind(left.updating),
             kind(right.updating)
         );
+        for (side, input, bounds) in [("left", &left, &expiry[0]), ("right", &right, &expiry[1])] {
+            if !bounds.is_empty() {
+                let shown: Vec<String> = bounds
+                    .iter()
+                    .map(|b| {
+                        let column = input.schema.qualified_field(b.column);
+                        let column = Column::from(column).to_string();
+                        match interval_sql(&ScalarValue::DurationNanosecond(Some(b.offset))) {
+                            Some(_) if b.offset == 0 => column,
+                            Some(i) if b.offset > 0 => format!("{column} + {i}"),
+                            _ => format!(
+                                "{column} - {}",
+                                interval_sql(&ScalarValue::DurationNanosecond(Some(-b.offset)))
+                                    .unwrap_or_default()
+                            ),
+                        }
+                    })
+                    .collect();
+                name.push_str(&format!(", {side}RowsExpireAt=[{}]", shown.join(", ")));
+            }
+        }
+        name.push(')');
+        let config = Arc::new(StreamJoinConfig {
+            spec,
+            left_updating: left.updating,
+            right_updating: right.updating,
+            expiry,
+        });
         let out = Stream {
             node: 0,
             schema: join.schema.clone(),
@@ -486,58 +523,43 @@ pub(super) fn time_bounds(
             b.upper = Some(b.upper.map_or(u, |x| x.min(u)));
         }
     };
-    for conjunct in split_conjunction(filter) {
-        let comparisons: Vec<(&Expr, BinaryOp, &Expr)> = match conjunct {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => vec![(left.as_ref(), *op, right.as_ref())],
-            Expr::Between(Between {
-                expr,
-                negated: false,
-                low,
-                high,
-            }) => vec![
-                (expr.as_ref(), BinaryOp::GtEq, low.as_ref()),
-                (expr.as_ref(), BinaryOp::LtEq, high.as_ref()),
-            ],
+    for (conjunct, a, op, b) in comparisons(filter) {
+        let greater = match op {
+            BinaryOp::Gt | BinaryOp::GtEq => true,
+            BinaryOp::Lt | BinaryOp::LtEq => false,
             _ => continue,
         };
-        for (a, op, b) in comparisons {
-            let greater = match op {
-                BinaryOp::Gt | BinaryOp::GtEq => true,
-                BinaryOp::Lt | BinaryOp::LtEq => false,
-                _ => continue,
-            };
-            let (Some(a), Some(b)) = (Linear::of(a, schema), Linear::of(b, schema)) else {
-                continue;
-            };
-            // d = a - b, compared with 0.
-            let d = a.plus(&b, -1);
-            let [(i, ci), (j, cj)] = d.terms[..] else { continue };
-            let ((l, cl), (r, cr)) = if i < left_width && j >= left_width {
-                ((i, ci), (j - left_width, cj))
-            } else if j < left_width && i >= left_width {
-                ((j, cj), (i - left_width, ci))
-            } else {
-                continue;
-            };
-            if !(cr.abs() == 1 && cl == -cr && left.is_rowtime(l) && right.is_rowtime(r)) {
-                continue;
-            }
-            if d.months {
-                return plan_err!(
-                    "an interval join's time bounds must be fixed durations (days, hours, minutes, \
-                     seconds): an INTERVAL of months or years has no fixed length, in {conjunct}"
-                );
-            }
-            // d = cr * (r.t - l.t) + offset, and d >= 0 (greater) or d <= 0.
-            let c = d.offset;
-            let (lower, upper) = match (greater, cr == 1) {
-                (true, true) => (Some(c.saturating_neg()), None),
-                (true, false) => (None, Some(c)),
-                (false, true) => (None, Some(c.saturating_neg())),
-                (false, false) => (Some(c), None),
-            };
-            add(l, r, lower, upper);
+        let (Some(a), Some(b)) = (Linear::of(a, schema), Linear::of(b, schema)) else {
+            continue;
+        };
+        // d = a - b, compared with 0.
+        let d = a.plus(&b, -1);
+        let [(i, ci), (j, cj)] = d.terms[..] else { continue };
+        let ((l, cl), (r, cr)) = if i < left_width && j >= left_width {
+            ((i, ci), (j - left_width, cj))
+        } else if j < left_width && i >= left_width {
+            ((j, cj), (i - left_width, ci))
+        } else {
+            continue;
+        };
+        if !(cr.abs() == 1 && cl == -cr && left.is_rowtime(l) && right.is_rowtime(r)) {
+            continue;
         }
+        if d.months {
+            return plan_err!(
+                "an interval join's time bounds must be fixed durations (days, hours, minutes, \
+                     seconds): an INTERVAL of months or years has no fixed length, in {conjunct}"
+            );
+        }
+        // d = cr * (r.t - l.t) + offset, and d >= 0 (greater) or d <= 0.
+        let c = d.offset;
+        let (lower, upper) = match (greater, cr == 1) {
+            (true, true) => (Some(c.saturating_neg()), None),
+            (true, false) => (None, Some(c)),
+            (false, true) => (None, Some(c.saturating_neg())),
+            (false, false) => (Some(c), None),
+        };
+        add(l, r, lower, upper);
     }
     Ok(found
         .into_iter()
@@ -550,6 +572,86 @@ pub(super) fn time_bounds(
             })
         })
         .min_by_key(|b| b.upper.saturating_sub(b.lower)))
+}
+
+/// The [`ExpiryBound`]s of the rows of each input (left, right) of a
+/// regular join in its non-equi condition `filter` (over the joined row
+/// `schema`, whose first `left_width` columns are the left input's): a
+/// conjunct that bounds a rowtime attribute `y.t` of one input from above by
+/// a timestamp column `x.a` of the other, `y.t <= x.a + offset` (`<`, `<=`,
+/// `>`, `>=`, `BETWEEN`, either way round, with interval literals, inside
+/// casts to timestamps), bounds the rows of `x`'s input: such a row can only
+/// match rows of the other input up to `x.a + offset`. Months have no
+/// fixed length: such conjuncts bound nothing.
+pub(super) fn expiry_bounds(
+    filter: &Expr,
+    schema: &DFSchema,
+    left_width: usize,
+    times: [&TimeAttributes; 2],
+) -> [Vec<ExpiryBound>; 2] {
+    let mut bounds: [Vec<ExpiryBound>; 2] = Default::default();
+    let is_timestamp = |i: usize| matches!(schema.field(i).data_type(), DataType::Timestamp(..));
+    for (_, a, op, b) in comparisons(filter) {
+        let (Some(a), Some(b)) = (Linear::of(a, schema), Linear::of(b, schema)) else {
+            continue;
+        };
+        // `d >= 0`, strict comparisons taken as non-strict.
+        let d = match op {
+            BinaryOp::Gt | BinaryOp::GtEq => a.plus(&b, -1),
+            BinaryOp::Lt | BinaryOp::LtEq => b.plus(&a, -1),
+            _ => continue,
+        };
+        if d.months {
+            continue;
+        }
+        // d = x.a - y.t + offset >= 0, i.e. y.t <= x.a + offset.
+        let [(i, ci), (j, cj)] = d.terms[..] else { continue };
+        let (((x, 1), (y, -1)) | ((y, -1), (x, 1))) = ((i, ci), (j, cj)) else {
+            continue;
+        };
+        let side_of = |c: usize| {
+            if c < left_width {
+                (0, c)
+            } else {
+                (1, c - left_width)
+            }
+        };
+        let ((xs, xc), (ys, yc)) = (side_of(x), side_of(y));
+        if xs != ys && times[ys].is_rowtime(yc) && is_timestamp(x) {
+            let bound = ExpiryBound {
+                column: xc,
+                offset: d.offset,
+            };
+            if !bounds[xs].contains(&bound) {
+                bounds[xs].push(bound);
+            }
+        }
+    }
+    bounds
+}
+
+/// The comparisons `a op b` among the conjuncts of `filter`, each with its
+/// conjunct (a `BETWEEN` is two).
+fn comparisons(filter: &Expr) -> Vec<(&Expr, &Expr, BinaryOp, &Expr)> {
+    let mut found = Vec::new();
+    for conjunct in split_conjunction(filter) {
+        match conjunct {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                found.push((conjunct, left.as_ref(), *op, right.as_ref()))
+            }
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) => {
+                found.push((conjunct, expr.as_ref(), BinaryOp::GtEq, low.as_ref()));
+                found.push((conjunct, expr.as_ref(), BinaryOp::LtEq, high.as_ref()));
+            }
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Bounds of `r.t - l.t` found so far for a pair of time columns.
@@ -788,5 +890,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((b.lower, b.upper), (0, 1_000_000_000));
+    }
+
+    /// Expiry bounds per side for `sql`, as (column, offset in minutes).
+    fn expiries(sql: &str) -> [Vec<(usize, i64)>; 2] {
+        expiry_bounds(&expr(sql), &schema(), 3, [&rowtime(), &rowtime()])
+            .map(|side| side.iter().map(|b| (b.column, b.offset / MIN)).collect())
+    }
+
+    /// A conjunct bounding one input's rowtime (`t`) from above by a
+    /// timestamp column of the other bounds the other's rows: `p.x >= o.t`
+    /// lets a payment match orders up to its `x`, `p.t <= o.x + 1 minute`
+    /// an order payments up to its `x` + 1 minute.
+    #[test]
+    fn rows_expire_where_the_condition_bounds_the_other_rowtime() {
+        assert_eq!(expiries("p.x >= o.t"), [vec![], vec![(2, 0)]]);
+        assert_eq!(
+            expiries("o.t < p.x - INTERVAL '2' MINUTE"),
+            [vec![], vec![(2, -2)]]
+        );
+        assert_eq!(
+            expiries("p.t BETWEEN o.t AND o.x + INTERVAL '1' MINUTE"),
+            [vec![(2, 1)], vec![(1, 0)]]
+        );
+        assert_eq!(
+            expiries("p.x >= o.t AND p.t >= o.t"),
+            [vec![], vec![(2, 0), (1, 0)]],
+            "several bounds: a row expires at the least"
+        );
+        // No rowtime bounded from above by the other input.
+        assert_eq!(expiries("p.x <= o.t"), [vec![], vec![]]);
+        assert_eq!(expiries("p.x >= o.x"), [vec![], vec![]], "o.x is no rowtime");
+        assert_eq!(expiries("p.id >= o.id"), [vec![], vec![]]);
+        assert_eq!(expiries("o.x >= o.t"), [vec![], vec![]], "one input");
+        assert_eq!(expiries("p.x >= o.t + INTERVAL '1' MONTH"), [vec![], vec![]]);
     }
 }
