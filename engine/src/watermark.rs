@@ -149,7 +149,7 @@ fn unit_ns(unit: TimeUnit) -> i64 {
 /// kernel over the column as it is, where [`to_event_time`] would first
 /// write a converted copy. `None` if the column is not a timestamp, or its
 /// largest value does not fit in ns (then converting each row decides).
-fn max_timestamp_ns(column: &dyn Array) -> Option<Option<EventTime>> {
+pub(crate) fn max_timestamp_ns(column: &dyn Array) -> Option<Option<EventTime>> {
     let DataType::Timestamp(unit, _) = column.data_type() else {
         return None;
     };

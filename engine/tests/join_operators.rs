@@ -524,11 +524,22 @@ fn append_only_operator() -> Box<dyn Operator> {
     append_only_join(Default::default())
 }
 
-/// [`append_only_operator`] whose right rows expire by watermark at their
-/// `t`, as the planner derives from `l.t <= r.t` with `l.t` the left
-/// input's rowtime attribute.
-fn expiring_operator() -> Box<dyn Operator> {
-    append_only_join([Vec::new(), vec![ExpiryBound { column: 1, offset: 0 }]])
+/// [`append_only_operator`] whose right rows expire by watermark at the
+/// least of `bounds`: `t`, as the planner derives from `l.t <= r.t` with
+/// `l.t` the left input's rowtime attribute, alone or beside a looser bound.
+fn expiring_operator(bounds: &[ExpiryBound]) -> Box<dyn Operator> {
+    append_only_join([Vec::new(), bounds.to_vec()])
+}
+
+/// The right rows' bounds of [`expiring_operator`]: one (a `max` per batch),
+/// and two whose least is the same (a bound per row).
+fn right_row_bounds() -> [Vec<ExpiryBound>; 2] {
+    let at_t = ExpiryBound { column: 1, offset: 0 };
+    let hour_later = ExpiryBound {
+        column: 1,
+        offset: 3_600_000_000_000,
+    };
+    [vec![at_t], vec![hour_later, at_t]]
 }
 
 fn append_only_join(expiry: [Vec<ExpiryBound>; 2]) -> Box<dyn Operator> {
@@ -673,44 +684,48 @@ fn append_only_input_with_watermarks() -> (Vec<Step>, Vec<Option<Inputs>>) {
 #[tokio::test]
 async fn append_only_inner_join_drops_rows_the_watermark_has_passed() {
     let (steps, states) = append_only_input_with_watermarks();
-    let h = Harness::incremental();
-    let mut op = h.start(expiring_operator(), 0, 1, None, None).await;
-    let mut out = Vec::new();
-    let mut last = None;
-    for (i, (step, state)) in steps.iter().zip(&states).enumerate() {
-        feed(op.as_mut(), std::slice::from_ref(step), &mut out).await;
-        if let Some(state) = state {
-            assert_eq!(
-                materialize(&joined(&out)),
-                append_only_expected(state),
-                "step {i}"
-            );
-            last = Some(state);
+    for bounds in right_row_bounds() {
+        let h = Harness::incremental();
+        let mut op = h.start(expiring_operator(&bounds), 0, 1, None, None).await;
+        let mut out = Vec::new();
+        let mut last = None;
+        for (i, (step, state)) in steps.iter().zip(&states).enumerate() {
+            feed(op.as_mut(), std::slice::from_ref(step), &mut out).await;
+            if let Some(state) = state {
+                assert_eq!(
+                    materialize(&joined(&out)),
+                    append_only_expected(state),
+                    "step {i}"
+                );
+                last = Some(state);
+            }
+            if i == 40 {
+                snapshot(op.as_mut(), 1).await;
+            }
         }
-        if i == 40 {
-            snapshot(op.as_mut(), 1).await;
-        }
-    }
-    let last = append_only_expected(last.unwrap());
-    assert!(last.values().sum::<usize>() > 200, "{last:?}");
-    // Past every right row (the last batch had rows above the last watermark).
-    let past_all = Step::Watermark(100_000 * 1_000_000);
-    feed(op.as_mut(), &[past_all], &mut out).await;
-    let checkpoint = snapshot(op.as_mut(), 2).await;
+        let last = append_only_expected(last.unwrap());
+        assert!(last.values().sum::<usize>() > 200, "{last:?}");
+        // Past every right row (the last batch had rows above the last watermark).
+        let past_all = Step::Watermark(100_000 * 1_000_000);
+        feed(op.as_mut(), &[past_all], &mut out).await;
+        let checkpoint = snapshot(op.as_mut(), 2).await;
 
-    // Keys 0..6 at time 0: late, and every right row is behind the watermark.
-    let late: Vec<Row> = (0..6).map(|k| (Some(k), 0, format!("late{k}"))).collect();
-    let late = [Step::Batch(0, batch("lv", &late, None))];
-    let matches_of_late = |out: &[RecordBatch]| joined(out).len();
-    let (mut fresh, mut restored, mut unbounded) = (Vec::new(), Vec::new(), Vec::new());
-    feed(op.as_mut(), &late, &mut fresh).await;
-    drop(op);
-    let mut op = h.start(expiring_operator(), 0, 1, None, Some(&checkpoint)).await;
-    feed(op.as_mut(), &late, &mut restored).await;
-    let mut op = h.start(append_only_operator(), 0, 1, None, None).await;
-    feed(op.as_mut(), &steps, &mut Vec::new()).await;
-    feed(op.as_mut(), &late, &mut unbounded).await;
-    assert_eq!(matches_of_late(&fresh), 0, "{fresh:?}");
-    assert_eq!(matches_of_late(&restored), 0, "{restored:?}");
-    assert!(matches_of_late(&unbounded) > 10, "{unbounded:?}");
+        // Keys 0..6 at time 0: late, and every right row is behind the watermark.
+        let late: Vec<Row> = (0..6).map(|k| (Some(k), 0, format!("late{k}"))).collect();
+        let late = [Step::Batch(0, batch("lv", &late, None))];
+        let matches_of_late = |out: &[RecordBatch]| joined(out).len();
+        let (mut fresh, mut restored, mut unbounded) = (Vec::new(), Vec::new(), Vec::new());
+        feed(op.as_mut(), &late, &mut fresh).await;
+        drop(op);
+        let mut op = h
+            .start(expiring_operator(&bounds), 0, 1, None, Some(&checkpoint))
+            .await;
+        feed(op.as_mut(), &late, &mut restored).await;
+        let mut op = h.start(append_only_operator(), 0, 1, None, None).await;
+        feed(op.as_mut(), &steps, &mut Vec::new()).await;
+        feed(op.as_mut(), &late, &mut unbounded).await;
+        assert_eq!(matches_of_late(&fresh), 0, "{fresh:?}");
+        assert_eq!(matches_of_late(&restored), 0, "{restored:?}");
+        assert!(matches_of_late(&unbounded) > 10, "{unbounded:?}");
+    }
 }

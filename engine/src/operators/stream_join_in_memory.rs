@@ -20,7 +20,7 @@ use super::stream_join::ExpiryBound;
 use crate::key_group::{key_groups_of, key_groups_of_batches};
 use crate::message::EventTime;
 use crate::state::KeyedState;
-use crate::watermark::to_event_time;
+use crate::watermark::{max_timestamp_ns, to_event_time};
 
 /// The batch-state namespaces of this layout start with this tag; then the
 /// side and the chunk's number (big-endian `u32`).
@@ -92,8 +92,16 @@ impl InMemoryJoin {
     /// matches nothing). [`EventTime::MAX`] for a side without bounds.
     fn batch_expiry(&self, side: Side, batch: &RecordBatch) -> Result<EventTime> {
         let bounds = &self.expiry[side as usize];
-        if bounds.is_empty() {
-            return Ok(EventTime::MAX);
+        match bounds[..] {
+            [] => return Ok(EventTime::MAX),
+            // One bound: the column's largest value, one `max` kernel
+            // (NULLs, which match nothing, are left out as they should).
+            [bound] => {
+                if let Some(max) = max_timestamp_ns(batch.column(bound.column).as_ref()) {
+                    return Ok(max.map_or(EventTime::MIN, |t| t.saturating_add(bound.offset)));
+                }
+            }
+            _ => {}
         }
         let mut row_bounds = vec![EventTime::MAX; batch.num_rows()];
         for bound in bounds {
@@ -253,7 +261,7 @@ impl InMemoryJoin {
             let s = side as usize;
             let batches = self.index.batches(side);
             let from = self.checkpointed[s].saturating_sub(self.index.evicted_batches(side));
-            let new = &batches[from.min(batches.len())..];
+            let new = &batches[from..];
             self.checkpointed[s] = self.received(side);
             if new.is_empty() {
                 continue;

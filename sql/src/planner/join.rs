@@ -234,23 +234,10 @@ impl Lowering<'_> {
         );
         for (side, input, bounds) in [("left", &left, &expiry[0]), ("right", &right, &expiry[1])] {
             if !bounds.is_empty() {
-                let shown: Vec<String> = bounds
-                    .iter()
-                    .map(|b| {
-                        let column = input.schema.qualified_field(b.column);
-                        let column = Column::from(column).to_string();
-                        match interval_sql(&ScalarValue::DurationNanosecond(Some(b.offset))) {
-                            Some(_) if b.offset == 0 => column,
-                            Some(i) if b.offset > 0 => format!("{column} + {i}"),
-                            _ => format!(
-                                "{column} - {}",
-                                interval_sql(&ScalarValue::DurationNanosecond(Some(-b.offset)))
-                                    .unwrap_or_default()
-                            ),
-                        }
-                    })
-                    .collect();
-                name.push_str(&format!(", {side}RowsExpireAt=[{}]", shown.join(", ")));
+                name.push_str(&format!(
+                    ", {side}RowsExpireAt=[{}]",
+                    expiry_sql(&input.schema, bounds)
+                ));
             }
         }
         name.push(')');
@@ -630,6 +617,24 @@ pub(super) fn expiry_bounds(
     bounds
 }
 
+/// `bounds` of rows of an input with `schema`, as SQL (`p.pay_time +
+/// INTERVAL '1' MINUTE`), for node names.
+fn expiry_sql(schema: &DFSchema, bounds: &[ExpiryBound]) -> String {
+    let interval = |ns: i64| interval_sql(&ScalarValue::DurationNanosecond(Some(ns))).unwrap_or_default();
+    bounds
+        .iter()
+        .map(|b| {
+            let column = Column::from(schema.qualified_field(b.column));
+            match b.offset.signum() {
+                0 => column.to_string(),
+                1 => format!("{column} + {}", interval(b.offset)),
+                _ => format!("{column} - {}", interval(b.offset.saturating_neg())),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The comparisons `a op b` among the conjuncts of `filter`, each with its
 /// conjunct (a `BETWEEN` is two).
 fn comparisons(filter: &Expr) -> Vec<(&Expr, &Expr, BinaryOp, &Expr)> {
@@ -924,5 +929,15 @@ mod tests {
         assert_eq!(expiries("p.id >= o.id"), [vec![], vec![]]);
         assert_eq!(expiries("o.x >= o.t"), [vec![], vec![]], "one input");
         assert_eq!(expiries("p.x >= o.t + INTERVAL '1' MONTH"), [vec![], vec![]]);
+    }
+
+    #[test]
+    fn expiry_bounds_as_sql() {
+        let schema = schema();
+        let bound = |column, offset| ExpiryBound { column, offset };
+        assert_eq!(
+            expiry_sql(&schema, &[bound(1, 0), bound(2, MIN), bound(2, -2 * MIN)]),
+            "o.t, o.x + INTERVAL '1' MINUTE, o.x - INTERVAL '2' MINUTE"
+        );
     }
 }
