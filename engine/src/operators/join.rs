@@ -115,8 +115,7 @@ impl JoinSpec {
             // No equality keys: every row has the same (constant) key.
             types.push(DataType::Int8);
         }
-        let converter = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
-        Ok(KeyEncoder { converter, types })
+        KeyEncoder::new(types)
     }
 
     /// The join keys of `rows` (rows of input `side`) as comparable bytes,
@@ -129,6 +128,20 @@ impl JoinSpec {
         side: Side,
         rows: &RecordBatch,
     ) -> Result<(Rows, Vec<bool>, Vec<ArrayRef>)> {
+        let (keys, has_null, evaluated) = self.key_columns(encoder, side, rows)?;
+        Ok((encoder.converter.convert_columns(&keys)?, has_null, evaluated))
+    }
+
+    /// The join keys of `rows` (rows of input `side`) as columns of the
+    /// encoder's types (equal keys of either input are equal values of one
+    /// type; a join without keys has one constant key), whether each row's
+    /// key has a NULL, and the key columns as evaluated.
+    pub fn key_columns(
+        &self,
+        encoder: &KeyEncoder,
+        side: Side,
+        rows: &RecordBatch,
+    ) -> Result<(Vec<ArrayRef>, Vec<bool>, Vec<ArrayRef>)> {
         let evaluated = evaluate_exprs(self.keys(side), rows)?;
         let mut keys = evaluated.clone();
         if keys.is_empty() {
@@ -150,7 +163,7 @@ impl JoinSpec {
                 has_null[i] = true;
             }
         }
-        Ok((encoder.converter.convert_columns(&keys)?, has_null, evaluated))
+        Ok((keys, has_null, evaluated))
     }
 
     /// Joins `left[i]` with `right[i]` for every `i`.
@@ -190,6 +203,25 @@ impl JoinSpec {
 pub struct KeyEncoder {
     converter: RowConverter,
     types: Vec<DataType>,
+}
+
+impl KeyEncoder {
+    /// The encoder of keys of these types.
+    pub fn new(types: Vec<DataType>) -> Result<Self> {
+        let converter = RowConverter::new(types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        Ok(KeyEncoder { converter, types })
+    }
+
+    /// The types of the key columns [`JoinSpec::key_columns`] returns.
+    pub fn types(&self) -> &[DataType] {
+        &self.types
+    }
+
+    /// Key columns (as [`JoinSpec::key_columns`] returns them) as
+    /// comparable bytes.
+    pub fn rows(&self, keys: &[ArrayRef]) -> Result<Rows> {
+        Ok(self.converter.convert_columns(keys)?)
+    }
 }
 
 /// The two inputs' rows in Arrow's row format: how a join stores rows and

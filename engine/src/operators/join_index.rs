@@ -3,46 +3,13 @@
 //! index on the join key for both: what a batch hash join builds once over
 //! its build side, kept growing on both sides.
 
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow::row::Rows;
-use datafusion::common::{DataFusionError, HashMap, Result};
+use datafusion::common::{DataFusionError, Result};
 
 use super::join::Side;
-use crate::key_group::key_hasher;
+use super::join_heads::HeadTable;
 use crate::message::EventTime;
-
-/// The hashes of join keys `keys`, in the comparable form
-/// [`super::join::KeyEncoder`] makes (equal keys of either input have equal
-/// bytes, so equal hashes).
-pub fn key_hashes(keys: &Rows) -> Vec<u64> {
-    let hasher = key_hasher();
-    keys.iter().map(|k| hasher.hash_one(k.data())).collect()
-}
-
-/// A [`Hasher`] for keys that are hashes already ([`key_hashes`]): the index
-/// uses them as they are instead of hashing them again.
-#[derive(Debug, Default)]
-struct AlreadyHashed(u64);
-
-impl Hasher for AlreadyHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed with this; fold anything else anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, hash: u64) {
-        self.0 = hash;
-    }
-}
 
 /// The rows of one input.
 ///
@@ -87,6 +54,10 @@ impl InputRows {
     }
 }
 
+/// How many rows ahead [`JoinIndex::insert`] prefetches table slots: enough
+/// to cover a miss with the work of the rows between.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Evicted rows of an input beyond which the index is compacted (fewer are
 /// not worth a pass over the hash table).
 const COMPACT_AFTER_ROWS: usize = 1 << 16;
@@ -113,14 +84,14 @@ const COMPACT_AFTER_ROWS: usize = 1 << 16;
 pub struct JoinIndex {
     inputs: [InputRows; 2],
     /// Key hash → per input, 1 + its newest row with that hash (0: none).
-    heads: HashMap<u64, [u32; 2], BuildHasherDefault<AlreadyHashed>>,
+    heads: HeadTable,
 }
 
 impl JoinIndex {
     pub fn new(left: SchemaRef, right: SchemaRef) -> Self {
         JoinIndex {
             inputs: [InputRows::new(left), InputRows::new(right)],
-            heads: HashMap::default(),
+            heads: HeadTable::default(),
         }
     }
 
@@ -171,7 +142,12 @@ impl JoinIndex {
         }
         this.next.reserve(hashes.len());
         for (i, &hash) in hashes.iter().enumerate() {
-            let heads = self.heads.entry(hash).or_insert([0, 0]);
+            // The table is larger than the cache: fetch the slots of the
+            // rows a few ahead while this one waits for its own.
+            if let Some(&ahead) = hashes.get(i + PREFETCH_AHEAD) {
+                self.heads.prefetch(ahead);
+            }
+            let heads = self.heads.replace(hash, s, (first + i) as u32 + 1);
             let mut link = heads[o] as usize;
             while link > other_first {
                 let row = link - 1;
@@ -179,7 +155,6 @@ impl JoinIndex {
                 link = other.next[row] as usize;
             }
             this.next.push(heads[s]);
-            heads[s] = (first + i) as u32 + 1;
         }
         this.starts.push(first);
         this.batches.push(batch);
@@ -225,7 +200,7 @@ impl JoinIndex {
         }
         input.first = 0;
         let other_first = self.inputs[1 - s].first;
-        self.heads.retain(|_, heads| {
+        self.heads.retain(|heads| {
             heads[s] = renumber(heads[s]);
             heads[s] != 0 || heads[1 - s] as usize > other_first
         });

@@ -13,7 +13,8 @@ use arrow::compute::take_record_batch;
 use datafusion::common::{DataFusionError, Result};
 
 use super::join::{JoinSpec, KeyEncoder, RowCodec, Side, take_rows};
-use super::join_index::{JoinIndex, key_hashes};
+use super::join_index::JoinIndex;
+use super::join_key_match::KeyMatcher;
 use super::join_state::{ArrivalIds, JoinRowStore, RowValue, StoredRow};
 use super::select_rows::filter_rows;
 use super::stream_join::ExpiryBound;
@@ -69,6 +70,7 @@ fn chunk_of_namespace(ns: &[u8]) -> Result<(Side, u32)> {
 #[derive(Debug)]
 pub struct InMemoryJoin {
     index: JoinIndex,
+    matcher: KeyMatcher,
     expiry: [Vec<ExpiryBound>; 2],
     checkpointed: [usize; 2],
     chunks: [VecDeque<(u32, usize)>; 2],
@@ -76,9 +78,10 @@ pub struct InMemoryJoin {
 }
 
 impl InMemoryJoin {
-    pub fn new(spec: &JoinSpec, expiry: &[Vec<ExpiryBound>; 2]) -> Self {
+    pub fn new(spec: &JoinSpec, keys: &KeyEncoder, expiry: &[Vec<ExpiryBound>; 2]) -> Self {
         InMemoryJoin {
             index: JoinIndex::new(spec.left_schema.clone(), spec.right_schema.clone()),
+            matcher: KeyMatcher::new(keys),
             expiry: expiry.clone(),
             checkpointed: [0, 0],
             chunks: [VecDeque::new(), VecDeque::new()],
@@ -126,7 +129,7 @@ impl InMemoryJoin {
         expiry: &[Vec<ExpiryBound>; 2],
         state: &mut KeyedState,
     ) -> Result<Self> {
-        let mut join = InMemoryJoin::new(spec, expiry);
+        let mut join = InMemoryJoin::new(spec, keys, expiry);
         for (ns, batches) in state.batches().batches_of_each() {
             let (side, chunk) = chunk_of_namespace(ns)?;
             join.next_chunk = join.next_chunk.max(chunk + 1);
@@ -170,8 +173,8 @@ impl InMemoryJoin {
         side: Side,
         batch: &RecordBatch,
     ) -> Result<RecordBatch> {
-        let (this_keys, null_key, _) = spec.join_keys(keys, side, batch)?;
-        let mut hashes = key_hashes(&this_keys);
+        let (this_keys, null_key, _) = spec.key_columns(keys, side, batch)?;
+        let mut hashes = self.matcher.hashes(keys, &this_keys)?;
         // Rows with a NULL key match nothing and are not stored; `kept` maps
         // a stored row to its row in `batch`.
         let mut stored = batch.clone();
@@ -197,14 +200,16 @@ impl InMemoryJoin {
         let other = side.other();
         let mut candidates = self.index.take(other, &other_rows)?;
         // Equal hashes name candidates; equal keys make pairs.
-        let (candidate_keys, _, _) = spec.join_keys(keys, other, &candidates)?;
-        let equal: Vec<u32> = (0..this_rows.len())
-            .filter(|&p| this_keys.row(this_rows[p] as usize) == candidate_keys.row(p))
-            .map(|p| p as u32)
-            .collect();
-        if equal.len() < this_rows.len() {
-            this_rows = equal.iter().map(|&p| this_rows[p as usize]).collect();
-            candidates = take_rows(&candidates, &equal)?;
+        let (candidate_keys, _, _) = spec.key_columns(keys, other, &candidates)?;
+        let equal = self
+            .matcher
+            .equal(keys, &this_keys, &this_rows, &candidate_keys)?;
+        if equal.true_count() < this_rows.len() {
+            let pairs: Vec<u32> = (0..this_rows.len() as u32)
+                .filter(|&p| equal.value(p as usize))
+                .collect();
+            this_rows = pairs.iter().map(|&p| this_rows[p as usize]).collect();
+            candidates = take_rows(&candidates, &pairs)?;
         }
         let this_part = take_rows(batch, &this_rows)?;
         let mut joined = match side {
@@ -219,10 +224,10 @@ impl InMemoryJoin {
 
     /// Stores `batch`, rows of `side` with non-NULL keys.
     fn store(&mut self, spec: &JoinSpec, keys: &KeyEncoder, side: Side, batch: RecordBatch) -> Result<()> {
-        let (batch_keys, _, _) = spec.join_keys(keys, side, &batch)?;
+        let (batch_keys, _, _) = spec.key_columns(keys, side, &batch)?;
         let expires = self.batch_expiry(side, &batch)?;
-        self.index
-            .insert(side, batch, &key_hashes(&batch_keys), expires, |_, _| ())
+        let hashes = self.matcher.hashes(keys, &batch_keys)?;
+        self.index.insert(side, batch, &hashes, expires, |_, _| ())
     }
 
     /// Batches of `side` received so far (evicted ones included).

@@ -50,7 +50,13 @@ fn prune(plan: LogicalPlan, required: Required) -> Result<LogicalPlan> {
         LogicalPlan::Aggregate(a) => {
             let exprs: Vec<Expr> = a.group_expr.iter().chain(&a.aggr_expr).cloned().collect();
             let needed = columns_of(&exprs, a.input.schema());
-            let input = prune(Arc::unwrap_or_clone(a.input), needed)?;
+            // A join's output narrowed too: the columns it reads only for
+            // its condition are dropped (by a projection chained to it)
+            // before its rows are shipped to the aggregate.
+            let input = match Arc::unwrap_or_clone(a.input) {
+                join @ LogicalPlan::Join(_) => narrow(join, needed)?,
+                input => prune(input, needed)?,
+            };
             Ok(LogicalPlan::Aggregate(Aggregate::try_new_with_schema(
                 Arc::new(input),
                 a.group_expr,
@@ -268,6 +274,35 @@ mod tests {
                 vec!["b.auction".into(), "b.price".into(), "b.t".into()]
             )
         );
+    }
+
+    #[test]
+    fn a_join_below_an_aggregate_ships_only_what_the_aggregate_reads() {
+        // Nexmark q4's inner aggregate: the join reads a.t, a.expires and b.t
+        // for its condition only.
+        let plan = LogicalPlanBuilder::from(table("a", &["id", "t", "expires", "category"]))
+            .join(
+                table("b", &["auction", "price", "t"]),
+                JoinType::Inner,
+                (vec!["a.id"], vec!["b.auction"]),
+                Some(col("b.t").between(col("a.t"), col("a.expires"))),
+            )
+            .unwrap()
+            .aggregate(vec![col("a.id"), col("a.category")], vec![max(col("b.price"))])
+            .unwrap()
+            .build()
+            .unwrap();
+        let pruned = prune_join_inputs(&plan).unwrap();
+        assert_eq!(pruned.schema(), plan.schema(), "the result is unchanged");
+        let LogicalPlan::Aggregate(aggregate) = &pruned else {
+            panic!("{pruned}")
+        };
+        let LogicalPlan::Projection(narrowed) = aggregate.input.as_ref() else {
+            panic!("{pruned}")
+        };
+        let names: Vec<String> = narrowed.schema.columns().iter().map(|c| c.flat_name()).collect();
+        assert_eq!(names, ["a.id", "a.category", "b.price"]);
+        assert!(matches!(narrowed.input.as_ref(), LogicalPlan::Join(_)));
     }
 
     #[test]
