@@ -300,9 +300,9 @@ impl InMemoryGroups {
         let groups = self.intern(&keys, n)?;
 
         // The groups of the batch as slots 0..k, in order of first touch.
-        let mut touched: Vec<u32> = Vec::new();
-        let mut first_rows: Vec<u32> = Vec::new();
-        let mut rows_per_slot: Vec<i64> = Vec::new();
+        let mut touched: Vec<u32> = Vec::with_capacity(n);
+        let mut first_rows: Vec<u32> = Vec::with_capacity(n);
+        let mut rows_per_slot: Vec<i64> = Vec::with_capacity(n);
         let mut slot_of_row: Vec<usize> = Vec::with_capacity(n);
         for (row, &g) in groups.iter().enumerate() {
             let slot = &mut self.slot_of[g as usize];
