@@ -129,7 +129,7 @@ impl JoinSpec {
         rows: &RecordBatch,
     ) -> Result<(Rows, Vec<bool>, Vec<ArrayRef>)> {
         let (keys, has_null, evaluated) = self.key_columns(encoder, side, rows)?;
-        Ok((encoder.converter.convert_columns(&keys)?, has_null, evaluated))
+        Ok((encoder.rows(&keys)?, has_null, evaluated))
     }
 
     /// The join keys of `rows` (rows of input `side`) as columns of the
