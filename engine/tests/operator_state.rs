@@ -529,6 +529,7 @@ fn group_aggregate(schema: &SchemaRef, aggregates: Vec<AggregateSpec>, updating:
         aggregates,
         input_updating: updating,
         output_schema: Arc::new(Schema::new(out_fields)),
+        partition_keys: None,
     };
     config.validate().unwrap();
     Box::new(UpdatingAggregate::new(Arc::new(config)).unwrap())
@@ -1016,4 +1017,94 @@ async fn values_source_resumes_after_the_rows_it_emitted() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("only 6"), "{err}");
+}
+
+/// An aggregate grouped by `k` and `v` over rows partitioned by `k` alone
+/// (as a join on `k` below it partitions them): with `partition_keys`
+/// `[0]` it places its groups by `k` too.
+fn aggregate_by_k_and_v(partition_keys: Option<Vec<usize>>) -> Box<dyn Operator> {
+    let schema = agg_input_schema(false);
+    let count = aggregate(count_udaf(), "v", &schema, "cnt", false);
+    let config = UpdatingAggregateConfig {
+        keys: vec![col("k", &schema).unwrap(), col("v", &schema).unwrap()],
+        key_schema: Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ])),
+        output_schema: Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+            count.function.field().as_ref().clone().with_nullable(true),
+        ])),
+        aggregates: vec![count],
+        input_updating: false,
+        partition_keys,
+    };
+    config.validate().unwrap();
+    Box::new(UpdatingAggregate::new(Arc::new(config)).unwrap())
+}
+
+/// Restored at another parallelism, an aggregate partitioned by some of its
+/// keys finds each group on the subtask that receives its rows, in both
+/// layouts (columns; entries, with a TTL). Placed by all its keys, as
+/// without `partition_keys`, the groups would sit elsewhere and start again.
+#[tokio::test]
+async fn an_aggregate_partitioned_by_some_of_its_keys_rescales_by_them() {
+    let steps = append_only_steps(40);
+    for ttl in [None, Some(Duration::from_secs(3600))] {
+        let by_k = || aggregate_by_k_and_v(Some(vec![0]));
+        let (whole, parts) = rescaled_with_ttl(by_k, &steps, &[10, 20], "k", 3, ttl).await;
+        assert_eq!(sorted(rows(&parts)), sorted(rows(&whole)), "TTL {ttl:?}");
+
+        let by_both = || aggregate_by_k_and_v(None);
+        let (whole, parts) = rescaled_with_ttl(by_both, &steps, &[10, 20], "k", 3, ttl).await;
+        assert_ne!(sorted(rows(&parts)), sorted(rows(&whole)), "TTL {ttl:?}");
+    }
+}
+
+/// State written with the groups placed one way is never restored into an
+/// aggregate that places them the other way, in either layout: the error
+/// names the setting that plans the job as the writer was planned.
+#[tokio::test]
+async fn group_state_of_another_placement_is_not_restored() {
+    let steps = append_only_steps(10);
+    let h = Harness::new();
+    let mut checkpoint = 0;
+    let ttls = [None, Some(Duration::from_secs(3600))];
+    for (written, restored) in [(None, Some(vec![0])), (Some(vec![0]), None)] {
+        for (write_ttl, restore_ttl) in ttls.iter().flat_map(|&w| ttls.iter().map(move |&r| (w, r))) {
+            let mut op = h
+                .start(aggregate_by_k_and_v(written.clone()), 0, 1, write_ttl, None)
+                .await;
+            feed(op.as_mut(), &steps, &mut Vec::new()).await;
+            checkpoint += 1;
+            let handle = snapshot(op.as_mut(), checkpoint).await;
+
+            let same = h
+                .start(
+                    aggregate_by_k_and_v(written.clone()),
+                    0,
+                    1,
+                    restore_ttl,
+                    Some(&handle),
+                )
+                .await;
+            drop(same);
+            let mut op = aggregate_by_k_and_v(restored.clone());
+            let ctx = h.ctx(0, 1, restore_ttl);
+            let error = op
+                .initialize_state(&ctx, h.init(&ctx, Some(&handle)))
+                .await
+                .err()
+                .unwrap_or_else(|| {
+                    panic!("{written:?} -> {restored:?}, TTL {write_ttl:?} -> {restore_ttl:?}")
+                });
+            assert!(
+                error
+                    .to_string()
+                    .contains("'table.optimizer.reuse-join-partitioning'"),
+                "{error}"
+            );
+        }
+    }
 }

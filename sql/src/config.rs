@@ -151,6 +151,14 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         kind: ValueKind::Text,
     },
     ConfigKey {
+        name: "table.optimizer.reuse-join-partitioning",
+        default: "true",
+        description: "a GROUP BY whose keys include the key of the join below it keeps the join's \
+                      partitioning instead of an exchange of its own (false: plan it as before, e.g. \
+                      to restore state of a job planned so)",
+        kind: ValueKind::Bool,
+    },
+    ConfigKey {
         name: "table.exec.state.ttl",
         default: "0 ms",
         description: "non-windowed state idle for longer is dropped (0 = kept forever)",
@@ -403,6 +411,12 @@ impl SessionConfig {
         self.get("table.exec.source.idle-timeout")
             .and_then(parse_duration)
             .filter(|d| !d.is_zero())
+    }
+
+    /// `table.optimizer.reuse-join-partitioning`.
+    pub fn reuse_join_partitioning(&self) -> bool {
+        self.get("table.optimizer.reuse-join-partitioning")
+            .is_none_or(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// `table.dml-sync`.

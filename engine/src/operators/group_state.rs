@@ -11,7 +11,6 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 
 use super::aggregates::{AggregateSpec, cast_to};
-use crate::key_group::key_groups_of;
 
 /// One group of an updating aggregate.
 ///
@@ -261,13 +260,14 @@ impl GroupCodec {
 
     /// The groups of a batch of the earlier layout (one batch per key group:
     /// key columns, then the value columns), with keys encoded by `keys`;
-    /// they have no entry of their own yet.
+    /// they have no entry of their own yet; `key_groups_of(key columns,
+    /// rows)` places them.
     pub fn decode_key_group_batch(
         &self,
         batch: &RecordBatch,
         keys: &RowConverter,
         key_count: usize,
-        max_parallelism: usize,
+        key_groups_of: impl Fn(&[ArrayRef], usize) -> Result<Vec<usize>>,
     ) -> Result<Vec<Group>> {
         let expected = key_count + self.types.len();
         if batch.num_columns() != expected {
@@ -285,7 +285,7 @@ impl GroupCodec {
             let rows = keys.convert_columns(key_columns)?;
             rows.iter().map(|r| r.as_ref().into()).collect()
         };
-        let key_groups = key_groups_of(key_columns, n, max_parallelism)?;
+        let key_groups = key_groups_of(key_columns, n)?;
         self.groups_from(values, key_rows, &key_groups)
     }
 

@@ -30,6 +30,13 @@ pub struct UpdatingAggregateConfig {
     pub input_updating: bool,
     /// Keys then aggregates (without the row-kind column).
     pub output_schema: SchemaRef,
+    /// The grouping keys (indices into `keys`, in the order the exchange
+    /// feeding the aggregate hashes them) whose hash places a group in its
+    /// key group, when the input arrives partitioned by a subset of the
+    /// keys: the join key of a join below, whose exchange the aggregate then
+    /// shares instead of hashing every row again. `None`: all the keys, as
+    /// the aggregate's own hash exchange partitions its input.
+    pub partition_keys: Option<Vec<usize>>,
 }
 
 impl UpdatingAggregateConfig {
@@ -46,7 +53,71 @@ impl UpdatingAggregateConfig {
                 }
             }
         }
+        if let Some(picked) = &self.partition_keys
+            && (picked.is_empty() || picked.iter().any(|&k| k >= self.keys.len()))
+        {
+            return plan_err!(
+                "an aggregate partitioned by keys {picked:?} of its {} grouping keys",
+                self.keys.len()
+            );
+        }
         Ok(())
+    }
+
+    /// The key group of every row with grouping keys `keys`: by
+    /// `partition_keys`, as the exchange feeding the aggregate placed it.
+    pub fn key_groups(&self, keys: &[ArrayRef], n: usize, max_parallelism: usize) -> Result<Vec<usize>> {
+        match &self.partition_keys {
+            None => key_groups_of(keys, n, max_parallelism),
+            Some(picked) => {
+                let columns: Vec<ArrayRef> = picked.iter().map(|&k| keys[k].clone()).collect();
+                key_groups_of(&columns, n, max_parallelism)
+            }
+        }
+    }
+
+    /// The first byte of a group's keyed-state entry. Groups placed by a
+    /// subset of the keys are written under a tag of their own, so that
+    /// state is never restored into a job that places them otherwise (its
+    /// groups would sit on subtasks that never see their rows).
+    pub(crate) fn group_tag(&self) -> u8 {
+        if self.partition_keys.is_some() {
+            PARTITIONED_GROUP_TAG
+        } else {
+            GROUP_TAG
+        }
+    }
+
+    /// The entry tag of the other placement.
+    pub(crate) fn other_group_tag(&self) -> u8 {
+        if self.partition_keys.is_some() {
+            GROUP_TAG
+        } else {
+            PARTITIONED_GROUP_TAG
+        }
+    }
+
+    /// The error for restored state whose groups were placed otherwise than
+    /// this job places them.
+    pub(crate) fn other_placement(&self) -> DataFusionError {
+        let (written, planned, setting) = if self.partition_keys.is_some() {
+            ("all its grouping keys", "the join key of its input", "false")
+        } else {
+            ("the join key of its input", "all its grouping keys", "true")
+        };
+        DataFusionError::Execution(format!(
+            "cannot restore the state of a GROUP BY: it was written by a job that placed the groups by \
+             the hash of {written}, and this job places them by {planned}; restored, groups would sit \
+             on subtasks that never receive their rows. Plan the job as the one that wrote the state \
+             did: SET 'table.optimizer.reuse-join-partitioning' = '{setting}'"
+        ))
+    }
+
+    /// Fails if `backend` holds group entries of the other placement.
+    pub(crate) fn check_placement(&self, backend: &dyn crate::state::KeyedStateBackend) -> Result<()> {
+        backend.scan_prefix(&[self.other_group_tag()], &mut |_, _, _| {
+            Err(self.other_placement())
+        })
     }
 }
 
@@ -117,8 +188,13 @@ pub struct UpdatingAggregate {
     next_sweep_ms: i64,
 }
 
-/// The first key byte of a group's entry (the group key's row encoding follows).
+/// The first key byte of a group's entry (the group key's row encoding
+/// follows), when groups are placed by all their keys.
 pub(crate) const GROUP_TAG: u8 = 2;
+
+/// The first key byte of a group's entry when groups are placed by a subset
+/// of their keys ([`UpdatingAggregateConfig::partition_keys`]).
+pub(crate) const PARTITIONED_GROUP_TAG: u8 = 3;
 
 /// Groups encoded per call when a snapshot writes them.
 const ENCODE_CHUNK: usize = 4096;
@@ -261,7 +337,7 @@ impl UpdatingAggregate {
                         self.remove_group(id);
                     }
                     if key_groups.is_none() {
-                        key_groups = Some(key_groups_of(keys, n, self.max_parallelism)?);
+                        key_groups = Some(self.config.key_groups(keys, n, self.max_parallelism)?);
                     }
                     let kg = key_groups.as_ref().expect("computed above")[i];
                     let id = self.new_group(bytes.into(), kg, now)?;
@@ -292,15 +368,18 @@ impl UpdatingAggregate {
     /// the entries of dropped groups, writes those of changed groups.
     fn write_changes(&mut self, state: &mut KeyedState) -> Result<()> {
         if std::mem::take(&mut self.has_chunks) {
-            state.batches().delete_prefix(&[in_memory::TAG]);
+            state
+                .batches()
+                .delete_prefix(&[in_memory::chunk_tag(&self.config)]);
         }
         let backend = state.backend();
         if std::mem::take(&mut self.has_key_group_batches) {
             self.key_group_batches.delete_all(backend)?;
         }
         let mut key = Vec::new();
+        let tag = self.config.group_tag();
         for (group_key, kg, len) in self.dropped.drain(..) {
-            entry_key(&mut key, &group_key);
+            entry_key(&mut key, tag, &group_key);
             backend.delete_known(kg, &key, len)?;
         }
         let mut dirty = std::mem::take(&mut self.dirty);
@@ -319,7 +398,7 @@ impl UpdatingAggregate {
             let values = self.codec.encode(&mut chunk);
             let written = values.and_then(|values| {
                 for (group, value) in chunk.iter_mut().zip(values.iter()) {
-                    entry_key(&mut key, &group.key);
+                    entry_key(&mut key, tag, &group.key);
                     let value = value.as_ref();
                     backend.put_known(group.key_group, &key, value, group.stored_len)?;
                     group.stored_len = Some(value.len());
@@ -343,15 +422,18 @@ impl UpdatingAggregate {
     fn restore(&mut self, state: &mut KeyedState) -> Result<()> {
         let mut chunks = Vec::new();
         for (ns, batches) in state.batches().batches_of_each() {
-            in_memory::chunk_of_namespace(ns)?;
+            in_memory::chunk_of_namespace(&self.config, ns)?;
             chunks.extend(batches);
         }
         let keys = self.config.keys.len();
+        let config = self.config.clone();
+        let max_parallelism = self.max_parallelism;
+        let key_groups = |columns: &[ArrayRef], n: usize| config.key_groups(columns, n, max_parallelism);
         for batch in chunks {
             self.has_chunks = true;
-            for group in
-                self.codec
-                    .decode_key_group_batch(&batch, &self.converter, keys, self.max_parallelism)?
+            for group in self
+                .codec
+                .decode_key_group_batch(&batch, &self.converter, keys, key_groups)?
             {
                 // A later chunk's row of a group replaces an earlier one's.
                 if let Some(id) = self.index.get(&group.key).copied() {
@@ -362,18 +444,22 @@ impl UpdatingAggregate {
         }
         let backend = state.backend_ref();
         for (_, _, batch) in self.key_group_batches.read_all(backend)? {
+            // The earliest layout placed groups by all their keys.
+            if self.config.partition_keys.is_some() {
+                return Err(self.config.other_placement());
+            }
             self.has_key_group_batches = true;
-            let keys = self.config.keys.len();
-            for group in
-                self.codec
-                    .decode_key_group_batch(&batch, &self.converter, keys, self.max_parallelism)?
+            for group in self
+                .codec
+                .decode_key_group_batch(&batch, &self.converter, keys, key_groups)?
             {
                 // No entry of its own yet: written at the next snapshot.
                 self.insert_group(group);
             }
         }
+        self.config.check_placement(backend)?;
         let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
-        backend.scan_prefix(&[GROUP_TAG], &mut |kg, key, value| {
+        backend.scan_prefix(&[self.config.group_tag()], &mut |kg, key, value| {
             entries.push((kg, key[1..].to_vec(), value.to_vec()));
             if entries.len() == ENCODE_CHUNK {
                 self.restore_entries(&mut entries)?;
@@ -398,10 +484,11 @@ impl UpdatingAggregate {
     }
 }
 
-/// The keyed-state key of the group with key `group_key`, into `out`.
-fn entry_key(out: &mut Vec<u8>, group_key: &[u8]) {
+/// The keyed-state key of the group with key `group_key`, into `out`; `tag`:
+/// [`UpdatingAggregateConfig::group_tag`].
+fn entry_key(out: &mut Vec<u8>, tag: u8, group_key: &[u8]) {
     out.clear();
-    out.push(GROUP_TAG);
+    out.push(tag);
     out.extend_from_slice(group_key);
 }
 

@@ -18,25 +18,43 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use super::aggregates::{AggregateSpec, cast_to, evaluate_exprs, evaluate_inputs, nulls_as_false};
 use super::group_chunks::GroupChunks;
 use super::group_state::{GroupCodec, corrupt};
-use super::updating_aggregate::{GROUP_TAG, UpdatingAggregateConfig, changelog_batch};
+use super::updating_aggregate::{UpdatingAggregateConfig, changelog_batch};
 use crate::changelog::RowKind;
-use crate::key_group::key_groups_of;
 use crate::state::{BackendBatches, KeyedState};
 
 /// The batch-state namespaces of this layout: this tag, then the chunk's
 /// number (big-endian `u32`, so namespace order is chunk order).
 pub const TAG: u8 = b'G';
 
-fn chunk_namespace(chunk: u32) -> [u8; 5] {
-    let mut ns = [TAG, 0, 0, 0, 0];
+/// The tag of this layout's namespaces when groups are placed by a subset of
+/// their keys (see [`UpdatingAggregateConfig::group_tag`]).
+pub const PARTITIONED_TAG: u8 = b'P';
+
+/// The namespace tag of `config`'s chunks.
+pub fn chunk_tag(config: &UpdatingAggregateConfig) -> u8 {
+    if config.partition_keys.is_some() {
+        PARTITIONED_TAG
+    } else {
+        TAG
+    }
+}
+
+fn chunk_namespace(tag: u8, chunk: u32) -> [u8; 5] {
+    let mut ns = [tag, 0, 0, 0, 0];
     ns[1..].copy_from_slice(&chunk.to_be_bytes());
     ns
 }
 
-/// The chunk number of a namespace of this layout.
-pub fn chunk_of_namespace(ns: &[u8]) -> Result<u32> {
+/// The chunk number of a namespace of this layout, written by an aggregate
+/// that places its groups as `config` does.
+pub fn chunk_of_namespace(config: &UpdatingAggregateConfig, ns: &[u8]) -> Result<u32> {
     match ns {
-        [TAG, chunk @ ..] if chunk.len() == 4 => Ok(u32::from_be_bytes(chunk.try_into().expect("4 bytes"))),
+        [tag, chunk @ ..] if chunk.len() == 4 && (*tag == TAG || *tag == PARTITIONED_TAG) => {
+            if *tag != chunk_tag(config) {
+                return Err(config.other_placement());
+            }
+            Ok(u32::from_be_bytes(chunk.try_into().expect("4 bytes")))
+        }
         _ => Err(DataFusionError::Execution(
             "corrupt group aggregate state: a batch-state namespace of another operator".into(),
         )),
@@ -181,7 +199,7 @@ impl InMemoryGroups {
     }
 
     /// The groups a restored `state` holds: the chunks of this layout, and
-    /// groups of the row layout (entries under [`GROUP_TAG`], written under
+    /// groups of the row layout (entries under [`UpdatingAggregateConfig::group_tag`], written under
     /// another backend or with a TTL, and batches of the earliest layout),
     /// which move into this one: they are deleted from the backend and
     /// written as batch state at the next checkpoint.
@@ -196,7 +214,7 @@ impl InMemoryGroups {
         let mut groups = InMemoryGroups::new(config, codec, max_parallelism)?;
         let mut restored = Vec::new();
         for (ns, batches) in state.batches().batches_of_each() {
-            let chunk = chunk_of_namespace(ns)?;
+            let chunk = chunk_of_namespace(&groups.config, ns)?;
             groups.next_chunk = groups.next_chunk.max(chunk + 1);
             restored.extend(batches);
         }
@@ -206,11 +224,16 @@ impl InMemoryGroups {
         }
         let backend = state.backend();
         for (_, _, batch) in key_group_batches.read_all(backend)? {
+            // The earliest layout placed groups by all their keys.
+            if groups.config.partition_keys.is_some() {
+                return Err(groups.config.other_placement());
+            }
             groups.absorb(batch, true)?;
         }
         key_group_batches.delete_all(backend)?;
+        groups.config.check_placement(backend)?;
         let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
-        backend.scan_prefix(&[GROUP_TAG], &mut |kg, key, value| {
+        backend.scan_prefix(&[groups.config.group_tag()], &mut |kg, key, value| {
             entries.push((kg, key.to_vec(), value.to_vec()));
             Ok(())
         })?;
@@ -477,19 +500,20 @@ impl InMemoryGroups {
         let key_groups = if self.config.keys.is_empty() {
             vec![0; n]
         } else {
-            key_groups_of(
+            self.config.key_groups(
                 &batch.columns()[..self.config.keys.len()],
                 n,
                 self.max_parallelism,
             )?
         };
+        let tag = chunk_tag(&self.config);
         if full {
-            state.batches().delete_prefix(&[TAG]);
+            state.batches().delete_prefix(&[tag]);
             self.written_rows = 0;
         }
         state
             .batches()
-            .write(&chunk_namespace(self.next_chunk), &[batch], &[key_groups])?;
+            .write(&chunk_namespace(tag, self.next_chunk), &[batch], &[key_groups])?;
         self.written_rows += n;
         self.next_chunk += 1;
         Ok(())

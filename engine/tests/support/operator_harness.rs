@@ -265,14 +265,26 @@ pub async fn rescaled(
     key: &str,
     parallelism: usize,
 ) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
+    rescaled_with_ttl(make, steps, cuts, key, parallelism, None).await
+}
+
+/// [`rescaled`], with state TTL `ttl`.
+pub async fn rescaled_with_ttl(
+    make: impl Fn() -> Box<dyn Operator>,
+    steps: &[Step],
+    cuts: &[usize],
+    key: &str,
+    parallelism: usize,
+    ttl: Option<Duration>,
+) -> (Vec<RecordBatch>, Vec<RecordBatch>) {
     let h = Harness::new();
     let mut whole = Vec::new();
-    let mut op = h.start(make(), 0, 1, None, None).await;
+    let mut op = h.start(make(), 0, 1, ttl, None).await;
     feed(op.as_mut(), steps, &mut whole).await;
     finish(op.as_mut(), &mut whole).await;
 
     let mut parts = Vec::new();
-    let mut op = h.start(make(), 0, 1, None, None).await;
+    let mut op = h.start(make(), 0, 1, ttl, None).await;
     let (mut cut, mut handle) = (0, None);
     for (i, &next) in cuts.iter().enumerate() {
         feed(op.as_mut(), &steps[cut..next], &mut parts).await;
@@ -283,7 +295,7 @@ pub async fn rescaled(
     drop(op);
     let mut restored = Vec::new();
     for s in 0..parallelism {
-        let mut op = h.start(make(), s, parallelism, None, Some(&handle)).await;
+        let mut op = h.start(make(), s, parallelism, ttl, Some(&handle)).await;
         feed(op.as_mut(), &last_watermark(&steps[..cut]), &mut parts).await;
         restored.push(op);
     }

@@ -24,6 +24,7 @@ use datafusion::logical_expr::{
     Between, BinaryExpr, Cast, Expr, Join, JoinType as DfJoinType, Operator as BinaryOp, TryCast,
 };
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use weir_engine::graph::{NodeKind, Partitioning};
 use weir_engine::operator::Operator;
 use weir_engine::operators::factory::FnOperatorFactory;
@@ -199,6 +200,7 @@ impl Lowering<'_> {
             updating: false,
             parallelism,
             pending: None,
+            partitioned_by: None,
             window: WindowColumns::default(),
             times: TimeAttributes::joined(&left.times, &right.times, left.schema.fields().len(), true),
         })
@@ -253,6 +255,7 @@ impl Lowering<'_> {
             updating: config.output_updating(),
             parallelism,
             pending: None,
+            partitioned_by: join_output_partitioning(&config.spec, &left_part, &right_part),
             window: WindowColumns::default(),
             times: TimeAttributes::joined(&left.times, &right.times, left.schema.fields().len(), false),
         };
@@ -351,6 +354,7 @@ impl Lowering<'_> {
             updating: false,
             parallelism,
             pending: None,
+            partitioned_by: None,
             window: WindowColumns {
                 start: left.window.start,
                 end: left.window.end,
@@ -369,6 +373,29 @@ impl Lowering<'_> {
 
 /// The whole join condition, for node names: the equality pairs, then the
 /// rest (with interval literals as SQL).
+/// The output columns of a regular join that place its rows (see
+/// [`Stream::partitioned_by`]): the key columns of the input whose rows
+/// every output row carries (unmatched rows of the other input are placed
+/// by that input's keys, so a full join has none), when the keys are plain
+/// columns and the inputs are hash-partitioned on them.
+fn join_output_partitioning(
+    spec: &JoinSpec,
+    left: &Partitioning,
+    right: &Partitioning,
+) -> Option<Vec<usize>> {
+    if !matches!((left, right), (Partitioning::Hash(_), Partitioning::Hash(_))) {
+        return None;
+    }
+    let (keys, offset) = match spec.join_type {
+        JoinType::Inner | JoinType::Left => (&spec.left_keys, 0),
+        JoinType::Right => (&spec.right_keys, spec.left_schema.fields().len()),
+        JoinType::Full => return None,
+    };
+    keys.iter()
+        .map(|k| k.downcast_ref::<PhysicalColumn>().map(|c| offset + c.index()))
+        .collect()
+}
+
 fn condition(join: &Join) -> String {
     let readable = |e: &Expr| -> String {
         e.clone()

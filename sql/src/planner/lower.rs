@@ -150,6 +150,11 @@ pub struct Stream {
     pub updating: bool,
     pub parallelism: usize,
     pub(super) pending: Option<PendingWindow>,
+    /// The columns (in the order they were hashed) whose hash places each
+    /// row on its subtask, when an exchange placed the rows so and every
+    /// operator since kept them in place: a keyed operator whose keys
+    /// include them may take the rows as they are, without an exchange.
+    pub(super) partitioned_by: Option<Vec<usize>>,
     pub(super) window: WindowColumns,
     /// Event-time attributes (with a pending window TVF: of the TVF's output).
     pub(super) times: TimeAttributes,
@@ -174,6 +179,8 @@ pub struct Lowering<'a> {
     pub parallelism: usize,
     pub max_parallelism: usize,
     pub default_idle_timeout: Option<std::time::Duration>,
+    /// `table.optimizer.reuse-join-partitioning`.
+    pub reuse_join_partitioning: bool,
     /// The columns the query reads of each source table (absent: all).
     pub read_columns: ReadColumns,
     pub nodes: Vec<Node>,
@@ -212,6 +219,7 @@ impl<'a> Lowering<'a> {
             parallelism,
             max_parallelism,
             default_idle_timeout: None,
+            reuse_join_partitioning: true,
             read_columns: ReadColumns::new(),
             nodes: Vec::new(),
             edges: Vec::new(),
@@ -359,12 +367,21 @@ impl<'a> Lowering<'a> {
                         .map(|(_, to)| *to)
                         .collect()
                 });
+                // Rows stay in place: so does their partitioning, if the
+                // columns it hashed are passed through.
+                let partitioned_by = input.partitioned_by.as_ref().and_then(|hashed| {
+                    hashed
+                        .iter()
+                        .map(|c| refs.iter().find(|(from, _)| from == c).map(|(_, to)| *to))
+                        .collect()
+                });
                 let out = Stream {
                     node: 0,
                     schema: p.schema.clone(),
                     updating: input.updating,
                     parallelism: input.parallelism,
                     pending: None,
+                    partitioned_by,
                     window,
                     times,
                 };
@@ -455,6 +472,7 @@ impl<'a> Lowering<'a> {
                     updating,
                     parallelism: self.parallelism,
                     pending: None,
+                    partitioned_by: None,
                     window: WindowColumns::default(),
                     times,
                 };
@@ -566,6 +584,7 @@ impl<'a> Lowering<'a> {
             updating: false,
             parallelism: 1,
             pending: None,
+            partitioned_by: None,
             window: WindowColumns::default(),
             times: TimeAttributes::default(),
         }
@@ -613,6 +632,7 @@ impl<'a> Lowering<'a> {
                     time_column: tvf.time_column,
                     base_len,
                 }),
+                partitioned_by: None,
                 window: WindowColumns::default(),
                 times,
             }
@@ -651,6 +671,7 @@ impl<'a> Lowering<'a> {
                 updating: false,
                 parallelism,
                 pending: None,
+                partitioned_by: None,
                 window: WindowColumns::default(),
                 times,
             });
@@ -706,6 +727,7 @@ impl<'a> Lowering<'a> {
             updating: false,
             parallelism,
             pending: None,
+            partitioned_by: None,
             window: WindowColumns::default(),
             times,
         })
@@ -760,6 +782,7 @@ impl<'a> Lowering<'a> {
         Ok(Stream {
             node,
             pending: None,
+            partitioned_by: None,
             window: WindowColumns {
                 start: Some(p.base_len),
                 end: Some(p.base_len + 1),
@@ -959,6 +982,7 @@ impl<'a> Lowering<'a> {
             updating: false,
             parallelism,
             pending: None,
+            partitioned_by: None,
             window,
             times,
         })
@@ -995,28 +1019,35 @@ impl<'a> Lowering<'a> {
         let key_schema = Arc::new(Schema::new(a.schema.fields()[..a.group_expr.len()].to_vec()));
         let aggregates = self.aggregate_specs(a, &input)?;
         let output_schema = Arc::new(a.schema.as_arrow().clone());
+        let (parallelism, mut partitioning) = self.keyed(&keys);
+        let partition_keys = self.partition_keys_from_input(a, &input, parallelism);
+        if partition_keys.is_some() {
+            partitioning = Partitioning::Forward;
+        }
         let config = Arc::new(UpdatingAggregateConfig {
             keys: keys.clone(),
             key_schema,
             aggregates,
             input_updating: input.updating,
             output_schema: output_schema.clone(),
+            partition_keys,
         });
         config.validate()?;
-        let (parallelism, partitioning) = self.keyed(&keys);
-        let name = format!(
-            "GroupAggregate(groupBy=[{}], select=[{}])",
-            a.group_expr
-                .iter()
-                .map(|e| e.schema_name().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+        let key_names: Vec<String> = a.group_expr.iter().map(|e| e.schema_name().to_string()).collect();
+        let mut name = format!(
+            "GroupAggregate(groupBy=[{}], select=[{}]",
+            key_names.join(", "),
             a.aggr_expr
                 .iter()
                 .map(|e| e.schema_name().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let Some(picked) = &config.partition_keys {
+            let picked: Vec<&str> = picked.iter().map(|&k| key_names[k].as_str()).collect();
+            name.push_str(&format!(", partitionedBy=[{}]", picked.join(", ")));
+        }
+        name.push(')');
         let factory = FnOperatorFactory::new("group-aggregate", move |_, _| {
             Ok(Box::new(UpdatingAggregate::new(config.clone())?) as Box<dyn Operator>)
         });
@@ -1026,6 +1057,7 @@ impl<'a> Lowering<'a> {
             updating: true,
             parallelism,
             pending: None,
+            partitioned_by: None,
             window: WindowColumns::default(),
             times: TimeAttributes::default(),
         };
@@ -1039,6 +1071,31 @@ impl<'a> Lowering<'a> {
         );
         self.connect(input.node, node, 0, partitioning);
         Ok(Stream { node, ..out })
+    }
+
+    /// The grouping keys of `a` (indices, in hash order) by which `input`
+    /// is already partitioned among the aggregate's `parallelism` subtasks
+    /// (a join below on some of its keys), if the aggregate may take its
+    /// rows where they are (`table.optimizer.reuse-join-partitioning`).
+    fn partition_keys_from_input(
+        &self,
+        a: &Aggregate,
+        input: &Stream,
+        parallelism: usize,
+    ) -> Option<Vec<usize>> {
+        let hashed = input.partitioned_by.as_ref()?;
+        if !self.reuse_join_partitioning || parallelism == 1 || input.parallelism != parallelism {
+            return None;
+        }
+        hashed
+            .iter()
+            .map(|&column| {
+                a.group_expr.iter().position(|e| match e {
+                    Expr::Column(c) => input.schema.index_of_column(c).ok() == Some(column),
+                    _ => false,
+                })
+            })
+            .collect()
     }
 
     /// Parallelism and input partitioning of a keyed operator.

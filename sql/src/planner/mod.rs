@@ -700,6 +700,7 @@ impl StreamPlanner {
             self.config.max_parallelism(),
         );
         lowering.default_idle_timeout = self.config.idle_timeout();
+        lowering.reuse_join_partitioning = self.config.reuse_join_partitioning();
         lowering.read_columns = read_columns::read_columns(plan);
         let stream = lowering.lower(&prune::prune_join_inputs(plan)?)?;
         let stream = lowering.finish(stream)?;

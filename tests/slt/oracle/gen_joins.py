@@ -382,6 +382,28 @@ FROM orders o LEFT JOIN products p ON o.product = p.sku AND o.qty >= 2
 GROUP BY p.category""",
     [(k, len(v), count('qty')(v), avg('qty')(v)) for k, v in CAT.items()], types='TIIR')
 
+s.comment("""Aggregates grouped by the join key and more take the join's rows where they
+are, partitioned by the join key (EXPLAIN: partitionedBy): per product and
+customer over an inner join, per product and category over a left join's
+changelog (an order that arrives before its product is retracted from the NULL
+category when the product arrives).""")
+BY_PC = {}
+for (l, p) in join(ORDERS, PRODUCTS, lambda l, r: eq(l['product'], r['sku'])):
+    BY_PC.setdefault((l['product'], l['customer']), []).append(l)
+s.q("""-- weir: final state
+SELECT o.product, o.customer, count(*), sum(o.qty), max(o.amount)
+FROM orders o JOIN products p ON o.product = p.sku
+GROUP BY o.product, o.customer""",
+    [(k[0], k[1], len(v), sum_('qty')(v), max_('amount')(v)) for k, v in BY_PC.items()], types='TTIIR')
+BY_PK = {}
+for (l, p) in join(ORDERS, PRODUCTS, lambda l, r: eq(l['product'], r['sku']), 'left'):
+    BY_PK.setdefault((l['product'], col(p, 'category')), []).append(l)
+s.q("""-- weir: final state
+SELECT o.product, p.category, count(*), count(o.qty), avg(o.qty)
+FROM orders o LEFT JOIN products p ON o.product = p.sku
+GROUP BY o.product, p.category""",
+    [(k[0], k[1], len(v), count('qty')(v), avg('qty')(v)) for k, v in BY_PK.items()], types='TTIIR')
+
 s.comment("Without equality keys (one subtask): orders cheaper than ten items of a product.")
 s.q("""SELECT o.order_id, p.sku
 FROM orders o JOIN products p ON o.amount < p.price * 10""",
