@@ -67,7 +67,10 @@
 //! these runs (and a baseline without checkpoints at the same size, per
 //! backend) use enough events for the baseline to last
 //! `--checkpoint-seconds` (default 30 s), from the measured generator
-//! throughput. **cost** = 1 − events/s with checkpoints / events/s of the
+//! throughput, and run interleaved: the first run of each configuration,
+//! then the second, and so on (shared VMs drift in speed by 10–20 % over
+//! minutes, which would otherwise fall on whichever configuration ran
+//! then). **cost** = 1 − events/s with checkpoints / events/s of the
 //! same backend without checkpoints (what checkpointing costs); **cpu
 //! cost** = the CPU time per event added to that baseline's, as a fraction
 //! of it (other work on the machine disturbs it less than it disturbs
@@ -289,10 +292,9 @@ fn run_in_child(spec: &RunSpec) -> Measurement {
         })
 }
 
-/// Makes `runs` runs of `spec`, printing progress on stderr and, with
-/// `--json`, each run's line on stdout.
-fn run_series(spec: RunSpec, args: &Args, rt: Option<&tokio::runtime::Runtime>, commit: &str) -> Series {
-    let label = match &spec.checkpointing {
+/// What progress lines call the runs of `spec`.
+fn label(spec: &RunSpec) -> String {
+    match &spec.checkpointing {
         None => format!("{} {}", spec.query, spec.mode.name()),
         Some(c) => format!(
             "{} {} {} checkpoint {}",
@@ -301,36 +303,75 @@ fn run_series(spec: RunSpec, args: &Args, rt: Option<&tokio::runtime::Runtime>, 
             c.backend,
             c.interval_ms.map_or("none".to_string(), |i| format!("{i} ms")),
         ),
+    }
+}
+
+/// Run number `run` of `spec`, with its progress line on stderr.
+fn run_once(spec: &RunSpec, run: u64, args: &Args, rt: Option<&tokio::runtime::Runtime>) -> Measurement {
+    eprint!(
+        "{}, {} events, run {run}/{}: ",
+        label(spec),
+        spec.events,
+        args.runs
+    );
+    let m = match rt {
+        Some(rt) => rt.block_on(measure::run(spec)),
+        None => run_in_child(spec),
     };
-    let mut runs = Vec::new();
+    match &m.error {
+        Some(e) => eprintln!("FAILED: {e}"),
+        None => eprintln!(
+            "{:.2} s, {:.0} events/s, {} rows out",
+            m.seconds,
+            spec.events as f64 / m.seconds,
+            m.rows_out
+        ),
+    }
+    m
+}
+
+/// Makes `runs` runs of `spec`, printing progress on stderr and, with
+/// `--json`, each run's line on stdout.
+fn run_series(spec: RunSpec, args: &Args, rt: Option<&tokio::runtime::Runtime>, commit: &str) -> Series {
+    run_interleaved(vec![spec], args, rt, commit)
+        .pop()
+        .expect("one series per spec")
+}
+
+/// Makes `runs` runs of each of `specs`, one of each in turn (the first run
+/// of every spec, then the second, ...), so that the drift of a shared VM's
+/// speed over minutes spreads over all of them instead of favouring those
+/// that ran in a fast spell; a spec whose run fails runs no more. Prints as
+/// [`run_series`] does.
+fn run_interleaved(
+    specs: Vec<RunSpec>,
+    args: &Args,
+    rt: Option<&tokio::runtime::Runtime>,
+    commit: &str,
+) -> Vec<Series> {
+    let mut all: Vec<Series> = specs
+        .into_iter()
+        .map(|spec| Series {
+            spec,
+            runs: Vec::new(),
+        })
+        .collect();
     for run in 1..=args.runs {
-        eprint!("{label}, {} events, run {run}/{}: ", spec.events, args.runs);
-        let m = match rt {
-            Some(rt) => rt.block_on(measure::run(&spec)),
-            None => run_in_child(&spec),
-        };
-        match &m.error {
-            Some(e) => eprintln!("FAILED: {e}"),
-            None => eprintln!(
-                "{:.2} s, {:.0} events/s, {} rows out",
-                m.seconds,
-                spec.events as f64 / m.seconds,
-                m.rows_out
-            ),
-        }
-        let failed = m.error.is_some();
-        runs.push(m);
-        if failed {
-            break;
+        for series in &mut all {
+            if series.error().is_none() {
+                let m = run_once(&series.spec, run, args, rt);
+                series.runs.push(m);
+            }
         }
     }
-    let series = Series { spec, runs };
     if args.json {
-        for line in series.run_lines(commit) {
-            println!("{line}");
+        for series in &all {
+            for line in series.run_lines(commit) {
+                println!("{line}");
+            }
         }
     }
-    series
+    all
 }
 
 /// Events for a checkpointed run of a query that ran at `rate` events/s:
@@ -377,9 +418,12 @@ fn main() -> ExitCode {
                 continue;
             };
             let events = checkpoint_events(rate, args.checkpoint_seconds, args.events);
+            // The baseline (unless the runs above are the same size) and the
+            // checkpointed runs, interleaved: the costs are small differences
+            // between them, and the VM's speed drifts while they run.
+            let mut specs = Vec::new();
             if events != args.events {
-                let spec = args.spec(query, Mode::Generator, events, None);
-                all.push(run_series(spec, &args, rt.as_ref(), &commit));
+                specs.push(args.spec(query, Mode::Generator, events, None));
             }
             for backend in &args.backends {
                 // The baseline of a backend other than the default: it, without checkpoints.
@@ -390,10 +434,10 @@ fn main() -> ExitCode {
                         interval_ms,
                         backend: backend.clone(),
                     };
-                    let spec = args.spec(query, Mode::Generator, events, Some(checkpointing));
-                    all.push(run_series(spec, &args, rt.as_ref(), &commit));
+                    specs.push(args.spec(query, Mode::Generator, events, Some(checkpointing)));
                 }
             }
+            all.extend(run_interleaved(specs, &args, rt.as_ref(), &commit));
         }
     }
     if let Some(rt) = rt {
