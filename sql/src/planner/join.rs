@@ -182,6 +182,7 @@ impl Lowering<'_> {
             condition(join)
         );
         let output_schema = config.spec.output_schema.clone();
+        let partitioned_by = join_output_partitioning(&config.spec, &left_part, &right_part);
         let factory = FnOperatorFactory::new("interval-join", move |_, _| {
             Ok(Box::new(IntervalJoin::new(config.clone())?) as Box<dyn Operator>)
         });
@@ -200,7 +201,7 @@ impl Lowering<'_> {
             updating: false,
             parallelism,
             pending: None,
-            partitioned_by: None,
+            partitioned_by,
             window: WindowColumns::default(),
             times: TimeAttributes::joined(&left.times, &right.times, left.schema.fields().len(), true),
         })
@@ -373,7 +374,7 @@ impl Lowering<'_> {
 
 /// The whole join condition, for node names: the equality pairs, then the
 /// rest (with interval literals as SQL).
-/// The output columns of a regular join that place its rows (see
+/// The output columns of a regular or interval join that place its rows (see
 /// [`Stream::partitioned_by`]): the key columns of the input whose rows
 /// every output row carries (unmatched rows of the other input are placed
 /// by that input's keys, so a full join has none), when the keys are plain

@@ -237,6 +237,16 @@ GROUP BY window_start, window_end, customer""",
     window_agg([dict(r, ts=r['order_time']) for r in PAIDROWS], lambda r: tumble(r['ts'], 2 * MIN), [lambda r: r['customer']],
                [count_star, max_('pay_time')], lambda s_, e, k, a: (s_, *k, *a)), types='TTIT')
 
+s.comment("""A GROUP BY of the join key and more takes the interval join's rows where
+they are, partitioned by the join key (EXPLAIN: partitionedBy).""")
+BY_OC = {}
+for r in PAIDROWS:
+    BY_OC.setdefault((r['order_id'], r['customer']), []).append(r)
+s.q("""-- weir: final state
+SELECT order_id, customer, count(*), sum(pay_amount)
+FROM paid GROUP BY order_id, customer""",
+    [(k[0], k[1], len(v), sum_('pay_amount')(v)) for k, v in BY_OC.items()], types='ITIR')
+
 s.comment("""Late rows are not dropped: they join with the rows the join still keeps, as
 in Flink. tests/data/late is read by one source subtask, part-0 then part-1;
 after part-0 the watermark is 10:02:25, which rows 5, 6, 7 and 9 of part-1 are
