@@ -88,15 +88,6 @@ impl UpdatingAggregateConfig {
         }
     }
 
-    /// The entry tag of the other placement.
-    pub(crate) fn other_group_tag(&self) -> u8 {
-        if self.partition_keys.is_some() {
-            GROUP_TAG
-        } else {
-            PARTITIONED_GROUP_TAG
-        }
-    }
-
     /// The error for restored state whose groups were placed otherwise than
     /// this job places them.
     pub(crate) fn other_placement(&self) -> DataFusionError {
@@ -113,11 +104,25 @@ impl UpdatingAggregateConfig {
         ))
     }
 
-    /// Fails if `backend` holds group entries of the other placement.
-    pub(crate) fn check_placement(&self, backend: &dyn crate::state::KeyedStateBackend) -> Result<()> {
-        backend.scan_prefix(&[self.other_group_tag()], &mut |_, _, _| {
-            Err(self.other_placement())
-        })
+    /// Fails if restored state holds groups of the other placement: entries
+    /// under the other tag in `backend`, or, when `earliest_layout` (batches
+    /// of the earliest layout were restored), groups placed by all their
+    /// keys, as that layout placed them. (Chunks of the in-memory layout are
+    /// checked by their namespace: `updating_aggregate_in_memory::chunk_of_namespace`.)
+    pub(crate) fn check_placement(
+        &self,
+        backend: &dyn crate::state::KeyedStateBackend,
+        earliest_layout: bool,
+    ) -> Result<()> {
+        if earliest_layout && self.partition_keys.is_some() {
+            return Err(self.other_placement());
+        }
+        let other = if self.group_tag() == GROUP_TAG {
+            PARTITIONED_GROUP_TAG
+        } else {
+            GROUP_TAG
+        };
+        backend.scan_prefix(&[other], &mut |_, _, _| Err(self.other_placement()))
     }
 }
 
@@ -443,11 +448,9 @@ impl UpdatingAggregate {
             }
         }
         let backend = state.backend_ref();
-        for (_, _, batch) in self.key_group_batches.read_all(backend)? {
-            // The earliest layout placed groups by all their keys.
-            if self.config.partition_keys.is_some() {
-                return Err(self.config.other_placement());
-            }
+        let earliest = self.key_group_batches.read_all(backend)?;
+        self.config.check_placement(backend, !earliest.is_empty())?;
+        for (_, _, batch) in earliest {
             self.has_key_group_batches = true;
             for group in self
                 .codec
@@ -457,7 +460,6 @@ impl UpdatingAggregate {
                 self.insert_group(group);
             }
         }
-        self.config.check_placement(backend)?;
         let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
         backend.scan_prefix(&[self.config.group_tag()], &mut |kg, key, value| {
             entries.push((kg, key[1..].to_vec(), value.to_vec()));

@@ -27,7 +27,7 @@ use crate::state::{BackendBatches, KeyedState};
 pub const TAG: u8 = b'G';
 
 /// The tag of this layout's namespaces when groups are placed by a subset of
-/// their keys (see [`UpdatingAggregateConfig::group_tag`]).
+/// their keys (see `UpdatingAggregateConfig::group_tag`).
 pub const PARTITIONED_TAG: u8 = b'P';
 
 /// The namespace tag of `config`'s chunks.
@@ -199,7 +199,7 @@ impl InMemoryGroups {
     }
 
     /// The groups a restored `state` holds: the chunks of this layout, and
-    /// groups of the row layout (entries under [`UpdatingAggregateConfig::group_tag`], written under
+    /// groups of the row layout (entries under `UpdatingAggregateConfig::group_tag`, written under
     /// another backend or with a TTL, and batches of the earliest layout),
     /// which move into this one: they are deleted from the backend and
     /// written as batch state at the next checkpoint.
@@ -223,15 +223,12 @@ impl InMemoryGroups {
             groups.absorb(batch, false)?;
         }
         let backend = state.backend();
-        for (_, _, batch) in key_group_batches.read_all(backend)? {
-            // The earliest layout placed groups by all their keys.
-            if groups.config.partition_keys.is_some() {
-                return Err(groups.config.other_placement());
-            }
+        let earliest = key_group_batches.read_all(backend)?;
+        groups.config.check_placement(backend, !earliest.is_empty())?;
+        for (_, _, batch) in earliest {
             groups.absorb(batch, true)?;
         }
         key_group_batches.delete_all(backend)?;
-        groups.config.check_placement(backend)?;
         let mut entries: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
         backend.scan_prefix(&[groups.config.group_tag()], &mut |kg, key, value| {
             entries.push((kg, key.to_vec(), value.to_vec()));

@@ -372,8 +372,6 @@ impl Lowering<'_> {
     }
 }
 
-/// The whole join condition, for node names: the equality pairs, then the
-/// rest (with interval literals as SQL).
 /// The output columns of a regular or interval join that place its rows (see
 /// [`Stream::partitioned_by`]): the key columns of the input whose rows
 /// every output row carries (unmatched rows of the other input are placed
@@ -397,6 +395,8 @@ fn join_output_partitioning(
         .collect()
 }
 
+/// The whole join condition, for node names: the equality pairs, then the
+/// rest (with interval literals as SQL).
 fn condition(join: &Join) -> String {
     let readable = |e: &Expr| -> String {
         e.clone()
