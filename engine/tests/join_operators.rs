@@ -679,14 +679,19 @@ fn append_only_input_with_watermarks() -> (Vec<Step>, Vec<Option<Inputs>>) {
 /// late still get every match (the result is the join of all rows after
 /// every batch), through an incremental checkpoint and a restore; a late
 /// left row finds nothing where the watermark dropped the right rows, also
-/// after the restore (the expired chunks are gone from the checkpoint),
-/// while the join without bounds still matches it.
+/// after the restore (the expired chunks, or entries, are gone from the
+/// checkpoint), while the join without bounds still matches it. Both
+/// layouts: in memory, and the backend's (which a TTL selects).
 #[tokio::test]
 async fn append_only_inner_join_drops_rows_the_watermark_has_passed() {
     let (steps, states) = append_only_input_with_watermarks();
-    for bounds in right_row_bounds() {
+    let layouts = [None, Some(Duration::from_secs(3600))];
+    for (ttl, bounds) in layouts
+        .into_iter()
+        .flat_map(|t| right_row_bounds().map(|b| (t, b)))
+    {
         let h = Harness::incremental();
-        let mut op = h.start(expiring_operator(&bounds), 0, 1, None, None).await;
+        let mut op = h.start(expiring_operator(&bounds), 0, 1, ttl, None).await;
         let mut out = Vec::new();
         let mut last = None;
         for (i, (step, state)) in steps.iter().zip(&states).enumerate() {
@@ -709,6 +714,10 @@ async fn append_only_inner_join_drops_rows_the_watermark_has_passed() {
         let past_all = Step::Watermark(100_000 * 1_000_000);
         feed(op.as_mut(), &[past_all], &mut out).await;
         let checkpoint = snapshot(op.as_mut(), 2).await;
+        if ttl.is_some() {
+            // Only the left rows are left: no right row, no expiry record.
+            assert_eq!(checkpoint.entries, keyed_left_rows(&steps), "{checkpoint:?}");
+        }
 
         // Keys 0..6 at time 0: late, and every right row is behind the watermark.
         let late: Vec<Row> = (0..6).map(|k| (Some(k), 0, format!("late{k}"))).collect();
@@ -718,7 +727,7 @@ async fn append_only_inner_join_drops_rows_the_watermark_has_passed() {
         feed(op.as_mut(), &late, &mut fresh).await;
         drop(op);
         let mut op = h
-            .start(expiring_operator(&bounds), 0, 1, None, Some(&checkpoint))
+            .start(expiring_operator(&bounds), 0, 1, ttl, Some(&checkpoint))
             .await;
         feed(op.as_mut(), &late, &mut restored).await;
         let mut op = h.start(append_only_operator(), 0, 1, None, None).await;
@@ -727,5 +736,58 @@ async fn append_only_inner_join_drops_rows_the_watermark_has_passed() {
         assert_eq!(matches_of_late(&fresh), 0, "{fresh:?}");
         assert_eq!(matches_of_late(&restored), 0, "{restored:?}");
         assert!(matches_of_late(&unbounded) > 10, "{unbounded:?}");
+    }
+}
+
+/// Rows of the left input (input 0) with a key, in `steps`.
+fn keyed_left_rows(steps: &[Step]) -> u64 {
+    let mut n = 0;
+    for step in steps {
+        if let Step::Batch(0, b) = step {
+            n += (b.num_rows() - b.column(0).null_count()) as u64;
+        }
+    }
+    n
+}
+
+/// A join with bounds in the backend's layout (under a TTL) restored from
+/// rows without expiry records (a join without bounds wrote them: in
+/// memory, and in the backend's layout, as a weir did before that layout
+/// dropped rows) indexes them by their bounds, so a watermark past them
+/// drops them: a late left row then matches nothing, and only the left
+/// rows are left.
+#[tokio::test]
+async fn rows_restored_without_expiry_records_expire() {
+    let (steps, _) = append_only_input_with_watermarks();
+    let ttl = Some(Duration::from_secs(3600));
+    for writer_ttl in [None, ttl] {
+        let h = Harness::new();
+        let mut op = h.start(append_only_operator(), 0, 1, writer_ttl, None).await;
+        feed(op.as_mut(), &steps, &mut Vec::new()).await;
+        let written = snapshot(op.as_mut(), 1).await;
+        drop(op);
+        let bounds = [ExpiryBound { column: 1, offset: 0 }];
+        let mut op = h
+            .start(expiring_operator(&bounds), 0, 1, ttl, Some(&written))
+            .await;
+        let late: Vec<Row> = (0..6).map(|k| (Some(k), 0, format!("late{k}"))).collect();
+        let mut out = Vec::new();
+        feed(op.as_mut(), &[Step::Batch(0, batch("lv", &late, None))], &mut out).await;
+        assert!(
+            joined(&out).len() > 10,
+            "before the watermark, the restored rows match"
+        );
+        out.clear();
+        let past_all = Step::Watermark(100_000 * 1_000_000);
+        feed(
+            op.as_mut(),
+            &[past_all, Step::Batch(0, batch("lv", &late, None))],
+            &mut out,
+        )
+        .await;
+        assert_eq!(joined(&out).len(), 0, "{out:?}");
+        let after = snapshot(op.as_mut(), 2).await;
+        let late_rows = 2 * late.len() as u64;
+        assert_eq!(after.entries, keyed_left_rows(&steps) + late_rows, "{after:?}");
     }
 }

@@ -8,8 +8,11 @@ use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use weir_engine::key_group::KeyGroupRange;
 use weir_engine::state::lookup_prefix::is_lookup_prefix;
-use weir_engine::state::{KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope, instance_nonce};
+use weir_engine::state::{
+    EntryExpiry, KeyedStateBackend, PendingSnapshot, SnapshotTarget, StateScope, instance_nonce,
+};
 
+use crate::expiry_filter::DroppedByExpiry;
 use crate::snapshot::{SnapshotJob, UploadedSsts};
 use crate::{KEY_GROUP_BYTES, RemoveOnDrop, absent_dir, db_error, decode_key, encode_key, sibling};
 
@@ -61,6 +64,8 @@ pub struct RocksDbStateBackend {
     entries: u64,
     /// User key + value bytes; estimated from file sizes after a direct restore.
     bytes: u64,
+    /// What compactions dropped as expired (not counted in `entries`, `bytes`).
+    dropped: Arc<DroppedByExpiry>,
     nonce: String,
     /// SST files already uploaded, by name (shared with pending snapshots).
     uploaded: Arc<Mutex<UploadedSsts>>,
@@ -140,9 +145,16 @@ fn write_options(wal: bool) -> WriteOptions {
 impl RocksDbStateBackend {
     /// Wraps `db`, open in `scope.local_dir` and holding `entries` entries of
     /// about `bytes` bytes; `local` removes the directory on drop.
-    pub(crate) fn new(scope: StateScope, db: DB, entries: u64, bytes: u64, local: RemoveOnDrop) -> Self {
+    pub(crate) fn new(
+        scope: StateScope,
+        (db, dropped): (DB, Arc<DroppedByExpiry>),
+        entries: u64,
+        bytes: u64,
+        local: RemoveOnDrop,
+    ) -> Self {
         RocksDbStateBackend {
             db,
+            dropped,
             pending: Mutex::new(WriteBatch::default()),
             wal: false,
             write_options: write_options(false),
@@ -408,12 +420,17 @@ impl KeyedStateBackend for RocksDbStateBackend {
         Ok(())
     }
 
+    fn drop_expired_entries(&mut self, expiry: Arc<dyn EntryExpiry>) -> bool {
+        self.dropped.register(expiry);
+        true
+    }
+
     fn len(&self) -> u64 {
-        self.entries
+        self.entries.saturating_sub(self.dropped.entries())
     }
 
     fn approximate_size(&self) -> u64 {
-        self.bytes
+        self.bytes.saturating_sub(self.dropped.bytes())
     }
 
     fn snapshot(&mut self, target: SnapshotTarget) -> Result<PendingSnapshot> {
@@ -444,7 +461,7 @@ impl KeyedStateBackend for RocksDbStateBackend {
             operator_id: self.scope.operator_id.clone(),
             subtask: self.scope.subtask,
             key_groups: self.scope.key_groups,
-            entries: self.entries,
+            entries: self.len(),
             nonce: self.nonce.clone(),
             uploaded: self.uploaded.clone(),
         };

@@ -1,6 +1,7 @@
 //! [`RocksDbBackendFactory`]: creates (and restores) [`RocksDbStateBackend`]s.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result};
@@ -13,6 +14,7 @@ use weir_engine::state::{
 };
 
 use crate::backend::RocksDbStateBackend;
+use crate::expiry_filter::{DroppedByExpiry, ExpiryFilterFactory};
 use crate::snapshot::is_sst;
 use crate::{MAX_KEY_GROUPS, RemoveOnDrop, db_error, fresh_dir, io_error, join_error, sibling};
 
@@ -101,9 +103,13 @@ impl RocksDbBackendFactory {
         opts
     }
 
-    /// Opens the database in `dir` (wiped first when `fresh`).
-    async fn open(&self, dir: &Path, fresh: bool) -> Result<DB> {
+    /// Opens the database in `dir` (wiped first when `fresh`), with a
+    /// compaction filter that drops what the operator will call expired
+    /// ([`KeyedStateBackend::drop_expired_entries`]).
+    async fn open(&self, dir: &Path, fresh: bool) -> Result<(DB, Arc<DroppedByExpiry>)> {
         let mut opts = self.options();
+        let dropped = Arc::new(DroppedByExpiry::default());
+        opts.set_compaction_filter_factory(ExpiryFilterFactory(dropped.clone()));
         // A restored directory must hold a database: never create an empty
         // one in place of a snapshot missing its `CURRENT`.
         opts.create_if_missing(fresh);
@@ -112,7 +118,9 @@ impl RocksDbBackendFactory {
             if fresh {
                 fresh_dir(&dir)?;
             }
-            DB::open(&opts, &dir).map_err(|e| db_error(format_args!("opening {}", dir.display()), e))
+            DB::open(&opts, &dir)
+                .map(|db| (db, dropped))
+                .map_err(|e| db_error(format_args!("opening {}", dir.display()), e))
         })
         .await
         .map_err(|e| join_error("opening the database", e))?

@@ -43,6 +43,7 @@
 //! groups into a fresh database.
 
 mod backend;
+mod expiry_filter;
 mod factory;
 mod snapshot;
 

@@ -342,3 +342,74 @@ async fn lookup_prefix_probes_find_exactly_their_keys_across_files() {
     assert_eq!(all, model.len());
     assert_eq!(b.len(), model.len() as u64);
 }
+
+/// Entries of one tag expire once a watermark reaches the time in their value.
+#[derive(Debug)]
+struct ExpiresByValue(Arc<std::sync::atomic::AtomicU64>);
+
+impl weir_engine::state::EntryExpiry for ExpiresByValue {
+    fn is_expired(&self, key: &[u8], value: &[u8]) -> bool {
+        let watermark = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        key.first() == Some(&b'E') && value.try_into().is_ok_and(|t| u64::from_be_bytes(t) <= watermark)
+    }
+}
+
+/// Compactions drop the entries the operator's expiry calls expired, and
+/// only those (no delete written for them): entries past the watermark are
+/// gone once compactions ran over them, the others all read back, and the
+/// entry count leaves the dropped ones out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactions_drop_expired_entries() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let factory = RocksDbBackendFactory {
+        write_buffer_bytes: 64 << 10,
+        ..RocksDbBackendFactory::default()
+    };
+    let mut b = factory.create(&scope(dir.path(), "expiry"), &[]).await.unwrap();
+    let watermark = Arc::new(AtomicU64::new(0));
+    assert!(b.drop_expired_entries(Arc::new(ExpiresByValue(watermark.clone()))));
+    let expiring_key = |i: u32| [&[b'E'][..], &i.to_be_bytes()].concat();
+    // Times 1..=2000; the watermark will pass the first half.
+    for i in 0..2000u32 {
+        b.put(i as usize % 8, &expiring_key(i), &(i as u64 + 1).to_be_bytes())
+            .unwrap();
+    }
+    watermark.store(1000, Ordering::Relaxed);
+    let live = |b: &dyn KeyedStateBackend| {
+        let mut times = Vec::new();
+        b.scan_prefix(b"E", &mut |_, _, v| {
+            times.push(u64::from_be_bytes(v.try_into().unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        times.sort();
+        times
+    };
+    // Other entries fill memtables: flushes, and compactions of what they
+    // flushed (in the background: wait for them, writing more).
+    let mut filler = 0u32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while live(b.as_ref()).len() > 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction dropped the expired entries"
+        );
+        for _ in 0..2000 {
+            b.put(
+                filler as usize % 8,
+                &[&b"K"[..], &filler.to_be_bytes()].concat(),
+                &value(filler),
+            )
+            .unwrap();
+            filler += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(live(b.as_ref()), (1001..=2000).collect::<Vec<u64>>());
+    assert_eq!(b.len(), 1000 + filler as u64);
+    for i in 0..filler {
+        let key = [&b"K"[..], &i.to_be_bytes()].concat();
+        assert_eq!(b.get(i as usize % 8, &key).unwrap(), Some(value(i)), "filler {i}");
+    }
+}

@@ -340,6 +340,7 @@ impl Operator for IntervalJoin {
                         count: 1,
                         matches,
                         touched_ms: None,
+                        expires: None,
                     };
                     // Both inputs are append-only: the entry is new.
                     store.put(backend, kgs[i], &entry, fresh, None)?;

@@ -24,7 +24,8 @@
 //!   state written before arrivals had entries of their own (append-only
 //!   rows under `ROWS`, counted) is rewritten into this layout on restore
 //!   ([`JoinRowStore::upgrade_counted_arrivals`]).
-//! - Interval joins also index rows by the watermark that expires them:
+//! - Interval joins, and regular joins whose condition bounds the rows a row
+//!   can match, also index rows by the watermark that expires them:
 //!   `[EXPIRY, side, time_key(expire), <the row entry's key after its tag>]`
 //!   (the tag is the side's: `ARRIVALS` for an append-only side),
 //!   with an empty value, so a watermark advance is a range scan.
@@ -34,12 +35,15 @@
 //! checkpoint is read by the same build (savepoints across Arrow upgrades are
 //! not promised).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use datafusion::common::{DataFusionError, HashMap, Result};
 
 use super::join::Side;
 use crate::message::EventTime;
 use crate::state::lookup_prefix::{LOOKUP_HEADER_BYTES, lookup_prefix_len, write_lookup_prefix};
-use crate::state::{KeyedStateBackend, time_key, time_of_key, varint};
+use crate::state::{EntryExpiry, KeyedStateBackend, time_key, time_of_key, varint};
 
 /// Rows counted per distinct row (updating inputs; append-only inputs of
 /// state written before [`ARRIVALS`]).
@@ -48,19 +52,21 @@ const ROWS: u8 = b'R';
 const ARRIVALS: u8 = b'A';
 const EXPIRY: u8 = b'X';
 
-/// The longest encoded [`RowValue`]: flags, two varints, a time.
-const MAX_VALUE_BYTES: usize = 1 + 10 + 10 + 8;
+/// The longest encoded [`RowValue`]: flags, two varints, two times.
+const MAX_VALUE_BYTES: usize = 1 + 10 + 10 + 8 + 8;
 
 /// [`RowValue`] flags: which optional fields follow the count.
 const HAS_MATCHES: u8 = 1;
 const HAS_TOUCHED: u8 = 2;
+const HAS_EXPIRES: u8 = 4;
 
 /// What is stored per distinct row.
 ///
 /// Encoded compactly, since a join may keep millions of rows: a flags byte,
 /// the count as a zigzag varint, then `matches` (a zigzag varint) only if
-/// it is not 0 and `touched_ms` (8 bytes) only if present. A row of an inner
-/// join without a TTL takes 2 bytes.
+/// it is not 0, `touched_ms` (8 bytes) only if present, and `expires` (8
+/// bytes) only if present. A row of an inner join without a TTL or bounds
+/// takes 2 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RowValue {
     /// Copies of the row (a changelog may insert a row twice).
@@ -73,6 +79,10 @@ pub struct RowValue {
     /// Processing time (ms since the epoch) of the last write, for the state
     /// TTL; `None` for a row written without a TTL, which never expires.
     pub touched_ms: Option<i64>,
+    /// The watermark from which the row can match no row of the other side
+    /// that is not late (see [`ExpiryBound`](super::stream_join::ExpiryBound));
+    /// `None` for rows of a side without bounds.
+    pub expires: Option<EventTime>,
 }
 
 impl RowValue {
@@ -90,6 +100,11 @@ impl RowValue {
             buf[n..n + 8].copy_from_slice(&t.to_le_bytes());
             n += 8;
         }
+        if let Some(t) = self.expires {
+            flags |= HAS_EXPIRES;
+            buf[n..n + 8].copy_from_slice(&t.to_le_bytes());
+            n += 8;
+        }
         buf[0] = flags;
         n
     }
@@ -100,7 +115,7 @@ impl RowValue {
 
     fn decode(bytes: &[u8]) -> Result<RowValue> {
         let (&flags, mut rest) = bytes.split_first().ok_or_else(|| corrupt("an empty row value"))?;
-        if flags & !(HAS_MATCHES | HAS_TOUCHED) != 0 {
+        if flags & !(HAS_MATCHES | HAS_TOUCHED | HAS_EXPIRES) != 0 {
             return Err(corrupt("unknown row value flags"));
         }
         let count = unzigzag(take_varint(&mut rest)?);
@@ -109,15 +124,18 @@ impl RowValue {
         } else {
             0
         };
-        let touched_ms = if flags & HAS_TOUCHED != 0 {
+        let mut time = |flag: u8| -> Result<Option<i64>> {
+            if flags & flag == 0 {
+                return Ok(None);
+            }
             let (t, tail) = rest
                 .split_first_chunk::<8>()
                 .ok_or_else(|| corrupt("a row value is cut short"))?;
             rest = tail;
-            Some(i64::from_le_bytes(*t))
-        } else {
-            None
+            Ok(Some(i64::from_le_bytes(*t)))
         };
+        let touched_ms = time(HAS_TOUCHED)?;
+        let expires = time(HAS_EXPIRES)?;
         if !rest.is_empty() {
             return Err(corrupt("a row value has trailing bytes"));
         }
@@ -125,7 +143,39 @@ impl RowValue {
             count,
             matches,
             touched_ms,
+            expires,
         })
+    }
+}
+
+/// The value of the first entry whose key starts with `prefix`, reading no
+/// further.
+fn first_entry(backend: &dyn KeyedStateBackend, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut found = None;
+    // The visitor's error ends the scan at the first entry.
+    let scan = backend.scan_prefix(prefix, &mut |_, _, v| {
+        found = Some(v.to_vec());
+        Err(DataFusionError::Internal("first entry found".into()))
+    });
+    match (scan, found) {
+        (_, Some(value)) => Ok(Some(value)),
+        (result, None) => result.map(|()| None),
+    }
+}
+
+/// [`JoinRowStore::entry_expiry`].
+#[derive(Debug)]
+struct RowExpiry {
+    watermark: Arc<AtomicI64>,
+}
+
+impl EntryExpiry for RowExpiry {
+    fn is_expired(&self, key: &[u8], value: &[u8]) -> bool {
+        matches!(key.first(), Some(&(ROWS | ARRIVALS)))
+            && RowValue::decode(value)
+                .ok()
+                .and_then(|v| v.expires)
+                .is_some_and(|expires| expires <= self.watermark.load(Ordering::Relaxed))
     }
 }
 
@@ -515,8 +565,8 @@ impl JoinRowStore {
         Ok(rows)
     }
 
-    /// Deletes every row entry, returning them (to move them into another
-    /// layout).
+    /// Deletes every row entry and expiry record, returning the rows (to
+    /// move them into another layout).
     pub fn take_all(&self, backend: &mut dyn KeyedStateBackend) -> Result<Vec<StoredRow>> {
         let mut found = Vec::new();
         for tag in [ROWS, ARRIVALS] {
@@ -528,7 +578,54 @@ impl JoinRowStore {
         for row in &found {
             self.delete(backend, row.kg, &row.entry, Some(row.value))?;
         }
+        self.delete_expiry_records(backend)?;
         Ok(found)
+    }
+
+    /// Every stored row of `side`.
+    pub fn rows_of_side(&self, backend: &dyn KeyedStateBackend, side: Side) -> Result<Vec<StoredRow>> {
+        let mut found = Vec::new();
+        backend.scan_prefix(&[self.tag(side), side as u8], &mut |kg, k, v| {
+            found.push(self.stored_row(kg, k.to_vec(), RowValue::decode(v)?)?);
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Whether any row of `side` has an expiry record (reads one entry).
+    pub fn has_expiry_records(&self, backend: &dyn KeyedStateBackend, side: Side) -> Result<bool> {
+        Ok(first_entry(backend, &[EXPIRY, side as u8])?.is_some())
+    }
+
+    /// Whether the first row of `side` (if any) was written without its
+    /// [`RowValue::expires`] (by a join without bounds, or by a weir before
+    /// rows kept it): a state is written by one join, so then all were.
+    pub fn rows_lack_expiry(&self, backend: &dyn KeyedStateBackend, side: Side) -> Result<bool> {
+        match first_entry(backend, &[self.tag(side), side as u8])? {
+            Some(value) => Ok(RowValue::decode(&value)?.expires.is_none()),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every expiry record (the backend drops expired rows itself).
+    pub fn delete_expiry_records(&self, backend: &mut dyn KeyedStateBackend) -> Result<()> {
+        let mut records = Vec::new();
+        backend.scan_prefix(&[EXPIRY], &mut |kg, k, _| {
+            records.push((kg, k.to_vec()));
+            Ok(())
+        })?;
+        for (kg, k) in records {
+            backend.delete_known(kg, &k, 0)?;
+        }
+        Ok(())
+    }
+
+    /// What a backend that drops expired entries itself asks of this
+    /// layout: a row entry is expired once `watermark` (which the join
+    /// advances) reaches its [`RowValue::expires`]. Expiry records and other
+    /// entries never are.
+    pub fn entry_expiry(watermark: Arc<AtomicI64>) -> Arc<dyn EntryExpiry> {
+        Arc::new(RowExpiry { watermark })
     }
 
     /// Every row entry of key group `kg` (for TTL sweeps).
@@ -640,16 +737,27 @@ mod tests {
             }),
             10
         );
+        let expiring = RowValue {
+            expires: Some(i64::MIN),
+            ..one
+        };
+        assert_eq!(round_trip(expiring), 10);
         for v in [
             RowValue {
                 count: i64::MAX,
                 matches: i64::MIN,
                 touched_ms: Some(-1),
+                expires: Some(i64::MAX),
             },
             RowValue {
                 count: -5,
                 matches: -1,
                 touched_ms: None,
+                expires: None,
+            },
+            RowValue {
+                touched_ms: Some(7),
+                ..expiring
             },
         ] {
             round_trip(v);
@@ -739,6 +847,7 @@ mod tests {
                 count,
                 matches: 1,
                 touched_ms: None,
+                expires: None,
             };
             assert!(
                 old.insert(&mut backend, 3, side, &entry, value)

@@ -3,6 +3,7 @@
 //! regular join.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arrow::array::{ArrayRef, Int8Array};
 use arrow::compute::interleave_record_batch;
@@ -19,6 +20,7 @@ use crate::message::{Barrier, EventTime};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Operator, OperatorContext, Output, processing_time_ms};
 use crate::state::{KeyedState, OperatorSnapshot, StateInit};
+use crate::watermark::to_event_time;
 
 /// The plan of a regular join.
 #[derive(Debug)]
@@ -44,6 +46,24 @@ pub struct StreamJoinConfig {
 pub struct ExpiryBound {
     pub column: usize,
     pub offset: i64,
+}
+
+impl ExpiryBound {
+    /// Per row of `batch` (rows of the input `bounds` are of): the watermark
+    /// from which the row can match no row of the other input that is not
+    /// late, the least of its `bounds` ([`EventTime::MIN`] where a bound's
+    /// time is NULL: the row matches nothing; [`EventTime::MAX`] without
+    /// bounds).
+    pub fn row_expiries(bounds: &[ExpiryBound], batch: &RecordBatch) -> Result<Vec<EventTime>> {
+        let mut expiries = vec![EventTime::MAX; batch.num_rows()];
+        for bound in bounds {
+            let times = to_event_time(batch.column(bound.column).as_ref())?;
+            for (e, t) in expiries.iter_mut().zip(&times) {
+                *e = (*e).min(t.map_or(EventTime::MIN, |t| t.saturating_add(bound.offset)));
+            }
+        }
+        Ok(expiries)
+    }
 }
 
 impl StreamJoinConfig {
@@ -90,12 +110,17 @@ const OTHER_PADDED: usize = 2;
 /// Where the condition of an inner join of append-only inputs bounds the
 /// rowtime of the rows a row can match ([`ExpiryBound`], e.g. `b.date_time
 /// BETWEEN a.date_time AND a.expires`: a bid matches auctions created up
-/// to its `date_time`, an auction bids up to its `expires`), the in-memory
-/// layout drops a row once the watermark reaches its bound: only late rows
-/// of the other input could still match it. Rows that are not late get
-/// every match, so the result is the unbounded join's; a late row joins
-/// with what is still stored, as in an interval join. (The backend's layout
-/// keeps every row.)
+/// to its `date_time`, an auction bids up to its `expires`), a row is
+/// dropped once the watermark reaches its bound: only late rows of the
+/// other input could still match it. Rows that are not late get every
+/// match, so the result is the unbounded join's; a late row joins with what
+/// is still stored, as in an interval join. The in-memory layout drops the
+/// oldest batches. The backend's layout keeps each row's bound in its value
+/// and does not store a row the watermark has passed already; a backend
+/// that drops expired entries itself (RocksDB, in compactions) drops the
+/// rest, probes skip them until then, and a row costs one write; otherwise
+/// rows are indexed by their bounds (as interval joins do, see
+/// [`JoinRowStore`]) and deleted as the watermark passes them.
 ///
 /// # State
 ///
@@ -134,6 +159,15 @@ pub struct StreamJoin {
     next_sweep_ms: i64,
     /// The in-memory layout, when it applies.
     in_memory: Option<InMemoryJoin>,
+    /// The latest watermark, and the one up to which the backend's layout
+    /// has deleted expired rows (`None` after a start: the first expiry
+    /// scans from the beginning).
+    watermark: Option<EventTime>,
+    expired_through: Option<EventTime>,
+    /// Whether the backend drops expired rows itself (RocksDB: in
+    /// compactions), and the watermark it drops them by.
+    backend_drops_expired: bool,
+    shared_watermark: Arc<AtomicI64>,
 }
 
 impl StreamJoin {
@@ -154,6 +188,10 @@ impl StreamJoin {
             sweep_key_group: 0,
             next_sweep_ms: 0,
             in_memory: None,
+            watermark: None,
+            expired_through: None,
+            backend_drops_expired: false,
+            shared_watermark: Arc::new(AtomicI64::new(EventTime::MIN)),
         })
     }
 
@@ -208,6 +246,80 @@ impl StreamJoin {
         Ok(())
     }
 
+    /// Deletes the rows of the backend's layout whose bound the watermark
+    /// has reached.
+    fn expire_rows(&mut self, watermark: EventTime) -> Result<()> {
+        let (store, after, ttl) = (self.store, self.expired_through, self.ttl_ms);
+        if after.is_some_and(|after| watermark <= after) {
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let backend = self.state()?.backend();
+        for side in [Side::Left, Side::Right] {
+            if config.expiry[side as usize].is_empty() {
+                continue;
+            }
+            for (kg, entry) in store.take_expired(backend, side, after, watermark)? {
+                // Under a TTL, the sweep may have deleted the row already.
+                let value = match ttl {
+                    Some(_) => match store.get(backend, kg, &entry)? {
+                        Some(value) => Some(value),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                store.delete(backend, kg, &entry, value)?;
+            }
+        }
+        self.expired_through = Some(watermark);
+        Ok(())
+    }
+
+    /// Brings the restored rows of the backend's layout under expiry by
+    /// their bounds: rows written without it (moved from the in-memory
+    /// layout, or written by a weir whose backend layout kept every row) get
+    /// it in their values where the backend drops expired entries itself
+    /// (which needs no expiry records: any left are deleted), else as
+    /// expiry records. One entry read per side when nothing is missing.
+    fn restore_expiry(&self, state: &mut KeyedState) -> Result<()> {
+        let (store, drops) = (self.store, self.backend_drops_expired);
+        let backend = state.backend();
+        if drops {
+            store.delete_expiry_records(backend)?;
+        }
+        for side in [Side::Left, Side::Right] {
+            let bounds = &self.config.expiry[side as usize];
+            let missing = match drops {
+                true => store.rows_lack_expiry(backend, side)?,
+                false => !store.has_expiry_records(backend, side)?,
+            };
+            if bounds.is_empty() || !missing {
+                continue;
+            }
+            let rows = store.rows_of_side(backend, side)?;
+            for chunk in rows.chunks(8192) {
+                let decoded = self.rows.decode(side, chunk.iter().map(StoredRow::key_and_row))?;
+                let expiries = ExpiryBound::row_expiries(bounds, &decoded)?;
+                for (row, expires) in chunk.iter().zip(expiries) {
+                    if drops {
+                        let value = RowValue {
+                            expires: Some(expires),
+                            ..row.value
+                        };
+                        store.put(backend, row.kg, &row.entry, value, Some(row.value))?;
+                    } else {
+                        store.add_expiry(backend, row.kg, expires, &row.entry)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn has_bounds(&self) -> bool {
+        self.config.expiry.iter().any(|bounds| !bounds.is_empty())
+    }
+
     fn emit(
         &self,
         joined: Vec<RecordBatch>,
@@ -252,6 +364,10 @@ impl Operator for StreamJoin {
                 &mut state,
             )?);
         } else {
+            if self.has_bounds() {
+                let expiry = JoinRowStore::entry_expiry(self.shared_watermark.clone());
+                self.backend_drops_expired = state.backend().drop_expired_entries(expiry);
+            }
             move_to_backend(
                 spec,
                 &self.keys,
@@ -267,6 +383,7 @@ impl Operator for StreamJoin {
                 &ctx.operator_name,
                 ctx.subtask,
             )?;
+            self.restore_expiry(&mut state)?;
         }
         self.state = Some(state);
         Ok(())
@@ -303,16 +420,29 @@ impl Operator for StreamJoin {
         let rows = self.rows.encode(side, &batch)?;
         let store = self.store;
         let ttl = self.ttl_ms;
+        let watermark = self.watermark;
+        let index_expiries = !self.backend_drops_expired;
+        // Rows of a side with bounds keep them, and unless the backend drops
+        // expired rows itself, are indexed by them (inner joins of
+        // append-only inputs: each row is a new arrival).
+        let expiries = match &config.expiry[side as usize] {
+            bounds if bounds.is_empty() => None,
+            bounds => Some(ExpiryBound::row_expiries(bounds, &batch)?),
+        };
         let expired = |v: &RowValue| ttl.is_some_and(|ttl| v.touched_ms.is_some_and(|t| now - t > ttl));
 
         // Probe each distinct key once, all in one pass of the backend;
         // expired rows are dropped.
         let mut stale: Vec<StoredRow> = Vec::new();
         let probes = (0..n).map(|i| (!null_key[i]).then(|| (kgs[i], keys.row(i).data())));
+        // Rows past their bound (not yet deleted or dropped) match only late rows.
+        let passed = |v: &RowValue| v.expires.zip(watermark).is_some_and(|(e, w)| e <= w);
         let BatchProbe { candidates, ranges } =
             store.probe_batch(self.state()?.backend_ref(), other, probes, &mut |row| {
                 if expired(&row.value) {
                     stale.push(row);
+                    None
+                } else if passed(&row.value) {
                     None
                 } else {
                     Some(row)
@@ -437,15 +567,25 @@ impl Operator for StreamJoin {
             let matches = if this_preserved { matched } else { 0 };
             match retracted {
                 None => {
+                    let expires = expiries.as_ref().map(|e| e[i]);
+                    if let (Some(expires), Some(watermark)) = (expires, watermark)
+                        && expires <= watermark
+                    {
+                        continue; // no row that is not late can match it
+                    }
                     let fresh = RowValue {
                         count: 1,
                         matches,
                         touched_ms: ttl.map(|_| now),
+                        expires,
                     };
                     if let Some(stored) = store.insert(backend, kgs[i], side, &entry, fresh)? {
                         let count = if expired(&stored) { 1 } else { stored.count + 1 };
                         let value = RowValue { count, ..fresh };
                         store.put(backend, kgs[i], &entry, value, Some(stored))?;
+                    }
+                    if let Some(expires) = expires.filter(|_| index_expiries) {
+                        store.add_expiry(backend, kgs[i], expires, &entry)?;
                     }
                 }
                 Some(stored) => {
@@ -453,6 +593,7 @@ impl Operator for StreamJoin {
                         count: stored.count - 1,
                         matches,
                         touched_ms: ttl.and(stored.touched_ms),
+                        expires: stored.expires,
                     };
                     store.put(backend, kgs[i], &entry, value, Some(stored))?;
                 }
@@ -478,8 +619,13 @@ impl Operator for StreamJoin {
     async fn process_watermark(&mut self, watermark: EventTime, out: &mut Output) -> Result<()> {
         if let (Some(in_memory), Some(state)) = (&mut self.in_memory, &mut self.state) {
             in_memory.expire(watermark, state);
-            self.update_state_metrics();
+        } else if self.backend_drops_expired {
+            self.shared_watermark.store(watermark, Ordering::Relaxed);
+        } else if self.has_bounds() {
+            self.expire_rows(watermark)?;
         }
+        self.watermark = Some(watermark);
+        self.update_state_metrics();
         out.emit_watermark(watermark);
         Ok(())
     }

@@ -21,7 +21,7 @@ use super::stream_join::ExpiryBound;
 use crate::key_group::{key_groups_of, key_groups_of_batches};
 use crate::message::EventTime;
 use crate::state::KeyedState;
-use crate::watermark::{max_timestamp_ns, to_event_time};
+use crate::watermark::max_timestamp_ns;
 
 /// The batch-state namespaces of this layout start with this tag; then the
 /// side and the chunk's number (big-endian `u32`).
@@ -106,14 +106,8 @@ impl InMemoryJoin {
             }
             _ => {}
         }
-        let mut row_bounds = vec![EventTime::MAX; batch.num_rows()];
-        for bound in bounds {
-            let times = to_event_time(batch.column(bound.column).as_ref())?;
-            for (b, t) in row_bounds.iter_mut().zip(&times) {
-                *b = (*b).min(t.map_or(EventTime::MIN, |t| t.saturating_add(bound.offset)));
-            }
-        }
-        Ok(row_bounds.into_iter().max().unwrap_or(EventTime::MIN))
+        let row_expiries = ExpiryBound::row_expiries(bounds, batch)?;
+        Ok(row_expiries.into_iter().max().unwrap_or(EventTime::MIN))
     }
 
     /// The rows a restored `state` holds: its chunks of this layout, and the

@@ -137,6 +137,17 @@ pub type SendEntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + S
 ///
 /// # Lifecycle
 ///
+/// Decides from an entry alone (its key within its key group, and its
+/// value) whether the entry is dead, for a backend that drops such entries
+/// itself ([`KeyedStateBackend::drop_expired_entries`]). Called from the
+/// backend's background threads, concurrently with the operator's writes:
+/// what it reads of the operator (e.g. a watermark) must be shared
+/// atomically, and once it calls an entry expired it must go on calling it
+/// so (an entry may be seen again by a later compaction).
+pub trait EntryExpiry: Send + Sync + std::fmt::Debug {
+    fn is_expired(&self, key: &[u8], value: &[u8]) -> bool;
+}
+
 /// Created empty or restored by a [`StateBackendFactory`]; read and written
 /// only from its operator's task (no locking needed); at each checkpoint
 /// barrier [`snapshot`](Self::snapshot) captures a consistent view
@@ -219,6 +230,20 @@ pub trait KeyedStateBackend: Send + Sync {
     /// end`, in key group order and, within a key group, in key order (e.g.
     /// timers due up to a time, under time-ordered keys).
     fn scan_range(&self, start: &[u8], end: &[u8], f: &mut EntryVisitor<'_>) -> Result<()>;
+
+    /// Lets the backend drop the entries `expiry` calls expired on its own,
+    /// as it rewrites its data anyway (RocksDB: in compactions, as Flink's
+    /// state TTL compaction filter), instead of the operator deleting each
+    /// one: no write per expired entry. Returns whether it will; then an
+    /// expired entry lingers until the backend drops it, so the operator
+    /// must skip the expired entries it reads. `false` (the default): the
+    /// operator deletes them itself. Called once, before the operator
+    /// writes; [`len`](Self::len) and
+    /// [`approximate_size`](Self::approximate_size) leave dropped entries out.
+    fn drop_expired_entries(&mut self, expiry: Arc<dyn EntryExpiry>) -> bool {
+        let _ = expiry;
+        false
+    }
 
     /// Number of entries.
     fn len(&self) -> u64;

@@ -33,8 +33,9 @@ mod time_key;
 pub(crate) mod varint;
 
 pub use backend::{
-    EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot, ProbeVisitor,
-    SendEntryVisitor, SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile, StateScope,
+    EntryExpiry, EntryVisitor, KeyVisitor, KeyedStateBackend, KeyedStateHandle, PendingSnapshot,
+    ProbeVisitor, SendEntryVisitor, SharedBackendFactory, SnapshotTarget, StateBackendFactory, StateFile,
+    StateScope,
 };
 pub use backend_batches::BackendBatches;
 pub use batch_state::BatchState;

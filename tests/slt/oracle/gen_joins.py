@@ -128,6 +128,16 @@ FROM orders o JOIN payments p
 ON o.order_id = p.order_id AND p.pay_time BETWEEN o.ts AND o.ts + INTERVAL '1' MINUTE""",
     select(join(ORDERS, PAYMENTS, MINUTE_AFTER), *OP), types='ITIRT')
 
+s.comment("""A bound on one side only is no interval join but a regular join whose
+condition bounds the payments' rowtime from below by the order's: a payment
+matches orders up to its own time, so it is dropped once the watermark
+passes its pay_time (EXPLAIN: rightRowsExpireAt). Orders are kept.""")
+s.q(f"""SELECT {OP_COLS}
+FROM orders o JOIN payments p
+ON o.order_id = p.order_id AND p.pay_time >= o.ts""",
+    select(join(ORDERS, PAYMENTS, lambda l, r: eq(l['order_id'], r['order_id']) and r['pay_time'] >= l['ts']), *OP),
+    types='ITIRT')
+
 s.comment("Left: orders without such a payment too, NULL-padded.")
 s.q(f"""SELECT {OP_COLS}
 FROM orders o LEFT JOIN payments p
