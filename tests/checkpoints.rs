@@ -396,3 +396,40 @@ async fn no_checkpoint_follows_a_stop_with_savepoint() {
     assert_eq!(resumed.wait().await.unwrap(), JobStatus::Finished);
     assert_eq!(totals(&engine, dir.path()).await, want());
 }
+
+/// A bounded job ends with one final checkpoint: once the checkpoint taken
+/// after every source finished completes, nothing more is triggered (neither
+/// periodically nor as another final checkpoint) while its tasks end, however
+/// long that takes (RocksDB closes its databases then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_job_takes_one_final_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new();
+    engine.execute(&setup(dir.path(), 0)).await.unwrap();
+    engine
+        .execute(
+            "SET 'execution.checkpointing.interval' = '10 ms';
+             SET 'execution.checkpointing.num-retained' = '100000';
+             SET 'state.backend.type' = 'rocksdb';
+             SET 'parallelism.default' = '4';",
+        )
+        .await
+        .unwrap();
+    let job = engine.submit(INSERT).await.unwrap();
+    assert_eq!(job.wait().await.unwrap(), JobStatus::Finished);
+    assert_eq!(totals(&engine, dir.path()).await, want());
+    let mut finals = Vec::new();
+    for entry in std::fs::read_dir(dir.path().join("checkpoints/api-test")).unwrap() {
+        let chk = entry.unwrap().path();
+        if let Ok(metadata) = std::fs::read_to_string(chk.join("_metadata"))
+            && metadata.contains("\"sources_finished\": true")
+        {
+            finals.push(chk.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    assert_eq!(
+        finals.len(),
+        1,
+        "checkpoints after every source finished: {finals:?}"
+    );
+}
