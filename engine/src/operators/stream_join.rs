@@ -280,7 +280,8 @@ impl StreamJoin {
     /// layout, or written by a weir whose backend layout kept every row) get
     /// it in their values where the backend drops expired entries itself
     /// (which needs no expiry records: any left are deleted), else as
-    /// expiry records. One entry read per side when nothing is missing.
+    /// expiry records. One entry read per side with bounds when nothing is
+    /// missing.
     fn restore_expiry(&self, state: &mut KeyedState) -> Result<()> {
         let (store, drops) = (self.store, self.backend_drops_expired);
         let backend = state.backend();
@@ -289,11 +290,14 @@ impl StreamJoin {
         }
         for side in [Side::Left, Side::Right] {
             let bounds = &self.config.expiry[side as usize];
+            if bounds.is_empty() {
+                continue;
+            }
             let missing = match drops {
                 true => store.rows_lack_expiry(backend, side)?,
                 false => !store.has_expiry_records(backend, side)?,
             };
-            if bounds.is_empty() || !missing {
+            if !missing {
                 continue;
             }
             let rows = store.rows_of_side(backend, side)?;
