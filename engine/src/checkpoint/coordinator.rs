@@ -98,11 +98,6 @@ pub struct CheckpointCoordinator {
     /// acknowledged for them once they ended would hold none of the state
     /// their operators stopped with.
     stopping_with: Option<CheckpointId>,
-    /// The job's final checkpoint (taken once every source finished)
-    /// completed, so its tasks are ending: nothing more is triggered, as
-    /// Flink takes no checkpoint after a finished job's final one. A
-    /// fail-over clears it (the restored job needs a final checkpoint again).
-    input_ended: bool,
 }
 
 impl CheckpointCoordinator {
@@ -120,14 +115,7 @@ impl CheckpointCoordinator {
             consecutive_failures: 0,
             stopped: false,
             stopping_with: None,
-            input_ended: false,
         }
-    }
-
-    /// The final checkpoint completed (see `input_ended`): trigger nothing
-    /// more; what is pending may still complete.
-    pub fn end_input(&mut self) {
-        self.input_ended = true;
     }
 
     /// Ids of pending checkpoints.
@@ -158,7 +146,6 @@ impl CheckpointCoordinator {
             );
         }
         if self.stopped
-            || self.input_ended
             || self.stopping_with.is_some()
             || self.pending_checkpoints() >= self.settings.max_concurrent
         {
@@ -182,18 +169,16 @@ impl CheckpointCoordinator {
     /// a user request). Still respects `max_concurrent`: `None` if at the
     /// limit, or while a stop-with-savepoint is in flight.
     pub fn trigger_now(&mut self, now_ms: u64) -> Option<Action> {
-        (!self.input_ended
-            && self.stopping_with.is_none()
-            && self.pending_checkpoints() < self.settings.max_concurrent)
+        (self.stopping_with.is_none() && self.pending_checkpoints() < self.settings.max_concurrent)
             .then(|| self.start(now_ms, false))
     }
 
     /// Triggers a savepoint now: not limited by `max_concurrent` or the
     /// interval. With `stop`, the job ends once it completes, and nothing is
     /// triggered while it is in flight. `None` once the coordinator is
-    /// stopped, its input ended, or stopping with a savepoint.
+    /// stopped or stopping with a savepoint.
     pub fn trigger_savepoint(&mut self, now_ms: u64, stop: bool) -> Option<Action> {
-        if self.stopped || self.input_ended || self.stopping_with.is_some() {
+        if self.stopped || self.stopping_with.is_some() {
             return None;
         }
         if stop {
@@ -232,7 +217,6 @@ impl CheckpointCoordinator {
         let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
         self.pending.clear();
         self.stopping_with = None;
-        self.input_ended = false;
         self.last_trigger_ms = None;
         ids.into_iter()
             .map(|id| Action::Abort {
@@ -422,23 +406,6 @@ mod tests {
         assert_eq!(c.on_metadata_written(1, 950), vec![Action::NotifyComplete(1)]);
         assert_eq!(c.on_tick(999), vec![], "interval counts from the last trigger");
         assert_eq!(c.on_tick(1_000), vec![Action::Trigger(2)]);
-    }
-
-    #[test]
-    fn nothing_is_triggered_after_the_final_checkpoint_until_a_fail_over() {
-        let mut c = CheckpointCoordinator::new(settings(), 2, 1);
-        assert_eq!(c.on_tick(0), vec![Action::Trigger(1)]);
-        complete(&mut c, 1, 0);
-        c.end_input();
-        assert_eq!(c.on_tick(5_000), vec![], "no periodic trigger");
-        assert_eq!(c.trigger_now(5_000), None, "no final checkpoint again");
-        assert_eq!(c.trigger_savepoint(5_000, false), None, "no savepoint");
-        c.fail_over(2);
-        assert_eq!(
-            c.on_tick(5_000),
-            vec![Action::Trigger(2)],
-            "the restored job needs one"
-        );
     }
 
     #[test]

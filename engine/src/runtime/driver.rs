@@ -807,7 +807,6 @@ impl Driver {
             self.stopping_with_savepoint = true;
         }
         if f.kind == SnapshotKind::Checkpoint && f.sources_finished {
-            self.coordinator.end_input();
             let _ = self.notices.send(Notice::EndOfInput);
         }
         for r in f.replies {
