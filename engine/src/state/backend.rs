@@ -129,14 +129,6 @@ pub type ProbeVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + 'a;
 /// A visitor of entries that may cross threads.
 pub type SendEntryVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Result<()> + Send + 'a;
 
-/// A key-value store partitioned by key group, owned by one operator subtask.
-///
-/// Keys and values are opaque bytes; every key belongs to one key group of the
-/// subtask's range (the one its grouping key hashes to), so that on restore
-/// at another parallelism each key group moves to its new owner whole.
-///
-/// # Lifecycle
-///
 /// Decides from an entry alone (its key within its key group, and its
 /// value) whether the entry is dead, for a backend that drops such entries
 /// itself ([`KeyedStateBackend::drop_expired_entries`]). Called from the
@@ -148,6 +140,14 @@ pub trait EntryExpiry: Send + Sync + std::fmt::Debug {
     fn is_expired(&self, key: &[u8], value: &[u8]) -> bool;
 }
 
+/// A key-value store partitioned by key group, owned by one operator subtask.
+///
+/// Keys and values are opaque bytes; every key belongs to one key group of the
+/// subtask's range (the one its grouping key hashes to), so that on restore
+/// at another parallelism each key group moves to its new owner whole.
+///
+/// # Lifecycle
+///
 /// Created empty or restored by a [`StateBackendFactory`]; read and written
 /// only from its operator's task (no locking needed); at each checkpoint
 /// barrier [`snapshot`](Self::snapshot) captures a consistent view
