@@ -60,6 +60,16 @@ fn assert_holds(b: &dyn KeyedStateBackend, keys: std::ops::Range<u32>) {
     }
 }
 
+/// A fresh backend whose 64 KiB memtables flush often: many level-0 files
+/// and compactions from little data.
+async fn tiny_memtables(dir: &std::path::Path, name: &str) -> Box<dyn KeyedStateBackend> {
+    let factory = RocksDbBackendFactory {
+        write_buffer_bytes: 64 << 10,
+        ..RocksDbBackendFactory::default()
+    };
+    factory.create(&scope(dir, name), &[]).await.unwrap()
+}
+
 fn shared_paths(h: &KeyedStateHandle) -> HashSet<&str> {
     h.files
         .iter()
@@ -234,11 +244,7 @@ async fn lookup_prefix_probes_find_exactly_their_keys_across_files() {
     use weir_engine::state::lookup_prefix::write_lookup_prefix;
 
     let dir = tempfile::tempdir().unwrap();
-    let factory = RocksDbBackendFactory {
-        write_buffer_bytes: 64 << 10,
-        ..RocksDbBackendFactory::default()
-    };
-    let mut b = factory.create(&scope(dir.path(), "lookup"), &[]).await.unwrap();
+    let mut b = tiny_memtables(dir.path(), "lookup").await;
     let mut model: BTreeMap<(usize, Vec<u8>), Vec<u8>> = BTreeMap::new();
     let prefix = |sub: u8, k: u32| {
         // Keys of different lengths ("7", "70", "700"): a lookup prefix is
@@ -362,11 +368,7 @@ impl weir_engine::state::EntryExpiry for ExpiresByValue {
 async fn compactions_drop_expired_entries() {
     use std::sync::atomic::{AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
-    let factory = RocksDbBackendFactory {
-        write_buffer_bytes: 64 << 10,
-        ..RocksDbBackendFactory::default()
-    };
-    let mut b = factory.create(&scope(dir.path(), "expiry"), &[]).await.unwrap();
+    let mut b = tiny_memtables(dir.path(), "expiry").await;
     let watermark = Arc::new(AtomicU64::new(0));
     assert!(b.drop_expired_entries(Arc::new(ExpiresByValue(watermark.clone()))));
     let expiring_key = |i: u32| [&[b'E'][..], &i.to_be_bytes()].concat();
